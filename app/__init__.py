@@ -1,0 +1,1 @@
+"""The Flask app over the modeldeploy core (see docs/architecture.md)."""

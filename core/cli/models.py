@@ -1,0 +1,61 @@
+"""``modeldeploy list`` and ``modeldeploy predict``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..api import load
+from ..plugins import get_catalog
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    listing = sub.add_parser("list", help="models the installed plugins provide, and broken plugins")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    listing.set_defaults(func=run_list)
+
+    predict = sub.add_parser("predict", help="run a model on one or more texts and print JSON")
+    predict.add_argument("name", help="model name (see 'modeldeploy list')")
+    predict.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to predict on; '-' reads stdin")
+    predict.add_argument("--source", help="hub id or local folder instead of the plugin's default")
+    predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    predict.set_defaults(func=run_predict)
+
+
+def run_list(args: argparse.Namespace) -> int:
+    catalog = get_catalog()
+    rows = [
+        {
+            "name": entry.name,
+            "task": entry.wrapper_class.task,
+            "plugin": entry.distribution or entry.plugin,
+            "version": entry.version,
+            "default_source": entry.wrapper_class.default_source,
+            "description": entry.wrapper_class.description,
+        }
+        for entry in sorted(catalog.models.values(), key=lambda e: e.name)
+    ]
+    failures = [{"plugin": f.distribution or f.plugin, "error": f.error} for f in catalog.failures]
+    if args.json:
+        print(json.dumps({"models": rows, "failed_plugins": failures}, indent=2))
+        return 0
+    if not rows:
+        print("No models installed. pip install a plugin such as modeldeploy-sentiment.")
+    else:
+        headers = ("NAME", "TASK", "PLUGIN", "VERSION", "DEFAULT SOURCE")
+        table = [(r["name"], r["task"], r["plugin"], r["version"] or "-", r["default_source"]) for r in rows]
+        widths = [max(len(str(c)) for c in column) for column in zip(headers, *table)]
+        for line in (headers, *table):
+            print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
+    for failure in failures:
+        print(f"FAILED plugin {failure['plugin']}: {failure['error']}")
+    return 0
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    texts = [sys.stdin.read() if text == "-" else text for text in args.texts]
+    wrapper = load(args.name, source=args.source, device=args.device)
+    result = wrapper.predict(texts[0] if len(texts) == 1 else texts)
+    print(json.dumps(result, indent=2, ensure_ascii=False))
+    return 0

@@ -1,0 +1,245 @@
+"""config.yaml: which models to serve and how, validated with one clear message per mistake.
+
+Strings may use ``${VAR}`` and ``${VAR:-default}``; a value that is *only* an interpolation is
+re-read as YAML, so ``port: ${PORT:-8080}`` is an integer.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .devices import validate_device
+from .errors import ConfigError
+
+_INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+@dataclass(frozen=True)
+class BatchConfig:
+    """Adaptive batching knobs of one model."""
+
+    max_batch_size: int = 32
+    max_wait_ms: float = 0.0
+    max_queue: int = 256
+    timeout: float = 60.0
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """How one model is served."""
+
+    source: str | None = None
+    device: str = "auto"
+    lazy: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    batch: BatchConfig = field(default_factory=BatchConfig)
+    sha256: str | None = None
+    trust_unsigned: bool = False
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """HTTP server settings."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    threads: int = 16
+    max_body_bytes: int = 1024 * 1024
+    max_items: int = 256
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole file. ``models`` is None when omitted: serve every installed model."""
+
+    models: Mapping[str, ModelConfig] | None = None
+    server: ServerConfig = field(default_factory=ServerConfig)
+    cache_dir: str | None = None
+
+    def model(self, name: str) -> ModelConfig:
+        return (self.models or {}).get(name, ModelConfig())
+
+    def served_names(self, available: Iterable[str]) -> list[str]:
+        return sorted(self.models) if self.models is not None else sorted(available)
+
+
+# --------------------------------------------------------------------------- interpolation
+def interpolate(value: Any, path: str = "", environ: Mapping[str, str] | None = None) -> Any:
+    """Replace ``${VAR}``/``${VAR:-default}`` in every string of a parsed document."""
+    env = os.environ if environ is None else environ
+    if isinstance(value, dict):
+        return {k: interpolate(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, f"{path}[{i}]", env) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{path}: environment variable {name} is not set; set it or write ${{{name}:-default}}")
+
+    result = _INTERPOLATION.sub(replace, value)
+    if "${" in result and _INTERPOLATION.search(value) is None:
+        raise ConfigError(f"{path}: malformed interpolation in {value!r}; use ${{VAR}} or ${{VAR:-default}}")
+    if _INTERPOLATION.fullmatch(value):
+        parsed = yaml.safe_load(result) if result.strip() else result
+        return parsed if isinstance(parsed, (bool, int, float)) else result
+    return result
+
+
+# --------------------------------------------------------------------------- validation
+def _type_name(expected: Any) -> str:
+    names = {int: "an integer", float: "a number", bool: "true or false", str: "a string", dict: "a mapping"}
+    return names.get(expected, str(expected))
+
+
+def _check(value: Any, expected: type, path: str) -> Any:
+    ok = isinstance(value, expected) and not (expected in (int, float) and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise ConfigError(f"{path} must be {_type_name(expected)}, got {type(value).__name__} ({value!r})")
+    return value
+
+
+def _mapping(value: Any, path: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{path} must be a mapping of keys to values, got {type(value).__name__}")
+    return value
+
+
+def _no_unknown(data: Mapping[str, Any], cls: type, path: str) -> None:
+    allowed = [f.name for f in fields(cls)]
+    for key in data:
+        if key not in allowed:
+            raise ConfigError(f"{path}.{key} is not a known key; allowed keys under {path}: {', '.join(allowed)}")
+
+
+def _positive(value: float, path: str, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{path} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def _parse_batch(data: Any, path: str) -> BatchConfig:
+    data = _mapping(data, path)
+    _no_unknown(data, BatchConfig, path)
+    batch = BatchConfig(
+        max_batch_size=_check(data.get("max_batch_size", BatchConfig.max_batch_size), int, f"{path}.max_batch_size"),
+        max_wait_ms=_check(data.get("max_wait_ms", BatchConfig.max_wait_ms), float, f"{path}.max_wait_ms"),
+        max_queue=_check(data.get("max_queue", BatchConfig.max_queue), int, f"{path}.max_queue"),
+        timeout=_check(data.get("timeout", BatchConfig.timeout), float, f"{path}.timeout"),
+    )
+    _positive(batch.max_batch_size, f"{path}.max_batch_size")
+    _positive(batch.max_wait_ms, f"{path}.max_wait_ms", allow_zero=True)
+    _positive(batch.max_queue, f"{path}.max_queue")
+    _positive(batch.timeout, f"{path}.timeout")
+    return batch
+
+
+def _parse_model(name: str, data: Any, path: str) -> ModelConfig:
+    data = _mapping(data, path)
+    _no_unknown(data, ModelConfig, path)
+    source = data.get("source")
+    if source is not None:
+        source = _check(source, str, f"{path}.source")
+        if not source.strip():
+            raise ConfigError(f"{path}.source must not be empty; remove the key to use the plugin's default")
+    device = _check(data.get("device", "auto"), str, f"{path}.device")
+    try:
+        validate_device(device)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.device: {exc}") from None
+    sha256 = data.get("sha256")
+    if sha256 is not None:
+        sha256 = _check(sha256, str, f"{path}.sha256").lower()
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise ConfigError(f"{path}.sha256 must be 64 hexadecimal characters")
+    return ModelConfig(
+        source=source,
+        device=device,
+        lazy=_check(data.get("lazy", False), bool, f"{path}.lazy"),
+        settings=_mapping(data.get("settings"), f"{path}.settings"),
+        batch=_parse_batch(data.get("batch"), f"{path}.batch"),
+        sha256=sha256,
+        trust_unsigned=_check(data.get("trust_unsigned", False), bool, f"{path}.trust_unsigned"),
+    )
+
+
+def _parse_server(data: Any) -> ServerConfig:
+    data = _mapping(data, "server")
+    _no_unknown(data, ServerConfig, "server")
+    server = ServerConfig(**{
+        f.name: _check(data.get(f.name, f.default), type(f.default), f"server.{f.name}")
+        for f in fields(ServerConfig)
+    })
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"server.port must be between 0 and 65535, got {server.port}")
+    for key in ("threads", "max_body_bytes", "max_items"):
+        _positive(getattr(server, key), f"server.{key}")
+    return server
+
+
+def parse_config(document: Any, available: Iterable[str] | Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a parsed document.
+
+    ``available`` (model names) catches unknown plugins; when it maps names to wrapper classes,
+    each model's ``settings`` are checked against what that wrapper accepts.
+    """
+    document = interpolate(_mapping(document, "config"), environ=environ)
+    _no_unknown(document, Config, "config")
+    models = None
+    if "models" in document:
+        raw_models = _mapping(document["models"], "models")
+        names = set(available) if available is not None else None
+        models = {}
+        for name, data in raw_models.items():
+            if names is not None and name not in names:
+                listed = ", ".join(sorted(names)) or "none"
+                raise ConfigError(
+                    f"models.{name}: no installed plugin provides a model named {name!r}; "
+                    f"installed models: {listed} (pip install the plugin or fix the name)"
+                )
+            models[name] = _parse_model(name, data, f"models.{name}")
+            wrapper_class = available.get(name) if isinstance(available, Mapping) else None
+            if wrapper_class is not None:
+                try:
+                    wrapper_class.resolve_settings(models[name].settings)
+                except ConfigError as exc:
+                    raise ConfigError(f"models.{name}.settings: {exc}") from None
+    cache_dir = document.get("cache_dir")
+    if cache_dir is not None:
+        cache_dir = _check(cache_dir, str, "cache_dir")
+    return Config(models=models, server=_parse_server(document.get("server")), cache_dir=cache_dir)
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                available: Iterable[str] | Mapping[str, Any] | None = None) -> Config:
+    """Read and validate a YAML file (``None``: defaults, every installed model)."""
+    if path is None:
+        return parse_config({}, available)
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(file)!r} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(file)!r} cannot be read: {exc.strerror}") from None
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from None
+    return parse_config(document if document is not None else {}, available)

@@ -1,0 +1,55 @@
+"""The project's own exception hierarchy.
+
+Every error a user can cause derives from :class:`ModelDeployError`, and input errors also
+derive from the matching built-in (``ValueError``/``TypeError``/``LookupError``) so callers can
+catch either the project's type or the conventional one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class ModelDeployError(Exception):
+    """Base class of every error modeldeploy raises on purpose."""
+
+
+class InvalidInputError(ModelDeployError, ValueError):
+    """The data given to ``predict`` has the right type but an unusable value."""
+
+
+class InputTypeError(ModelDeployError, TypeError):
+    """The data given to ``predict`` has the wrong type."""
+
+
+class UnknownModelError(ModelDeployError, LookupError):
+    """No installed plugin registers a model under the requested name."""
+
+    def __init__(self, name: str, available: Iterable[str]):
+        self.name = name
+        self.available = sorted(available)
+        listed = ", ".join(self.available) if self.available else "none are installed"
+        super().__init__(f"unknown model {name!r}; available models: {listed}")
+
+    def __str__(self) -> str:  # LookupError would otherwise repr() the message
+        return self.args[0]
+
+
+class ConfigError(ModelDeployError, ValueError):
+    """config.yaml (or the equivalent dict) is invalid; the message names the key and the fix."""
+
+
+class ModelLoadError(ModelDeployError, RuntimeError):
+    """A model's weights or tokenizer could not be loaded from its source."""
+
+
+class PluginError(ModelDeployError, RuntimeError):
+    """A plugin registered something that is not a usable ModelWrapper."""
+
+
+class ModelNotReadyError(ModelDeployError):
+    """The model exists but is still loading (or failed to load); try again later."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -1,0 +1,29 @@
+"""Sequence classification: one ``{"label", "score"}`` per text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..wrapper import ModelWrapper
+
+
+class TextClassificationWrapper(ModelWrapper):
+    """Softmax over the model's labels; the top label and its probability."""
+
+    task = "text-classification"
+
+    @property
+    def auto_model_class(self) -> Any:  # imported lazily so `import modeldeploy` stays light
+        from transformers import AutoModelForSequenceClassification
+
+        return AutoModelForSequenceClassification
+
+    def predict_batch(self, items: list[str]) -> list[dict[str, Any]]:
+        logits = self.model(**self.encode(items)).logits
+        probabilities = logits.float().softmax(dim=-1)
+        scores, indices = probabilities.max(dim=-1)
+        labels = self.model.config.id2label
+        return [
+            {"label": labels[int(index)], "score": float(score)}
+            for score, index in zip(scores.tolist(), indices.tolist())
+        ]

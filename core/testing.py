@@ -1,0 +1,174 @@
+"""Tiny (and base-size) real-architecture models built offline, for tests and benchmarks.
+
+The HuggingFace hub is often unreachable (CI, air-gapped servers), so tests cannot download
+checkpoints. These builders make the same architectures the plugins serve, with random weights
+and a WordPiece tokenizer trained on a few sentences, saved with ``save_pretrained`` so the
+plugins' real ``from_pretrained`` code loads them. ``tiny`` builds in seconds; ``base`` uses
+DistilBERT-base dimensions so benchmarks do realistic compute.
+
+    python -m modeldeploy.testing build DIR [--size tiny|base]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+CORPUS = [
+    "I love this movie, the acting was wonderful and the story moved me.",
+    "This was a terrible waste of time and money.",
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday.",
+    "Apple and Microsoft opened new offices in London and Berlin.",
+    "The weather in New York was cold, grey and windy all week.",
+    "Researchers at Stanford University published a study about language models.",
+    "She said the food was delicious but the service was painfully slow.",
+    "The European Central Bank kept interest rates unchanged in Frankfurt.",
+    "Barack Obama visited Kenya and spoke about education and health.",
+    "Summaries should be short, faithful and easy to read.",
+    "Günther bought a café in Zürich; prices are 5€ and naïve tourists love it.",
+    "The quick brown fox jumps over the lazy dog near the river bank.",
+    "Our team shipped the release on Friday after fixing the last bugs.",
+    "Google, Amazon and Netflix reported strong quarterly results.",
+    "It is not good, it is not bad, it is simply average.",
+    "Tokyo, Madrid, Cairo and Lima are busy capital cities.",
+]
+
+NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE"]
+
+SIZES: dict[str, dict[str, int]] = {
+    # encoder dims for the classifiers, and a small seq2seq for summarization
+    "tiny": {"dim": 32, "layers": 2, "heads": 2, "ffn": 64, "positions": 128, "vocab": 600,
+             "s2s_dim": 32, "s2s_layers": 1, "s2s_heads": 2, "s2s_ffn": 64},
+    "base": {"dim": 768, "layers": 6, "heads": 12, "ffn": 3072, "positions": 512, "vocab": 8000,
+             "s2s_dim": 256, "s2s_layers": 3, "s2s_heads": 4, "s2s_ffn": 1024},
+}
+
+BERT_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]",
+                 "sep_token": "[SEP]", "mask_token": "[MASK]"}
+BART_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>",
+                 "unk_token": "<unk>", "mask_token": "<mask>"}
+
+
+def _train_tokenizer(specials: dict[str, str], template: tuple[str, str], vocab_size: int,
+                     max_length: int, input_names: list[str]) -> Any:
+    """A lowercase WordPiece tokenizer trained on CORPUS, wrapped for ``save_pretrained``."""
+    from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import WordPiece
+    from tokenizers.trainers import WordPieceTrainer
+    from transformers import PreTrainedTokenizerFast
+
+    unk = specials["unk_token"]
+    tokenizer = Tokenizer(WordPiece(unk_token=unk))
+    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece()
+    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()))
+    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
+    first, last = template
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{first} $A {last}",
+        pair=f"{first} $A {last} $B {last}",
+        special_tokens=[(first, tokenizer.token_to_id(first)), (last, tokenizer.token_to_id(last))],
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=max_length, model_input_names=input_names, **specials
+    )
+
+
+def build_sentiment(directory: Path, size: str = "tiny") -> Path:
+    """DistilBERT sequence classifier with NEGATIVE/POSITIVE labels."""
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    dims = SIZES[size]
+    tokenizer = _train_tokenizer(BERT_SPECIALS, ("[CLS]", "[SEP]"), dims["vocab"], dims["positions"],
+                                 ["input_ids", "attention_mask"])
+    config = DistilBertConfig(
+        vocab_size=len(tokenizer), dim=dims["dim"], n_layers=dims["layers"], n_heads=dims["heads"],
+        hidden_dim=dims["ffn"], max_position_embeddings=dims["positions"],
+        pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(SENTIMENT_LABELS)), label2id={l: i for i, l in enumerate(SENTIMENT_LABELS)},
+    )
+    return _save(DistilBertForSequenceClassification(config), tokenizer, directory)
+
+
+def build_ner(directory: Path, size: str = "tiny") -> Path:
+    """BERT token classifier with the CoNLL-2003 BIO labels (like dslim/bert-base-NER)."""
+    from transformers import BertConfig, BertForTokenClassification
+
+    dims = SIZES[size]
+    tokenizer = _train_tokenizer(BERT_SPECIALS, ("[CLS]", "[SEP]"), dims["vocab"], dims["positions"],
+                                 ["input_ids", "token_type_ids", "attention_mask"])
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=dims["dim"], num_hidden_layers=dims["layers"],
+        num_attention_heads=dims["heads"], intermediate_size=dims["ffn"],
+        max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
+        id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
+    )
+    return _save(BertForTokenClassification(config), tokenizer, directory)
+
+
+def build_summarization(directory: Path, size: str = "tiny") -> Path:
+    """BART encoder-decoder with CNN-style summarization defaults in task_specific_params."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    dims = SIZES[size]
+    tokenizer = _train_tokenizer(BART_SPECIALS, ("<s>", "</s>"), dims["vocab"], dims["positions"],
+                                 ["input_ids", "attention_mask"])
+    config = BartConfig(
+        vocab_size=len(tokenizer), d_model=dims["s2s_dim"],
+        encoder_layers=dims["s2s_layers"], decoder_layers=dims["s2s_layers"],
+        encoder_attention_heads=dims["s2s_heads"], decoder_attention_heads=dims["s2s_heads"],
+        encoder_ffn_dim=dims["s2s_ffn"], decoder_ffn_dim=dims["s2s_ffn"],
+        max_position_embeddings=dims["positions"],
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+        task_specific_params={"summarization": {"num_beams": 2, "max_new_tokens": 24,
+                                                "no_repeat_ngram_size": 3, "early_stopping": True}},
+    )
+    return _save(BartForConditionalGeneration(config), tokenizer, directory)
+
+
+BUILDERS = {"sentiment": build_sentiment, "ner": build_ner, "summarization": build_summarization}
+
+
+def _save(model: Any, tokenizer: Any, directory: Path) -> Path:
+    import torch
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    model.eval()
+    model.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def build_all(directory: str | Path, size: str = "tiny") -> dict[str, Path]:
+    """Build every model under ``directory/<name>``; returns name -> folder."""
+    import torch
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+    torch.manual_seed(0)
+    root = Path(directory)
+    return {name: builder(root / name, size) for name, builder in BUILDERS.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m modeldeploy.testing", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    build = sub.add_parser("build", help="write DIR/sentiment, DIR/ner and DIR/summarization")
+    build.add_argument("directory")
+    build.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    args = parser.parse_args(argv)
+    for name, path in build_all(args.directory, args.size).items():
+        print(f"{name}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

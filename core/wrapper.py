@@ -1,0 +1,237 @@
+"""``ModelWrapper``: the template every served model follows.
+
+The request path is split into small overridable steps, LitServe-style:
+``load`` -> ``prepare_data`` (per item) -> ``predict_batch`` (a list, one forward) ->
+``postprocess`` (per item). The base class owns what all models share: input validation,
+batched tokenization with padding and truncation to the model's real maximum length,
+``torch.inference_mode()``, device placement, thread safety and JSON-safe outputs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from .devices import resolve_device, validate_device
+from .errors import ConfigError, ModelDeployError, ModelLoadError
+from .inputs import normalize_texts
+from .jsonsafe import to_jsonable
+
+#: Tokenizers saved without a limit report this huge sentinel as their model_max_length.
+_NO_LIMIT = 1_000_000
+_FALLBACK_MAX_LENGTH = 512
+_COMMON_SETTINGS: Mapping[str, Any] = {"batch_size": 32}
+
+
+class ModelWrapper:
+    """Base class of every model. Subclasses set the class attributes and ``predict_batch``."""
+
+    #: Model name used in the API, the CLI and URLs (lowercase, unique across plugins).
+    name: ClassVar[str] = ""
+    #: Short task tag, e.g. ``text-classification``.
+    task: ClassVar[str] = ""
+    #: What ``load`` reads when no source is configured: a hub id or a local folder.
+    default_source: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    #: An input that shows the model off (prefilled on the homepage, used in docs).
+    example: ClassVar[str] = ""
+    #: The ``transformers`` Auto class the default ``load`` uses.
+    auto_model_class: ClassVar[Any] = None
+    #: Per-model settings with their defaults; config.yaml may override exactly these keys.
+    default_settings: ClassVar[Mapping[str, Any]] = {}
+
+    def __init__(
+        self,
+        source: str | None = None,
+        device: str = "auto",
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.source = source or self.default_source
+        self.requested_device = validate_device(device)
+        self.device: str | None = None
+        self.settings = self.resolve_settings(settings or {})
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self._lock = threading.Lock()
+
+    # ----------------------------------------------------------------- settings
+    @classmethod
+    def allowed_settings(cls) -> dict[str, Any]:
+        return {**_COMMON_SETTINGS, **cls.default_settings}
+
+    @classmethod
+    def resolve_settings(cls, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """Merge overrides into the defaults; unknown keys and wrong types are config errors."""
+        allowed = cls.allowed_settings()
+        merged = dict(allowed)
+        for key, value in overrides.items():
+            if key not in allowed:
+                raise ConfigError(
+                    f"unknown setting {key!r} for model {cls.name!r}; "
+                    f"allowed settings: {', '.join(sorted(allowed)) or 'none'}"
+                )
+            default = allowed[key]
+            if default is not None and not _same_kind(default, value):
+                raise ConfigError(
+                    f"setting {key!r} of model {cls.name!r} must be {type(default).__name__}, "
+                    f"got {type(value).__name__} ({value!r})"
+                )
+            merged[key] = value
+        if not isinstance(merged["batch_size"], int) or merged["batch_size"] < 1:
+            raise ConfigError(f"setting 'batch_size' of model {cls.name!r} must be a positive integer")
+        return merged
+
+    # ----------------------------------------------------------------- loading
+    @property
+    def is_loaded(self) -> bool:
+        return self.model is not None
+
+    def ensure_loaded(self) -> "ModelWrapper":
+        """Load on first use; safe to call from several threads."""
+        if not self.is_loaded:
+            with self._lock:
+                if not self.is_loaded:
+                    device = resolve_device(self.requested_device)
+                    try:
+                        self.load(self.source, device)
+                    except ModelDeployError:
+                        raise
+                    except Exception as exc:
+                        raise ModelLoadError(
+                            f"could not load model {self.name!r} from {self.source!r}: "
+                            f"{type(exc).__name__}: {exc}"
+                        ) from exc
+                    self.device = device
+        return self
+
+    def load(self, source: str, device: str) -> None:
+        """Read tokenizer and weights with ``from_pretrained`` (hub id or local folder)."""
+        from transformers import AutoTokenizer
+
+        if self.auto_model_class is None:
+            raise NotImplementedError(f"{type(self).__name__} must set auto_model_class or override load()")
+        self.tokenizer = AutoTokenizer.from_pretrained(source)
+        model = self.auto_model_class.from_pretrained(source)
+        model.to(device)
+        model.eval()
+        self.model = model
+
+    @property
+    def max_length(self) -> int:
+        """The longest input the model accepts, in tokens (tokenizer and position table agree)."""
+        limits = []
+        tokenizer_limit = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tokenizer_limit, int) and 0 < tokenizer_limit < _NO_LIMIT:
+            limits.append(tokenizer_limit)
+        config = getattr(self.model, "config", None)
+        for attr in ("max_position_embeddings", "n_positions"):
+            value = getattr(config, attr, None)
+            if isinstance(value, int) and value > 0:
+                limits.append(value)
+                break
+        return min(limits) if limits else _FALLBACK_MAX_LENGTH
+
+    # ----------------------------------------------------------------- steps
+    def prepare_data(self, item: str) -> str:
+        """Per-item text preparation before tokenization (e.g. a task prefix)."""
+        return item
+
+    def encode(self, texts: Sequence[str], **options: Any) -> Any:
+        """Tokenize a batch with padding to its longest item and truncation, on the model's device."""
+        encoded = self.tokenizer(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            **options,
+        )
+        return self.model_inputs(encoded)
+
+    def model_inputs(self, encoded: Mapping[str, Any]) -> dict[str, Any]:
+        """Keep only the tensors the model's forward accepts, moved to its device.
+
+        Tokenizers often return ``token_type_ids`` that DistilBERT-like models reject.
+        """
+        accepted = self._forward_parameters()
+        return {
+            key: value.to(self.device)
+            for key, value in encoded.items()
+            if key in accepted and hasattr(value, "to")
+        }
+
+    def _forward_parameters(self) -> frozenset[str]:
+        cached = getattr(self, "_forward_parameter_names", None)
+        if cached is None:
+            cached = frozenset(inspect.signature(self.model.forward).parameters)
+            self._forward_parameter_names = cached
+        return cached
+
+    def token_lengths(self, texts: Sequence[str]) -> list[int]:
+        """Token count of each prepared text after truncation (what padding will cost)."""
+        ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
+        return [len(row) for row in ids]
+
+    def predict_batch(self, items: list[str]) -> list[Any]:
+        """Run one batch of prepared texts; return one raw output per item, in order."""
+        raise NotImplementedError
+
+    def postprocess(self, output: Any) -> Any:
+        """Turn one raw output into the JSON-able result users see."""
+        return output
+
+    # ----------------------------------------------------------------- public
+    def run_batch(self, texts: Sequence[str]) -> list[Any]:
+        """Validated texts in, JSON-safe results out: one locked, no-grad pass over the steps."""
+        import torch
+
+        self.ensure_loaded()
+        prepared = [self.prepare_data(text) for text in texts]
+        with self._lock, torch.inference_mode():
+            outputs = self.predict_batch(prepared)
+        if len(outputs) != len(prepared):
+            raise ModelDeployError(
+                f"{type(self).__name__}.predict_batch returned {len(outputs)} outputs for {len(prepared)} inputs"
+            )
+        return [to_jsonable(self.postprocess(output)) for output in outputs]
+
+    def predict(self, data: str | Sequence[str]) -> Any:
+        """Predict for one string (one result) or a list of strings (a list of results, in order).
+
+        A list runs as padded batches of ``batch_size`` items, grouped by length so that short
+        texts are not padded to the longest one.
+        """
+        texts, single = normalize_texts(data)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        size = self.settings["batch_size"]
+        results: list[Any] = [None] * len(texts)
+        for start in range(0, len(order), size):
+            chunk = order[start : start + size]
+            for index, result in zip(chunk, self.run_batch([texts[i] for i in chunk])):
+                results[index] = result
+        return results[0] if single else results
+
+    # ----------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        status = f"loaded on {self.device}" if self.is_loaded else "not loaded"
+        return f"<{type(self).__name__} {self.name!r} source={self.source!r} {status}>"
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    """Settings keep their default's type; ints are accepted where floats are expected."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
