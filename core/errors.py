@@ -53,3 +53,19 @@ class ModelNotReadyError(ModelDeployError):
     def __init__(self, message: str, retry_after: int = 5):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class OverloadedError(ModelDeployError):
+    """The model's queue is full; the caller should back off (HTTP 503 with Retry-After)."""
+
+    def __init__(self, message: str, retry_after: int = 1):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PredictionTimeoutError(ModelDeployError, TimeoutError):
+    """The request waited longer than its timeout; its work was dropped (HTTP 504)."""
+
+
+class PredictionError(ModelDeployError):
+    """The model raised while computing this item (HTTP 500); the companions in its batch are unaffected."""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import metrics
 from .config import Config, ModelConfig
 from .errors import ModelDeployError, ModelNotReadyError, UnknownModelError
 from .plugins import Catalog, ModelEntry, get_catalog
@@ -51,6 +52,8 @@ class Registry:
         self._status: dict[str, ModelStatus] = {name: ModelStatus(IDLE) for name in self.names}
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
+        for name in self.names:
+            self._record(name, self._status[name])
 
     # ------------------------------------------------------------------ lookup
     def entry(self, name: str) -> ModelEntry:
@@ -82,7 +85,7 @@ class Registry:
         with self._lock:
             for name in eager:
                 if self._status[name].state == IDLE:
-                    self._status[name] = ModelStatus(LOADING)
+                    self._set_status(name, ModelStatus(LOADING))
         if not background:
             for name in eager:
                 self._load(name)
@@ -113,18 +116,30 @@ class Registry:
         except Exception as exc:  # any failure is this model's alone
             reason = str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"
             log.error("model %s failed to load: %s", name, reason, exc_info=not isinstance(exc, ModelDeployError))
-            self._status[name] = ModelStatus(FAILED, reason, time.perf_counter() - started)
+            self._set_status(name, ModelStatus(FAILED, reason, time.perf_counter() - started))
             return
         elapsed = time.perf_counter() - started
         self._wrappers[name] = wrapper
-        self._status[name] = ModelStatus(READY, None, elapsed)
+        self._set_status(name, ModelStatus(READY, None, elapsed))
         log.info("model %s ready in %.2fs (source %s, device %s)", name, elapsed, wrapper.source, wrapper.device)
+
+    def _set_status(self, name: str, status: ModelStatus) -> None:
+        self._status[name] = status
+        self._record(name, status)
+
+    @staticmethod
+    def _record(name: str, status: ModelStatus) -> None:
+        for state in (IDLE, LOADING, READY, FAILED):
+            metrics.MODEL_STATE.labels(name, state).set(1 if status.state == state else 0)
+        metrics.MODEL_READY.labels(name).set(1 if status.state == READY else 0)
+        if status.load_seconds is not None:
+            metrics.MODEL_LOAD_SECONDS.labels(name).set(status.load_seconds)
 
     def _start_lazy_load(self, name: str) -> None:
         with self._lock:
             if self._status[name].state != IDLE:
                 return
-            self._status[name] = ModelStatus(LOADING)
+            self._set_status(name, ModelStatus(LOADING))
         threading.Thread(target=self._load, args=(name,), name=f"modeldeploy-load-{name}", daemon=True).start()
 
     # ------------------------------------------------------------------ serving
