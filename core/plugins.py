@@ -100,7 +100,7 @@ def _load_entry_points(catalog: Catalog) -> dict[str, tuple[str | None, str | No
     if _autoload_disabled():
         return origins
     allowed = _allow_list()
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         dist_name, version = _dist_of(ep)
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
             continue
@@ -132,6 +132,7 @@ def _validate(wrapper_class: object) -> type[ModelWrapper]:
 
 
 def _collect_models(catalog: Catalog, origins: dict[str, tuple[str | None, str | None]]) -> None:
+    """Ask each plugin, in registration order, for its models; the first owner of a name keeps it."""
     for impl in pm.hook.register_models.get_hookimpls():
         plugin_name = impl.plugin_name
         dist_name, version = origins.get(plugin_name, (None, None))
@@ -169,10 +170,10 @@ def get_catalog(refresh: bool = False) -> Catalog:
         if _catalog is not None and not refresh:
             return _catalog
         pm = _new_manager()
-        for name, plugin in _local_plugins.items():
-            pm.register(plugin, name=name)
         catalog = Catalog()
         origins = _load_entry_points(catalog)
+        for name, plugin in _local_plugins.items():
+            pm.register(plugin, name=name)
         _collect_models(catalog, origins)
         _catalog = catalog
         return catalog

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,30 @@ from modeldeploy import plugins, testing  # noqa: E402
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """``{"sentiment": dir, "ner": dir, "summarization": dir}`` of tiny real-architecture models."""
     return testing.build_all(tmp_path_factory.mktemp("models"), size="tiny")
+
+
+FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
+
+
+@pytest.fixture(scope="session")
+def extra_plugins_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder where the test plugins ``modeldeploy-wordcount`` and ``modeldeploy-broken`` are
+    really pip-installed (``--target``); put it on sys.path or PYTHONPATH to discover them."""
+    target = tmp_path_factory.mktemp("site")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(target), str(FIXTURE_PLUGINS / "wordcount"), str(FIXTURE_PLUGINS / "broken")],
+        check=True,
+    )
+    return target
+
+
+@pytest.fixture
+def with_extra_plugins(extra_plugins_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the installed test plugins discoverable in this process for one test."""
+    monkeypatch.syspath_prepend(str(extra_plugins_path))
+    plugins.get_catalog(refresh=True)
+    return extra_plugins_path
 
 
 @pytest.fixture(autouse=True)
