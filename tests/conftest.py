@@ -1,24 +1,17 @@
-"""Shared fixtures: tiny offline models built once per session, and an isolated plugin catalog."""
+"""Project fixtures: installed test plugins and an isolated plugin catalog per test.
+
+``tiny_models`` comes from modeldeploy.pytest_plugin (loaded by the root conftest.py).
+"""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-from modeldeploy import plugins, testing  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{"sentiment": dir, "ner": dir, "summarization": dir}`` of tiny real-architecture models."""
-    return testing.build_all(tmp_path_factory.mktemp("models"), size="tiny")
+from modeldeploy import plugins
 
 
 FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
