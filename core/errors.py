@@ -69,3 +69,19 @@ class PredictionTimeoutError(ModelDeployError, TimeoutError):
 
 class PredictionError(ModelDeployError):
     """The model raised while computing this item (HTTP 500); the companions in its batch are unaffected."""
+
+
+class StoreError(ModelDeployError):
+    """A model store or artifact problem: bad URI, missing object, unusable artifact."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store could not be reached (after retries); a verified cached copy may stand in."""
+
+
+class ArtifactConflictError(StoreError):
+    """A create-only write found the object already there (e.g. two pushes in the same instant)."""
+
+
+class ArtifactVerificationError(StoreError):
+    """An artifact failed verification (or could not be verified) and was not loaded."""
