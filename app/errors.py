@@ -1,0 +1,75 @@
+"""JSON errors: every failure becomes ``{"error": {"status": N, "message": "..."}}``.
+
+:func:`describe_error` maps the core's error types to HTTP statuses once, so every blueprint
+(this JSON API, the Open Inference Protocol) answers the same failure with the same status.
+Unexpected exceptions are logged with their stack trace and answered with a generic 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, jsonify
+from werkzeug.exceptions import HTTPException
+
+from modeldeploy.errors import (
+    InputTypeError,
+    InvalidInputError,
+    ModelNotReadyError,
+    OverloadedError,
+    PredictionError,
+    PredictionTimeoutError,
+    UnknownModelError,
+)
+
+log = logging.getLogger(__name__)
+
+INTERNAL_ERROR_MESSAGE = "internal server error; the server log has the details"
+
+
+@dataclass
+class HttpError:
+    """What to answer for an exception: status, message, extra body fields and headers."""
+
+    status: int
+    message: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def describe_error(exc: BaseException) -> HttpError:
+    """The HTTP answer for ``exc``; logs what the client must not see."""
+    if isinstance(exc, HTTPException):
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # e.g. Allow on 405
+        return HttpError(exc.code or 500, exc.description or exc.name, headers=headers)
+    if isinstance(exc, UnknownModelError):
+        return HttpError(404, str(exc), {"available": exc.available})
+    if isinstance(exc, (InvalidInputError, InputTypeError)):
+        return HttpError(400, str(exc))
+    if isinstance(exc, (ModelNotReadyError, OverloadedError)):
+        return HttpError(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
+    if isinstance(exc, PredictionTimeoutError):
+        return HttpError(504, str(exc))
+    if isinstance(exc, PredictionError):
+        log.error("prediction failed: %s", exc, exc_info=exc)
+        return HttpError(500, str(exc))
+    log.error("unhandled error while serving a request", exc_info=exc)
+    return HttpError(500, INTERNAL_ERROR_MESSAGE)
+
+
+def error_response(error: HttpError) -> Response:
+    response = jsonify({"error": {"status": error.status, "message": error.message, **error.extra}})
+    response.status_code = error.status
+    response.headers.update(error.headers)
+    return response
+
+
+def _handle(exc: Exception) -> Response:
+    return error_response(describe_error(exc))
+
+
+def register(app: Flask) -> None:
+    """Answer every error of ``app`` (HTTP ones included) as JSON."""
+    app.register_error_handler(Exception, _handle)

@@ -1,0 +1,28 @@
+"""What the app shows about a served model (``/models`` and the homepage cards)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeploy.registry import Registry
+
+
+def describe_model(registry: Registry, name: str) -> dict[str, Any]:
+    """Name, task, plugin, source, device, status and example of one served model."""
+    entry = registry.entry(name)
+    wrapper_class = entry.wrapper_class
+    loaded = registry.wrapper(name)
+    return {
+        "name": name,
+        "task": wrapper_class.task,
+        "description": wrapper_class.description,
+        "plugin": {"distribution": entry.distribution or entry.plugin, "version": entry.version},
+        "source": registry.source(name),
+        "device": loaded.device if loaded is not None else registry.model_config(name).device,
+        "status": registry.status(name).as_dict(),
+        "example": wrapper_class.example,
+    }
+
+
+def describe_models(registry: Registry) -> list[dict[str, Any]]:
+    return [describe_model(registry, name) for name in registry.names]

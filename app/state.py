@@ -1,0 +1,18 @@
+"""Where the app keeps its registry, so blueprints reach it through ``current_app``."""
+
+from __future__ import annotations
+
+from flask import Flask, current_app
+
+from modeldeploy.registry import Registry
+
+_KEY = "modeldeploy.registry"
+
+
+def attach_registry(app: Flask, registry: Registry) -> None:
+    app.extensions[_KEY] = registry
+
+
+def get_registry() -> Registry:
+    """The registry of the app handling the current request."""
+    return current_app.extensions[_KEY]
