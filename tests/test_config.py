@@ -1,0 +1,111 @@
+"""config.yaml: interpolation and one clear error per mistake, naming the key."""
+
+import textwrap
+
+import pytest
+
+from modeldeploy.config import BatchConfig, interpolate, load_config, parse_config
+from modeldeploy.errors import ConfigError
+from modeldeploy.plugins import get_catalog
+
+AVAILABLE = ["sentiment", "ner", "summarization"]
+
+
+def write(tmp_path, text):
+    path = tmp_path / "config.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_omitted_models_serve_everything_installed(tmp_path):
+    config = load_config(write(tmp_path, "server: {port: 9000}\n"), AVAILABLE)
+    assert config.models is None
+    assert config.served_names(AVAILABLE) == sorted(AVAILABLE)
+    assert config.server.port == 9000 and config.server.max_body_bytes == 1024 * 1024
+
+
+def test_full_model_entry_is_parsed(tmp_path):
+    config = load_config(
+        write(tmp_path, """
+            models:
+              sentiment:
+                source: ./models/sentiment
+                device: cpu
+                lazy: true
+                settings: {batch_size: 8}
+                batch: {max_batch_size: 16, max_wait_ms: 2, max_queue: 64, timeout: 5}
+            """),
+        AVAILABLE,
+    )
+    model = config.model("sentiment")
+    assert (model.source, model.device, model.lazy, dict(model.settings)) == ("./models/sentiment", "cpu", True, {"batch_size": 8})
+    assert model.batch == BatchConfig(max_batch_size=16, max_wait_ms=2.0, max_queue=64, timeout=5.0)
+    assert config.served_names(AVAILABLE) == ["sentiment"]
+
+
+def test_interpolation_with_defaults_and_types():
+    env = {"SRC": "/models/s", "PORT": "9001", "EMPTY": ""}
+    document = {
+        "models": {"sentiment": {"source": "${SRC}", "device": "${DEVICE:-cpu}"}},
+        "server": {"port": "${PORT}", "host": "${HOST:-0.0.0.0}", "threads": "${EMPTY:-4}"},
+    }
+    config = parse_config(document, AVAILABLE, environ=env)
+    assert config.model("sentiment").source == "/models/s"
+    assert config.model("sentiment").device == "cpu"
+    assert (config.server.port, config.server.host, config.server.threads) == (9001, "0.0.0.0", 4)
+
+
+def test_interpolation_inside_a_longer_string_stays_a_string():
+    assert interpolate("gs://${BUCKET:-b}/p/${NAME}", environ={"NAME": "x"}) == "gs://b/p/x"
+
+
+def test_missing_variable_names_the_key_and_the_variable():
+    with pytest.raises(ConfigError, match=r"models.sentiment.source: environment variable MISSING_VAR is not set"):
+        parse_config({"models": {"sentiment": {"source": "${MISSING_VAR}"}}}, AVAILABLE, environ={})
+
+
+@pytest.mark.parametrize(
+    "document, message",
+    [
+        ({"modles": {}}, r"config.modles is not a known key; allowed keys under config: models, server, cache_dir"),
+        ({"models": ["sentiment"]}, r"models must be a mapping"),
+        ({"models": {"sentimnt": {}}}, r"models.sentimnt: no installed plugin provides a model named 'sentimnt'; installed models: ner, sentiment, summarization"),
+        ({"models": {"sentiment": {"sorce": "x"}}}, r"models.sentiment.sorce is not a known key; allowed keys under models.sentiment: source, device"),
+        ({"models": {"sentiment": {"source": 3}}}, r"models.sentiment.source must be a string, got int"),
+        ({"models": {"sentiment": {"source": " "}}}, r"models.sentiment.source must not be empty"),
+        ({"models": {"sentiment": {"device": "gpu"}}}, r"models.sentiment.device: device must be one of auto, cpu"),
+        ({"models": {"sentiment": {"lazy": "yes"}}}, r"models.sentiment.lazy must be true or false, got str"),
+        ({"models": {"sentiment": {"settings": [1]}}}, r"models.sentiment.settings must be a mapping"),
+        ({"models": {"sentiment": {"batch": {"max_batch_size": 0}}}}, r"models.sentiment.batch.max_batch_size must be > 0"),
+        ({"models": {"sentiment": {"batch": {"max_wait_ms": -1}}}}, r"models.sentiment.batch.max_wait_ms must be >= 0"),
+        ({"models": {"sentiment": {"batch": {"size": 3}}}}, r"models.sentiment.batch.size is not a known key"),
+        ({"models": {"sentiment": {"batch": {"timeout": True}}}}, r"models.sentiment.batch.timeout must be a number, got bool"),
+        ({"models": {"sentiment": {"sha256": "abc"}}}, r"models.sentiment.sha256 must be 64 hexadecimal characters"),
+        ({"server": {"port": 70000}}, r"server.port must be between 0 and 65535"),
+        ({"server": {"port": "80"}}, r"server.port must be an integer, got str"),
+        ({"server": {"max_items": 0}}, r"server.max_items must be > 0"),
+        ({"server": {"workers": 2}}, r"server.workers is not a known key"),
+        ({"cache_dir": 5}, r"cache_dir must be a string"),
+    ],
+)
+def test_each_mistake_gets_one_clear_message(document, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(document, AVAILABLE, environ={})
+
+
+def test_settings_are_checked_against_the_plugin():
+    wrappers = {name: entry.wrapper_class for name, entry in get_catalog().models.items()}
+    with pytest.raises(ConfigError, match=r"models.summarization.settings: unknown setting 'beams'"):
+        parse_config({"models": {"summarization": {"settings": {"beams": 4}}}}, wrappers, environ={})
+    config = parse_config({"models": {"summarization": {"settings": {"num_beams": 4}}}}, wrappers, environ={})
+    assert config.model("summarization").settings == {"num_beams": 4}
+
+
+def test_file_problems_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(write(tmp_path, "models: [unclosed\n"))
+    with pytest.raises(ConfigError, match="config must be a mapping"):
+        load_config(write(tmp_path, "- just\n- a list\n"))
+    assert load_config(write(tmp_path, "")).models is None

@@ -1,0 +1,59 @@
+"""The ModelWrapper template: loading, settings, devices, batching of lists, pickling."""
+
+import pickle
+
+import pytest
+
+import modeldeploy
+from modeldeploy.devices import resolve_device
+
+
+def test_load_failure_names_the_model_and_source(tmp_path):
+    with pytest.raises(modeldeploy.ModelLoadError, match=r"could not load model 'sentiment' from '.*missing'"):
+        modeldeploy.load("sentiment", source=str(tmp_path / "missing"))
+
+
+def test_unknown_device_is_a_config_error():
+    with pytest.raises(modeldeploy.ConfigError, match="device must be one of"):
+        modeldeploy.load("sentiment", device="tpu")
+
+
+def test_cuda_is_refused_clearly_when_absent():
+    import torch
+
+    if torch.cuda.is_available():
+        assert resolve_device("cuda") == "cuda"
+    else:
+        with pytest.raises(modeldeploy.ModelLoadError, match="CUDA is not available"):
+            resolve_device("cuda:0")
+    assert resolve_device("cpu") == "cpu"
+
+
+def test_setting_types_are_checked(tiny_models):
+    with pytest.raises(modeldeploy.ConfigError, match="'batch_size' .* must be int"):
+        modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]), settings={"batch_size": "8"})
+    with pytest.raises(modeldeploy.ConfigError, match="positive integer"):
+        modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]), settings={"batch_size": 0})
+
+
+def test_truncation_uses_the_model_window(tiny_models):
+    wrapper = modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]))
+    assert wrapper.max_length == 128
+    assert wrapper.token_lengths(["word " * 1000, ""]) == [128, 2]  # [CLS] [SEP] for empty
+
+
+def test_lists_larger_than_batch_size_keep_their_order(tiny_models):
+    small = modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]), settings={"batch_size": 2})
+    texts = [f"text number {i} " * (i % 4 + 1) for i in range(7)]
+    expected = [small.predict(t) for t in texts]
+    got = small.predict(texts)
+    assert [r["label"] for r in got] == [r["label"] for r in expected]
+    assert [r["score"] for r in got] == pytest.approx([r["score"] for r in expected], abs=1e-5)
+
+
+def test_loaded_wrapper_survives_pickling(tiny_models):
+    wrapper = modeldeploy.load("ner", source=str(tiny_models["ner"]))
+    text = "Angela Merkel met Emmanuel Macron in Paris."
+    clone = pickle.loads(pickle.dumps(wrapper))
+    assert clone.predict(text) == wrapper.predict(text)
+    assert repr(clone).startswith("<NerWrapper 'ner'") and "loaded on cpu" in repr(clone)
