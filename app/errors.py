@@ -3,15 +3,18 @@
 :func:`describe_error` maps the core's error types to HTTP statuses once, so every blueprint
 (this JSON API, the Open Inference Protocol) answers the same failure with the same status.
 Unexpected exceptions are logged with their stack trace and answered with a generic 500.
+A protocol with its own error body (the Open Inference Protocol under ``/v2``) registers it with
+:func:`use_error_body` for its URL prefix; routing errors under that prefix get it too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from modeldeploy.errors import (
@@ -59,8 +62,27 @@ def describe_error(exc: BaseException) -> HttpError:
     return HttpError(500, INTERNAL_ERROR_MESSAGE)
 
 
+def _default_body(error: HttpError) -> dict[str, Any]:
+    return {"error": {"status": error.status, "message": error.message, **error.extra}}
+
+
+_BODIES_BY_PREFIX: dict[str, Callable[[HttpError], dict[str, Any]]] = {}
+
+
+def use_error_body(prefix: str, body: Callable[[HttpError], dict[str, Any]]) -> None:
+    """Answer errors of requests under ``prefix`` (e.g. ``/v2``) with ``body(error)``."""
+    _BODIES_BY_PREFIX[prefix] = body
+
+
+def _body_for(path: str) -> Callable[[HttpError], dict[str, Any]]:
+    for prefix, body in _BODIES_BY_PREFIX.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return body
+    return _default_body
+
+
 def error_response(error: HttpError) -> Response:
-    response = jsonify({"error": {"status": error.status, "message": error.message, **error.extra}})
+    response = jsonify(_body_for(request.path)(error))
     response.status_code = error.status
     response.headers.update(error.headers)
     return response

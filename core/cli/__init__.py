@@ -7,13 +7,13 @@ user can cause (``ModelDeployError``) print one line on stderr and exit with sta
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from ..errors import ModelDeployError
-from . import models
+from ..logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging, default_log_format
+from . import models, serve
 
-COMMAND_GROUPS = [models]
+COMMAND_GROUPS = [models, serve]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,6 +21,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="modeldeploy", description="Serve HuggingFace models from pip-installable plugins."
     )
     parser.add_argument("--log-level", default="WARNING", help="logging level (default WARNING)")
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default=default_log_format(),
+                        help=f"text for people, json for log collectors (default from ${LOG_FORMAT_ENV}, else text)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in COMMAND_GROUPS:
         group.add_commands(sub)
@@ -29,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
+        configure_logging(args.log_level, args.log_format)
         return args.func(args) or 0
     except ModelDeployError as exc:
         print(f"error: {exc}", file=sys.stderr)

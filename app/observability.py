@@ -1,0 +1,70 @@
+"""Request ids, access logs and Prometheus metrics for every request, and ``GET /metrics``.
+
+Each request gets an id (a sane incoming ``X-Request-ID`` is kept so ids follow a call across
+services; otherwise a new one) that is returned on the response and written on its access line.
+Counters and latency histograms are labelled by route *template* and by model only when a view
+named a served model (:func:`record_model`), so label cardinality stays bounded whatever URLs
+clients send. Batch sizes, queue depth and model load metrics are recorded by the core.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Blueprint, Flask, Response, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from modeldeploy import metrics
+from modeldeploy.logs import ACCESS_LOGGER
+
+REQUEST_ID_HEADER = "X-Request-ID"
+#: Incoming ids are honoured only if short and made of these characters (safe in logs and headers).
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:@+=/-]{1,128}")
+#: Route label of requests that matched no route (404s, 405s): one value, not one per URL.
+UNMATCHED_ROUTE = "unmatched"
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+blueprint = Blueprint("observability", __name__)
+
+
+@blueprint.get("/metrics")
+def prometheus_metrics() -> Response:
+    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+
+
+def record_model(name: str) -> None:
+    """Label this request's metrics and access line with ``name`` (call once it is known to exist)."""
+    g.model = name
+
+
+def _start() -> None:
+    g.request_started = time.perf_counter()
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def _finish(response: Response) -> Response:
+    started = g.get("request_started", time.perf_counter())
+    elapsed = time.perf_counter() - started
+    model = g.get("model", "")
+    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
+    metrics.REQUESTS.labels(model, route, str(response.status_code)).inc()
+    metrics.REQUEST_LATENCY.labels(model, route).observe(elapsed)
+    rid = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = rid
+    access_log.info(
+        "%s %s %s model=%s %.1fms request_id=%s",
+        request.method, request.path, response.status_code, model or "-", elapsed * 1000, rid,
+        extra={"request_id": rid, "method": request.method, "path": request.path, "model": model or None,
+               "status": response.status_code, "duration_ms": round(elapsed * 1000, 3)},
+    )
+    return response
+
+
+def register(app: Flask) -> None:
+    """Install the per-request hooks on ``app`` (``/metrics`` comes with :data:`blueprint`)."""
+    app.before_request(_start)
+    app.after_request(_finish)
