@@ -15,6 +15,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from modeldeploy.inputs import normalize_texts
 
 from .models import describe_models
+from .observability import record_model
 from .state import get_registry
 
 blueprint = Blueprint("api", __name__)
@@ -56,6 +57,7 @@ def predict() -> Response:
         raise BadRequest(f"missing field 'data' (a string or a list of strings); {BODY_HELP}")
     registry = get_registry()
     registry.entry(name)  # an unknown model is a 404 before anything else is checked
+    record_model(name)
     texts, _ = normalize_texts(body["data"])
     limit = current_app.config["MODELDEPLOY_MAX_ITEMS"]
     if len(texts) > limit:
