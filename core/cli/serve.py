@@ -1,0 +1,99 @@
+"""``modeldeploy serve``: the Flask app under waitress, a production WSGI server.
+
+waitress is pure Python (no compiler, runs wherever the core runs, Windows included), serves
+from a pool of threads, which suits models that release the GIL inside torch, and buffers
+request bodies before the app sees them. The command prints the address it listens on, with
+the real port when ``--port 0`` asks for any free one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import signal
+import sys
+from types import FrameType
+from typing import Any, NoReturn
+
+from ..config import load_config
+from ..errors import ConfigError
+from ..hub import go_offline_if_unreachable
+from ..plugins import get_catalog
+from ..registry import Registry
+
+log = logging.getLogger(__name__)
+
+#: waitress refuses bodies this many times over the app's limit before reading them; smaller
+#: excesses reach the app, which answers a JSON 413.
+HARD_BODY_LIMIT_FACTOR = 4
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="serve the models over HTTP (homepage, /predict, /models, health)")
+    serve.add_argument("--config", help="config.yaml to read (default: every installed model, default settings)")
+    serve.add_argument("--host", help="interface to bind (default: server.host of the config, else 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default: server.port, else 8080)")
+    serve.set_defaults(func=run_serve)
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from waitress import create_server
+
+    from ..app import create_app
+
+    go_offline_if_unreachable()
+    catalog = get_catalog()
+    config = load_config(args.config, {name: entry.wrapper_class for name, entry in catalog.models.items()})
+    if args.port is not None and not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
+    server_config = config.server
+    registry = Registry(config)
+    app = create_app(config, registry)
+    try:
+        server = create_server(
+            app,
+            host=server_config.host,
+            port=server_config.port,
+            threads=server_config.threads,
+            max_request_body_size=server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
+            ident="modeldeploy",
+        )
+    except OSError as exc:
+        print(f"error: cannot listen on {server_config.host}:{server_config.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    registry.start()  # in the background, once the port is ours: the server answers while models load
+    signal.signal(signal.SIGTERM, _stop)
+    for host, port in listen_addresses(server):
+        print(f"modeldeploy listening on {url(host, port)}", flush=True)
+    server.run()  # returns on SIGTERM or Ctrl-C, once waitress has stopped its threads
+    _close_and_exit(server, 0)
+
+
+def listen_addresses(server: Any) -> list[tuple[str, int]]:
+    """The (host, port) pairs waitress really bound: one server or several (``localhost``)."""
+    listen = getattr(server, "effective_listen", None)
+    return list(listen) if listen else [(server.effective_host, server.effective_port)]
+
+
+def url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def _close_and_exit(server: Any, status: int) -> NoReturn:
+    """Close the sockets, then leave without interpreter teardown: a model still loading in a background thread would
+    otherwise abort the process inside torch's C++ code ("terminate called without an active
+    exception") instead of letting it exit with status 0."""
+    server.close()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
