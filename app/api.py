@@ -45,6 +45,13 @@ def _json_type(value: Any) -> str:
     return names.get(type(value), type(value).__name__)
 
 
+def check_item_count(count: int, what: str) -> None:
+    """413 when a request carries more texts than ``server.max_items`` (shared with /v2 infer)."""
+    limit = current_app.config["MODELDEPLOY_MAX_ITEMS"]
+    if count > limit:
+        raise RequestEntityTooLarge(f"{what} has {count} items; at most {limit} are accepted per request")
+
+
 @blueprint.route("/predict", methods=["GET", "POST"])
 def predict() -> Response:
     body = read_json_body()
@@ -59,9 +66,7 @@ def predict() -> Response:
     registry.entry(name)  # an unknown model is a 404 before anything else is checked
     record_model(name)
     texts, _ = normalize_texts(body["data"])
-    limit = current_app.config["MODELDEPLOY_MAX_ITEMS"]
-    if len(texts) > limit:
-        raise RequestEntityTooLarge(f"'data' has {len(texts)} items; at most {limit} are accepted per request")
+    check_item_count(len(texts), "'data'")
     result = registry.predict(name, body["data"])
     return jsonify({"model_name": name, "body": result})
 

@@ -17,6 +17,7 @@ import modeldeploy
 from modeldeploy.errors import InvalidInputError, ModelNotReadyError, UnknownModelError
 
 from . import oip_codec
+from .api import check_item_count
 from .errors import HttpError, use_error_body
 from .observability import record_model
 from .state import get_registry
@@ -110,6 +111,7 @@ def infer(name: str, version: str | None = None) -> Response:
     if encoding != "identity":
         raise InvalidInputError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
     parsed = oip_codec.parse_infer_request(request.get_data(), request.headers.get(oip_codec.HEADER_LENGTH))
+    check_item_count(len(parsed.texts), f"input {oip_codec.INPUT_NAME!r}")
     results = get_registry().predict(name, parsed.texts)
     body, headers = oip_codec.encode_infer_response(name, MODEL_VERSION, parsed, results)
     return Response(body, status=200, headers=headers)
