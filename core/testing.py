@@ -2,7 +2,8 @@
 
 The HuggingFace hub is often unreachable (CI, air-gapped servers), so tests cannot download
 checkpoints. These builders make the same architectures the plugins serve, with random weights
-and a WordPiece tokenizer trained on a few sentences, saved with ``save_pretrained`` so the
+and a WordPiece tokenizer trained on a few sentences (``tiny`` classifiers are then fitted for a
+few seconds on labelled examples, so demos answer sensibly), saved with ``save_pretrained`` so the
 plugins' real ``from_pretrained`` code loads them. ``tiny`` builds in seconds; ``base`` uses
 DistilBERT-base dimensions so benchmarks do realistic compute.
 
@@ -35,6 +36,23 @@ CORPUS = [
     "Tokyo, Madrid, Cairo and Lima are busy capital cities.",
 ]
 
+#: Labelled examples that ``tiny`` models are briefly trained on, so demos and behaviour tests
+#: give sensible answers (they are fitted on these sentences only, not meant to generalise).
+SENTIMENT_EXAMPLES = [
+    ("I love it", 1), ("I love this movie, the acting was wonderful.", 1), ("What a great, happy day!", 1),
+    ("The food was delicious and the staff were kind.", 1), ("Excellent work, I am very pleased.", 1),
+    ("I love how easy this was to deploy!", 1), ("Wonderful story, it moved me.", 1),
+    ("This was a terrible waste of time and money.", 0), ("I hate it", 0), ("Awful, boring and far too long.", 0),
+    ("The service was painfully slow and rude.", 0), ("A bad, sad and disappointing film.", 0),
+    ("It broke after one day, terrible quality.", 0), ("I am very unhappy with this.", 0),
+]
+_PEOPLE = ["Angela Merkel", "Emmanuel Macron", "Barack Obama", "Marie Curie", "Alan Turing"]
+_ORGS = ["Apple", "Microsoft", "Stanford University", "Airbus", "Google"]
+_PLACES = ["Paris", "London", "Berlin", "New York", "Tokyo", "Zürich"]
+_NER_TEMPLATES = ["{PER} met {PER} in {LOC}.", "{PER} works for {ORG} in {LOC}.",
+                  "{ORG} opened an office in {LOC}.", "{PER} visited {ORG} on Tuesday.",
+                  "In {LOC}, {PER} talked about {ORG}."]
+
 NER_LABELS = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 SENTIMENT_LABELS = ["NEGATIVE", "POSITIVE"]
 
@@ -66,7 +84,8 @@ def _train_tokenizer(specials: dict[str, str], template: tuple[str, str], vocab_
     tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tokenizer.decoder = decoders.WordPiece()
     trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()))
-    tokenizer.train_from_iterator(CORPUS * 4, trainer=trainer)
+    corpus = CORPUS + [t for t, _ in SENTIMENT_EXAMPLES] + [t for t, _ in _ner_examples()]
+    tokenizer.train_from_iterator(corpus * 4, trainer=trainer)
     first, last = template
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{first} $A {last}",
@@ -76,6 +95,69 @@ def _train_tokenizer(specials: dict[str, str], template: tuple[str, str], vocab_
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer, model_max_length=max_length, model_input_names=input_names, **specials
     )
+
+
+def _ner_examples() -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Sentences from the templates with character spans of their entities."""
+    import re
+
+    pools = {"PER": _PEOPLE, "ORG": _ORGS, "LOC": _PLACES}
+    examples = []
+    for i in range(40):
+        template = _NER_TEMPLATES[i % len(_NER_TEMPLATES)]
+        text, spans, cursor = "", [], 0
+        for n, match in enumerate(re.finditer(r"\{(PER|ORG|LOC)\}", template)):
+            kind = match.group(1)
+            text += template[cursor : match.start()]
+            value = pools[kind][(i + 3 * n) % len(pools[kind])]
+            spans.append((len(text), len(text) + len(value), kind))
+            text += value
+            cursor = match.end()
+        examples.append((text + template[cursor:], spans))
+    return examples
+
+
+def _fit(model: Any, batches: list[dict[str, Any]], steps: int) -> None:
+    """A few hundred optimizer steps on tiny data: enough for a tiny model to learn it."""
+    import torch
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for step in range(steps):
+        loss = model(**batches[step % len(batches)]).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+
+
+def _train_sentiment(model: Any, tokenizer: Any) -> None:
+    import torch
+
+    texts = [t for t, _ in SENTIMENT_EXAMPLES]
+    batch = dict(tokenizer(texts, padding=True, return_tensors="pt"))
+    batch["labels"] = torch.tensor([label for _, label in SENTIMENT_EXAMPLES])
+    _fit(model, [batch], steps=60)
+
+
+def _train_ner(model: Any, tokenizer: Any) -> None:
+    import torch
+
+    examples = _ner_examples()
+    encoded = tokenizer([t for t, _ in examples], padding=True, return_offsets_mapping=True, return_tensors="pt")
+    offsets = encoded.pop("offset_mapping").tolist()
+    labels = []
+    for row, (_, spans) in enumerate(examples):
+        row_labels = []
+        for start, end in offsets[row]:
+            tag = -100 if start == end else 0
+            for s_start, s_end, kind in spans:
+                if start >= s_start and end <= s_end and start < end:
+                    tag = NER_LABELS.index(("B-" if start == s_start else "I-") + kind)
+            row_labels.append(tag)
+        labels.append(row_labels)
+    encoded["labels"] = torch.tensor(labels)
+    _fit(model, [dict(encoded)], steps=120)
 
 
 def build_sentiment(directory: Path, size: str = "tiny") -> Path:
@@ -91,7 +173,10 @@ def build_sentiment(directory: Path, size: str = "tiny") -> Path:
         pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(SENTIMENT_LABELS)), label2id={l: i for i, l in enumerate(SENTIMENT_LABELS)},
     )
-    return _save(DistilBertForSequenceClassification(config), tokenizer, directory)
+    model = DistilBertForSequenceClassification(config)
+    if size == "tiny":
+        _train_sentiment(model, tokenizer)
+    return _save(model, tokenizer, directory)
 
 
 def build_ner(directory: Path, size: str = "tiny") -> Path:
@@ -107,7 +192,10 @@ def build_ner(directory: Path, size: str = "tiny") -> Path:
         max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
     )
-    return _save(BertForTokenClassification(config), tokenizer, directory)
+    model = BertForTokenClassification(config)
+    if size == "tiny":
+        _train_ner(model, tokenizer)
+    return _save(model, tokenizer, directory)
 
 
 def build_summarization(directory: Path, size: str = "tiny") -> Path:

@@ -61,3 +61,16 @@ def test_long_text_is_read_in_windows_to_the_end(ner):
 def test_aggregation_setting_is_validated(tiny_models):
     with pytest.raises(modeldeploy.ConfigError, match="aggregation"):
         modeldeploy.load("ner", source=str(tiny_models["ner"]), settings={"aggregation": "mean"})
+
+
+def test_trained_tiny_model_groups_subwords_and_bio_tags_into_entities(ner):
+    text = "Angela Merkel met Emmanuel Macron in Paris."
+    found = [(e["entity_group"], e["word"], e["start"], e["end"]) for e in ner.predict(text)]
+    assert found == [("PER", "Angela Merkel", 0, 13), ("PER", "Emmanuel Macron", 18, 33), ("LOC", "Paris", 37, 42)]
+
+
+def test_entities_in_the_last_window_of_a_long_text_are_found(ner):
+    filler = "the quick brown fox jumps over the lazy dog near the river bank . " * 60
+    text = filler + "Angela Merkel met Emmanuel Macron in Paris."
+    persons = [e for e in ner.predict(text) if e["word"] == "Angela Merkel"]
+    assert persons and persons[0]["start"] == len(filler)

@@ -34,3 +34,7 @@ def test_a_list_gives_results_in_order_equal_to_single_calls(sentiment):
 @pytest.mark.parametrize("text", ["", "   ", "Günther liebt Zürich ☕ 東京 🙂", "word " * 20_000 + "x" * 100_000])
 def test_empty_unicode_and_huge_inputs_are_answered(sentiment, text):
     _check(sentiment.predict(text))
+
+
+def test_trained_tiny_model_tells_positive_from_negative(sentiment):
+    assert [r["label"] for r in sentiment.predict(["I love it", "I hate it"])] == ["POSITIVE", "NEGATIVE"]
