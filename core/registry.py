@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import metrics
+from . import metrics, store
 from .config import Config, ModelConfig
 from .errors import ModelDeployError, ModelNotReadyError, UnknownModelError
 from .plugins import Catalog, ModelEntry, get_catalog
@@ -102,8 +102,10 @@ class Registry:
         return True
 
     def instantiate(self, name: str) -> ModelWrapper:
-        """Build and load the wrapper for ``name`` from its configured source."""
+        """Build and load the wrapper for ``name`` from its configured source (a store artifact or not)."""
         settings = self.model_config(name)
+        if store.is_artifact_source(settings.source):
+            return store.load_model(self.entry(name), settings, self.config.cache_dir)
         wrapper = self.entry(name).wrapper_class(
             source=self.source(name), device=settings.device, settings=settings.settings
         )

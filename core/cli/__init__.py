@@ -11,9 +11,9 @@ import sys
 
 from ..errors import ModelDeployError
 from ..logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging, default_log_format
-from . import models, serve
+from . import models, serve, store
 
-COMMAND_GROUPS = [models, serve]
+COMMAND_GROUPS = [models, serve, store]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,76 @@
+"""One interface for every store: a local folder and a GCS bucket behave the same to the rest.
+
+Keys are ``/``-separated names relative to the store's prefix (``sentiment.dill``,
+``historic/<ts>_sentiment.dill``); every implementation checks them with ``uri.check_key`` so
+nothing outside the prefix can be read or written.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from ..errors import StoreError
+from .uri import StoreURI, parse_store_uri
+
+#: Called with the number of bytes just transferred (drives the CLI's progress bars).
+OnBytes = Callable[[int], None]
+
+
+class ObjectNotFoundError(StoreError):
+    """The store answered, and the object is not there."""
+
+
+class ArtifactStore(ABC):
+    """Streamed object I/O under one prefix. Big objects go file-to-store, never whole into memory."""
+
+    def __init__(self, uri: StoreURI) -> None:
+        self.uri = uri
+
+    @abstractmethod
+    def size(self, key: str) -> int:
+        """Size in bytes of ``key`` (ObjectNotFoundError when missing)."""
+
+    @abstractmethod
+    def upload(self, key: str, path: Path, *, create_only: bool = False, on_bytes: OnBytes | None = None) -> None:
+        """Stream the file at ``path`` to ``key``; ``create_only`` fails with ArtifactConflictError if it exists."""
+
+    @abstractmethod
+    def download(self, key: str, target: BinaryIO) -> None:
+        """Stream ``key`` into ``target`` (anything with ``write``; wrap it to hash or count)."""
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """A small object (a manifest) in one piece."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes, *, create_only: bool = False) -> None:
+        """Write a small object; ``create_only`` as for ``upload``."""
+
+    @abstractmethod
+    def copy(self, source_key: str, target_key: str) -> None:
+        """Copy one object to another key of the same store (server-side where possible)."""
+
+    @abstractmethod
+    def list(self, folder: str) -> list[str]:
+        """File names directly under ``folder`` (empty when the folder does not exist)."""
+
+    def describe(self, key: str) -> str:
+        return self.uri.child(key)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.uri}>"
+
+
+def open_store(uri: str | StoreURI) -> ArtifactStore:
+    """The store behind a URI: ``gs://`` -> GCS, anything else -> a local folder."""
+    parsed = parse_store_uri(uri) if isinstance(uri, str) else uri
+    if parsed.scheme == "gs":
+        from .gcs import GCSStore  # google-cloud-storage is imported only when a bucket is used
+
+        return GCSStore(parsed)
+    from .local import LocalStore
+
+    return LocalStore(parsed)

@@ -1,0 +1,161 @@
+"""Verified local copies: downloads land in a temporary file, are hashed while they stream, and are
+renamed into place only after verification, so an interrupted or rejected download is never used.
+
+The cache (``cache_dir`` in config.yaml, else ``MODELDEPLOY_CACHE_DIR``, else
+``~/.cache/modeldeploy``) mirrors the store: ``<cache>/gs/<bucket>/<prefix>/<file>`` or
+``<cache>/file/<hash of folder>/<file>``. A cached copy is re-verified on every use; when the store
+is unreachable a cached copy that still verifies stands in, and the log says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import ArtifactVerificationError, StoreUnavailableError
+from .backend import ArtifactStore, ObjectNotFoundError, OnBytes, open_store
+from .manifest import Manifest
+from .streams import HashingWriter, sha256_file
+from .uri import StoreURI, artifact_format, manifest_name, split_artifact_uri, stem
+from .verification import TrustPolicy, verify
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_ENV = "MODELDEPLOY_CACHE_DIR"
+
+
+@dataclass(frozen=True)
+class VerifiedArtifact:
+    """A local artifact file that passed verification (and how)."""
+
+    path: Path
+    format: str
+    manifest: Manifest | None
+    verified_by: str
+    sha256: str
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get(CACHE_DIR_ENV):
+        return Path(os.environ[CACHE_DIR_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "modeldeploy"
+
+
+def cache_folder(cache_dir: Path, store_uri: StoreURI) -> Path:
+    """Where a store's artifacts are cached; built only from checked URI parts."""
+    if store_uri.scheme == "gs":
+        return cache_dir.joinpath("gs", store_uri.location, *filter(None, store_uri.prefix.split("/")))
+    return cache_dir / "file" / hashlib.sha256(store_uri.location.encode()).hexdigest()[:16]
+
+
+def read_manifest(store: ArtifactStore, filename: str) -> Manifest | None:
+    """The manifest next to ``filename`` in ``store``; None when there is none."""
+    key = manifest_name(filename)
+    try:
+        data = store.read_bytes(key)
+    except ObjectNotFoundError:
+        return None
+    manifest = Manifest.from_json(data, store.describe(key))
+    _check_manifest_names(manifest, filename, store.describe(key))
+    return manifest
+
+
+def _check_manifest_names(manifest: Manifest, filename: str, where: str) -> None:
+    """A manifest must describe this file: same format, and the file's name ends with its model name."""
+    file_stem = stem(filename)
+    if manifest.format != artifact_format(filename) or not (
+        file_stem == manifest.name or file_stem.endswith("_" + manifest.name)
+    ):
+        raise ArtifactVerificationError(
+            f"manifest {where} describes a {manifest.format} artifact of model {manifest.name!r}, "
+            f"not {filename!r} (swapped manifest?)"
+        )
+
+
+def fetch(
+    store: ArtifactStore,
+    filename: str,
+    destination: Path,
+    policy: TrustPolicy,
+    manifest: Manifest | None = None,
+    on_bytes: OnBytes | None = None,
+) -> VerifiedArtifact:
+    """Download ``filename`` to ``destination`` (and its manifest beside it), verified, atomically.
+
+    ``manifest`` is the store's manifest when the caller already read it.
+    """
+    if manifest is None:
+        manifest = read_manifest(store, filename)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".partial-", delete=False)
+    partial = Path(handle.name)
+    try:
+        with handle:
+            writer = HashingWriter(handle, on_bytes)
+            store.download(filename, writer)
+            handle.flush()
+            os.fsync(handle.fileno())
+        label = store.describe(filename)
+        verified_by = verify(label, manifest, writer.hexdigest(), writer.size, policy)
+        sidecar = destination.parent / manifest_name(destination.name)
+        if manifest is not None:
+            _write_atomically(sidecar, manifest.to_json())
+        else:
+            sidecar.unlink(missing_ok=True)
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+    log.info("fetched %s to %s (verified by %s)", label, destination, verified_by)
+    return VerifiedArtifact(destination, artifact_format(filename), manifest, verified_by, writer.hexdigest())
+
+
+def verify_local(path: Path, policy: TrustPolicy) -> VerifiedArtifact:
+    """Verify a local artifact file against the manifest beside it (if any) and the policy."""
+    sidecar = path.parent / manifest_name(path.name)
+    manifest = None
+    if sidecar.is_file():
+        manifest = Manifest.from_json(sidecar.read_bytes(), str(sidecar))
+        _check_manifest_names(manifest, path.name, str(sidecar))
+    sha256, size = sha256_file(path)
+    verified_by = verify(str(path), manifest, sha256, size, policy)
+    return VerifiedArtifact(path, artifact_format(path.name), manifest, verified_by, sha256)
+
+
+def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy) -> VerifiedArtifact:
+    """The verified cached copy of the artifact ``source`` names, downloading it when needed."""
+    store_uri, filename = split_artifact_uri(source)
+    store = open_store(store_uri)
+    target = cache_folder(Path(cache_dir) if cache_dir else default_cache_dir(), store_uri) / filename
+    try:
+        remote = read_manifest(store, filename)
+        if remote is not None and target.is_file() and _cached_manifest(target) == remote:
+            log.info("artifact %s is already cached at %s", source, target)
+            return verify_local(target, policy)
+        return fetch(store, filename, target, policy, manifest=remote)
+    except StoreUnavailableError as exc:
+        if not target.is_file():
+            raise StoreUnavailableError(f"{exc}; no cached copy of {source} in {target.parent}") from exc
+        try:
+            cached = verify_local(target, policy)
+        except ArtifactVerificationError as bad:
+            raise StoreUnavailableError(f"{exc}; the cached copy is unusable: {bad}") from exc
+        log.warning("store unreachable (%s); using the verified cached copy %s", exc, target)
+        return cached
+
+
+def _cached_manifest(path: Path) -> Manifest | None:
+    sidecar = path.parent / manifest_name(path.name)
+    try:
+        return Manifest.from_json(sidecar.read_bytes(), str(sidecar))
+    except (OSError, ArtifactVerificationError):
+        return None
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as handle:
+        handle.write(data)
+    os.replace(handle.name, path)

@@ -1,0 +1,77 @@
+"""Publishing an artifact file to a store: an immutable history copy first, then the current one.
+
+Layout under the store prefix::
+
+    <name>.dill                                  current version (the seed app's layout)
+    <name>.manifest.json                         its manifest
+    historic/<UTC timestamp>_<name>.dill         every version ever pushed, create-only
+    historic/<UTC timestamp>_<name>.manifest.json
+
+(``.pretrained.tar`` instead of ``.dill`` for the pickle-free format.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..errors import ArtifactVerificationError, StoreError
+from ..plugins import MODEL_NAME_PATTERN
+from .backend import OnBytes, open_store
+from .manifest import Manifest, build_manifest
+from .signing import current_key, sign, signature_status
+from .streams import sha256_file
+from .uri import EXTENSIONS, HISTORY_FOLDER, StoreURI, artifact_format, manifest_name, stem
+
+TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
+
+
+@dataclass(frozen=True)
+class PushResult:
+    history_uri: str
+    current_uri: str
+    manifest: Manifest
+
+
+def local_manifest(path: Path) -> Manifest:
+    """The manifest for a local artifact file: its sidecar, checked against the bytes, or a new one."""
+    fmt = artifact_format(path.name)
+    sha256, size = sha256_file(path)
+    sidecar = path.parent / manifest_name(path.name)
+    if not sidecar.is_file():
+        name = stem(path.name)
+        if not MODEL_NAME_PATTERN.match(name):
+            raise StoreError(f"{path.name!r} has no manifest and {name!r} is not a model name; export it again")
+        return build_manifest(name, fmt, sha256, size)
+    manifest = Manifest.from_json(sidecar.read_bytes(), str(sidecar))
+    if (manifest.sha256, manifest.size, manifest.format) != (sha256, size, fmt):
+        raise ArtifactVerificationError(f"refusing to push {path}: the file does not match its manifest {sidecar}")
+    if signature_status(manifest) == "invalid":
+        raise ArtifactVerificationError(f"refusing to push {path}: the signature in {sidecar} is invalid")
+    return manifest
+
+
+def push(path: Path, destination: str | StoreURI, on_bytes: OnBytes | None = None,
+         now: datetime | None = None) -> PushResult:
+    """Upload ``path`` as a new history version and make it the current one.
+
+    The manifest is (re-)signed with ``MODELDEPLOY_SIGNING_KEY`` when it is set. Two pushes that
+    pick the same timestamp cannot both win: the history write is create-only.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise StoreError(f"{path} is not a file")
+    manifest = local_manifest(path)
+    if current_key() is not None:
+        manifest = sign(manifest)
+    store = open_store(destination)
+    extension = EXTENSIONS[manifest.format]
+    moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    history_key = f"{HISTORY_FOLDER}/{moment.strftime(TIMESTAMP_FORMAT)}_{manifest.name}{extension}"
+    current_key_name = f"{manifest.name}{extension}"
+    store.upload(history_key, path, create_only=True, on_bytes=on_bytes)
+    store.write_bytes(manifest_name(history_key), manifest.to_json(), create_only=True)
+    store.copy(history_key, current_key_name)
+    store.write_bytes(manifest_name(current_key_name), manifest.to_json())
+    return PushResult(store.describe(history_key), store.describe(current_key_name), manifest)
