@@ -1,0 +1,70 @@
+"""App fixtures: registries over the tiny models or the in-process ``echo`` plugin, and a live server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import echo_plugin
+import pytest
+from flask.testing import FlaskClient
+from live_server import LiveServer, running_server, tiny_models_config
+
+from modeldeploy import plugins
+from modeldeploy.app import create_app
+from modeldeploy.config import parse_config
+from modeldeploy.registry import Registry
+
+
+def make_registry(document: dict[str, Any], start: bool = True) -> Registry:
+    """A real registry over ``document`` (a config.yaml as a dict), loaded before it returns."""
+    registry = Registry(parse_config(document))
+    if start:
+        registry.start(background=False)
+    return registry
+
+
+@pytest.fixture(scope="module")
+def tiny_registry(tiny_models: dict[str, Path]) -> Iterator[Registry]:
+    registry = make_registry(tiny_models_config(tiny_models))
+    yield registry
+    registry.close()
+
+
+@pytest.fixture
+def client(tiny_registry: Registry) -> FlaskClient:
+    return create_app(registry=tiny_registry).test_client()
+
+
+@pytest.fixture
+def echo() -> Iterator[type]:
+    """Register the ``echo`` plugin in this process; unblock its model afterwards."""
+    echo_plugin.RELEASE.clear()
+    echo_plugin.BLOCKED.clear()
+    plugins.register_plugin(echo_plugin, name="echo")
+    yield echo_plugin.EchoWrapper
+    echo_plugin.RELEASE.set()
+
+
+@pytest.fixture
+def app_for() -> Iterator[Any]:
+    """``app_for(document, start=True)`` -> (test client, registry); registries close afterwards."""
+    registries: list[Registry] = []
+
+    def build(document: dict[str, Any], start: bool = True) -> tuple[FlaskClient, Registry]:
+        registry = make_registry(document, start)
+        registries.append(registry)
+        return create_app(registry=registry).test_client(), registry
+
+    yield build
+    echo_plugin.RELEASE.set()
+    for registry in registries:
+        registry.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests."""
+    with running_server(tiny_models_config(tiny_models), tmp_path_factory.mktemp("serve")) as server:
+        yield server
