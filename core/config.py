@@ -53,6 +53,8 @@ class ServerConfig:
     threads: int = 16
     max_body_bytes: int = 1024 * 1024
     max_items: int = 256
+    #: torch intra-op threads for the inference threads; 0 means one per CPU the process may use.
+    torch_threads: int = 0
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ def _parse_server(data: Any) -> ServerConfig:
         raise ConfigError(f"server.port must be between 0 and 65535, got {server.port}")
     for key in ("threads", "max_body_bytes", "max_items"):
         _positive(getattr(server, key), f"server.{key}")
+    _positive(server.torch_threads, "server.torch_threads", allow_zero=True)
     return server
 
 

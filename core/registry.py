@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import metrics, store
+from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
 from .errors import ModelDeployError, ModelNotReadyError, UnknownModelError
 from .plugins import Catalog, ModelEntry, get_catalog
@@ -49,6 +50,7 @@ class Registry:
             raise UnknownModelError(missing[0], self.catalog.models)
         self.names: list[str] = config.served_names(self.catalog.models)
         self._wrappers: dict[str, ModelWrapper] = {}
+        self._batchers: dict[str, Batcher] = {}
         self._status: dict[str, ModelStatus] = {name: ModelStatus(IDLE) for name in self.names}
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
@@ -81,6 +83,7 @@ class Registry:
     # ------------------------------------------------------------------ loading
     def start(self, background: bool = True) -> None:
         """Load every non-lazy model, in a background thread unless ``background=False``."""
+        configure_torch_threads(self.config.server.torch_threads)
         eager = [n for n in self.names if not self.model_config(n).lazy]
         with self._lock:
             for name in eager:
@@ -120,6 +123,7 @@ class Registry:
             log.error("model %s failed to load: %s", name, reason, exc_info=not isinstance(exc, ModelDeployError))
             self._set_status(name, ModelStatus(FAILED, reason, time.perf_counter() - started))
             return
+        self._batchers[name] = Batcher(wrapper, self.model_config(name).batch, name).start()
         elapsed = time.perf_counter() - started
         self._wrappers[name] = wrapper
         self._set_status(name, ModelStatus(READY, None, elapsed))
@@ -158,5 +162,11 @@ class Registry:
         raise ModelNotReadyError(f"model {name!r} failed to load: {status.reason}", retry_after=60)
 
     def predict(self, name: str, data: str | Sequence[str]) -> Any:
-        """Run ``data`` through the named model (one result or a list, like ``ModelWrapper.predict``)."""
-        return self.ready_wrapper(name).predict(data)
+        """Run ``data`` through the named model's batcher (one result or a list, like ``ModelWrapper.predict``)."""
+        self.ready_wrapper(name)
+        return self._batchers[name].predict(data)
+
+    def close(self) -> None:
+        """Stop every model's inference thread (queued requests fail as 'shutting down')."""
+        for batcher in list(self._batchers.values()):
+            batcher.close()

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from .batch_planner import CostModel, plan_batches
 from .devices import resolve_device, validate_device
 from .errors import ConfigError, ModelDeployError, ModelLoadError
 from .inputs import normalize_texts
@@ -41,6 +42,8 @@ class ModelWrapper:
     auto_model_class: ClassVar[Any] = None
     #: Per-model settings with their defaults; config.yaml may override exactly these keys.
     default_settings: ClassVar[Mapping[str, Any]] = {}
+    #: Estimated cost of a padded forward pass; the server's batcher refits it when the model loads.
+    cost_model: CostModel = CostModel()
 
     def __init__(
         self,
@@ -200,16 +203,18 @@ class ModelWrapper:
     def predict(self, data: str | Sequence[str]) -> Any:
         """Predict for one string (one result) or a list of strings (a list of results, in order).
 
-        A list runs as padded batches of ``batch_size`` items, grouped by length so that short
-        texts are not padded to the longest one.
+        A list runs as padded batches of at most ``batch_size`` items, grouped by token length
+        (:func:`~modeldeploy.batch_planner.plan_batches`) so short texts are not padded to long ones.
         """
         texts, single = normalize_texts(data)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        size = self.settings["batch_size"]
+        self.ensure_loaded()
         results: list[Any] = [None] * len(texts)
-        for start in range(0, len(order), size):
-            chunk = order[start : start + size]
-            for index, result in zip(chunk, self.run_batch([texts[i] for i in chunk])):
+        lengths = [0]
+        if len(texts) > 1:
+            with self._lock:  # the fast tokenizer is not thread-safe
+                lengths = self.token_lengths([self.prepare_data(text) for text in texts])
+        for batch in plan_batches(lengths, self.settings["batch_size"], self.cost_model):
+            for index, result in zip(batch, self.run_batch([texts[i] for i in batch])):
                 results[index] = result
         return results[0] if single else results
 

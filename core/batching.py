@@ -1,0 +1,281 @@
+"""Adaptive batching of concurrent ``predict`` calls for one model.
+
+Serving one forward pass per HTTP request wastes the hardware; padding every text of a batch to
+the longest one eats most of the batching gain. A :class:`Batcher` owns one inference thread (the
+only thread that touches the model and its fast tokenizer, which is not thread-safe). Each round
+it drains everything queued (a lone request runs at once unless ``max_wait_ms`` asks to wait for
+companions), measures token lengths once, and runs the cost-minimising padded sub-batches of
+:func:`~modeldeploy.batch_planner.plan_batches`, answering each request as soon as its last item
+is done. A bounded queue answers "overloaded" at once; expired requests' items are dropped before
+they are computed; an exception is bisected down to the item(s) that caused it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import metrics
+from .batch_planner import CostModel, fit_cost_model, plan_batches
+from .config import BatchConfig
+from .errors import (
+    ModelNotReadyError,
+    OverloadedError,
+    PredictionError,
+    PredictionTimeoutError,
+)
+from .inputs import normalize_texts
+from .wrapper import ModelWrapper
+
+log = logging.getLogger(__name__)
+
+#: (rows, words) shapes timed to fit the cost model: small and large in both dimensions.
+CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
+
+
+@dataclass(eq=False)
+class _Request:
+    """One ``submit`` call: its results fill in as its items complete."""
+
+    size: int
+    deadline: float
+    results: list[Any] = field(default_factory=list)
+    error: PredictionError | None = None
+    remaining: int = 0
+    abandoned: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.results = [None] * self.size
+        self.remaining = self.size
+
+    @property
+    def live(self) -> bool:
+        return not self.abandoned and time.monotonic() < self.deadline
+
+
+@dataclass(eq=False)
+class _Item:
+    request: _Request
+    index: int
+    text: str
+
+
+class Batcher:
+    """Batches concurrent predictions for one loaded wrapper on one inference thread."""
+
+    def __init__(self, wrapper: ModelWrapper, config: BatchConfig | None = None, name: str | None = None) -> None:
+        self.wrapper = wrapper
+        self.config = config or BatchConfig()
+        self.name = name or wrapper.name
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self, calibrate: bool = True) -> "Batcher":
+        """Fit the wrapper's cost model (on this thread, before serving) and start the inference thread."""
+        self.wrapper.ensure_loaded()
+        if calibrate:
+            try:
+                self.wrapper.cost_model = calibrate_cost_model(self.wrapper)
+                log.info("model %s cost model: %s", self.name, self.wrapper.cost_model)
+            except Exception as exc:  # a model failing on its example still serves other inputs
+                log.warning("model %s: cost calibration failed (%s: %s); using the default cost model",
+                            self.name, type(exc).__name__, exc)
+        self._thread = threading.Thread(target=self._serve, name=f"modeldeploy-batcher-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Refuse new work, fail what is still queued, finish the running round, stop the thread."""
+        with self._cond:
+            self._stopping = True
+            pending, self._queue = list(self._queue), deque()
+            self._cond.notify_all()
+        for request in {item.request for item in pending}:
+            request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")  # type: ignore[assignment]
+            request.done.set()
+        self._set_depth(0)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ------------------------------------------------------------------ callers' side
+    def predict(self, data: str | Sequence[str], timeout: float | None = None) -> Any:
+        """Like ``ModelWrapper.predict`` (one string or a list), through the batching queue."""
+        texts, single = normalize_texts(data)
+        results = self.submit(texts, timeout)
+        return results[0] if single else results
+
+    def submit(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """Queue validated texts, wait for their results (in order) or raise.
+
+        Raises OverloadedError when the queue cannot take them (a request always fits an empty
+        queue), PredictionTimeoutError after ``timeout`` seconds (default: the config's), and
+        PredictionError when the model failed on one of these texts.
+        """
+        timeout = self.config.timeout if timeout is None else timeout
+        request = _Request(size=len(texts), deadline=time.monotonic() + timeout)
+        with self._cond:
+            if self._stopping or self._thread is None:
+                raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
+            queued = len(self._queue)
+            if queued and queued + len(texts) > self.config.max_queue:
+                metrics.ITEMS.labels(self.name, "rejected").inc(len(texts))
+                raise OverloadedError(
+                    f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
+                    f"{self.config.max_queue}); retry later",
+                    retry_after=1,
+                )
+            self._queue.extend(_Item(request, i, text) for i, text in enumerate(texts))
+            self._set_depth(len(self._queue))
+            self._cond.notify()
+        if not request.done.wait(timeout):
+            with self._cond:
+                if not request.done.is_set():
+                    request.abandoned = True
+                    self._queue = deque(item for item in self._queue if item.request is not request)
+                    self._set_depth(len(self._queue))
+            if request.abandoned:
+                raise PredictionTimeoutError(
+                    f"model {self.name!r} did not answer within {timeout:g}s; the request was dropped"
+                )
+        if request.error is not None:
+            raise request.error
+        return request.results
+
+    # ------------------------------------------------------------------ inference thread
+    def _serve(self) -> None:
+        while True:
+            items = self._drain()
+            if items is None:
+                return
+            try:
+                self._run_round(items)
+            except Exception as exc:  # never let the thread die: fail this round's requests
+                log.exception("batcher of model %s failed a round", self.name)
+                for item in items:
+                    self._fail(item, exc)
+
+    def _drain(self) -> list[_Item] | None:
+        """Wait for work; take everything queued (after up to ``max_wait_ms`` for companions)."""
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait()
+            if self._stopping:
+                return None
+            wait_until = time.monotonic() + self.config.max_wait_ms / 1000
+            while len(self._queue) < self.config.max_batch_size and not self._stopping:
+                left = wait_until - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            items, self._queue = list(self._queue), deque()
+            self._set_depth(0)
+        return items
+
+    def _run_round(self, items: list[_Item]) -> None:
+        live = self._drop_expired(items)
+        if not live:
+            return
+        wrapper = self.wrapper
+        lengths = wrapper.token_lengths([wrapper.prepare_data(item.text) for item in live])
+        for batch in plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model):
+            batch_items = self._drop_expired([live[i] for i in batch])
+            if batch_items:
+                self._compute(batch_items)
+
+    def _drop_expired(self, items: list[_Item]) -> list[_Item]:
+        live = [item for item in items if item.request.live]
+        if len(live) < len(items):
+            metrics.ITEMS.labels(self.name, "dropped").inc(len(items) - len(live))
+        return live
+
+    def _compute(self, items: list[_Item]) -> None:
+        """One padded forward pass; on failure, bisect so only the culprit item(s) fail."""
+        try:
+            outputs = self.wrapper.run_batch([item.text for item in items])
+        except Exception as exc:
+            if len(items) == 1:
+                self._fail(items[0], exc)
+                return
+            middle = len(items) // 2
+            self._compute(items[:middle])
+            self._compute(items[middle:])
+            return
+        metrics.BATCH_SIZE.labels(self.name).observe(len(items))
+        metrics.ITEMS.labels(self.name, "ok").inc(len(items))
+        for item, output in zip(items, outputs):
+            item.request.results[item.index] = output
+            self._finish(item.request)
+
+    def _fail(self, item: _Item, exc: Exception) -> None:
+        metrics.ITEMS.labels(self.name, "error").inc()
+        request = item.request
+        if request.error is None:
+            where = f"item {item.index}" if request.size > 1 else "the input"
+            log.warning("model %s failed on %s: %s: %s", self.name, where, type(exc).__name__, exc)
+            request.error = PredictionError(f"model {self.name!r} failed on {where}: {type(exc).__name__}: {exc}")
+        self._finish(request)
+
+    @staticmethod
+    def _finish(request: _Request) -> None:
+        request.remaining -= 1
+        if request.remaining == 0:
+            request.done.set()
+
+    def _set_depth(self, depth: int) -> None:
+        metrics.QUEUE_DEPTH.labels(self.name).set(depth)
+
+
+# ---------------------------------------------------------------------- calibration
+def calibrate_cost_model(wrapper: ModelWrapper, shapes: Sequence[tuple[int, int]] = CALIBRATION_SHAPES,
+                         repeats: int = 2) -> CostModel:
+    """Time a few real forward passes of ``wrapper`` and fit its padded-batch cost model.
+
+    The first pass warms up and is not timed; each shape keeps its fastest run, the one least
+    disturbed by other work on the machine.
+    """
+    words = (wrapper.example or "the quick brown fox jumps over the lazy dog").split()
+    samples = []
+    _timed_run(wrapper, _texts(words, *shapes[0]))
+    for rows, word_count in shapes:
+        texts = _texts(words, rows, word_count)
+        max_len = max(wrapper.token_lengths([wrapper.prepare_data(t) for t in texts]))
+        seconds = min(_timed_run(wrapper, texts) for _ in range(repeats))
+        samples.append((rows, max_len, seconds))
+    return fit_cost_model(samples)
+
+
+def _timed_run(wrapper: ModelWrapper, texts: list[str]) -> float:
+    """Seconds one ``run_batch`` of ``texts`` takes."""
+    started = time.perf_counter()
+    wrapper.run_batch(texts)
+    return time.perf_counter() - started
+
+
+def _texts(words: list[str], rows: int, word_count: int) -> list[str]:
+    return [" ".join(itertools.islice(itertools.cycle(words), word_count))] * rows
+
+
+# ---------------------------------------------------------------------- threads
+def configure_torch_threads(threads: int = 0) -> int:
+    """Set torch's intra-op threads for serving (0: one per CPU this process may use); returns it.
+
+    One inference thread per model drives torch; its intra-op pool should use the cores the
+    process really has (containers often report the host's count).
+    """
+    import torch
+
+    if threads <= 0:
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(threads)
+    return threads

@@ -1,0 +1,77 @@
+"""The length-aware planner: exact optimum, valid partitions, and the cost-model fit."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import pytest
+
+from modeldeploy.batch_planner import CostModel, fit_cost_model, plan_batches, plan_cost
+
+
+def _partitions(items: list[int]):
+    """Every set partition of ``items`` (brute force for small cases)."""
+    if not items:
+        yield []
+        return
+    first, rest = items[0], items[1:]
+    for partition in _partitions(rest):
+        for i in range(len(partition)):
+            yield partition[:i] + [[first] + partition[i]] + partition[i + 1 :]
+        yield [[first]] + partition
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_plan_is_optimal_against_brute_force(seed: int) -> None:
+    rng = random.Random(seed)
+    lengths = [rng.randint(1, 60) for _ in range(rng.randint(1, 7))]
+    max_rows = rng.randint(1, 4)
+    cost = CostModel(overhead=rng.choice([0.0, 5.0, 40.0, 500.0]), per_token=1.0)
+    plan = plan_batches(lengths, max_rows, cost)
+    best = min(
+        plan_cost(p, lengths, cost)
+        for p in _partitions(list(range(len(lengths))))
+        if all(len(b) <= max_rows for b in p)
+    )
+    assert plan_cost(plan, lengths, cost) == pytest.approx(best)
+
+
+def test_plan_is_a_partition_within_max_rows_and_sorted() -> None:
+    rng = random.Random(7)
+    lengths = [rng.randint(3, 80) for _ in range(200)]
+    plan = plan_batches(lengths, 16, CostModel(overhead=0.01, per_token=0.0001))
+    assert sorted(itertools.chain.from_iterable(plan)) == list(range(200))
+    assert all(1 <= len(batch) <= 16 for batch in plan)
+    flat = [lengths[i] for batch in plan for i in batch]
+    assert flat == sorted(lengths)
+
+
+def test_overhead_decides_between_few_and_many_batches() -> None:
+    lengths = [5, 5, 5, 50, 50, 50]
+    free_calls = plan_batches(lengths, 6, CostModel(overhead=0.0, per_token=1.0))
+    costly_calls = plan_batches(lengths, 6, CostModel(overhead=1e6, per_token=1.0))
+    assert len(costly_calls) == 1
+    assert all(len({lengths[i] for i in b}) == 1 for b in free_calls)  # no short text padded to 50
+    assert plan_cost(free_calls, lengths, CostModel(0.0, 1.0)) == 3 * 5 + 3 * 50
+
+
+def test_empty_and_invalid_inputs() -> None:
+    assert plan_batches([], 4) == []
+    with pytest.raises(ValueError, match="max_rows"):
+        plan_batches([1, 2], 0)
+
+
+def test_fit_recovers_a_linear_cost() -> None:
+    truth = CostModel(overhead=0.004, per_token=0.00003)
+    samples = [(r, n, truth.cost(r, n)) for r, n in [(1, 10), (1, 60), (8, 10), (8, 60), (32, 40)]]
+    fitted = fit_cost_model(samples)
+    assert fitted.overhead == pytest.approx(truth.overhead)
+    assert fitted.per_token == pytest.approx(truth.per_token)
+
+
+def test_fit_needs_two_sizes_and_never_makes_tokens_free() -> None:
+    with pytest.raises(ValueError, match="two different sizes"):
+        fit_cost_model([(2, 10, 0.1), (4, 5, 0.1)])
+    noisy = fit_cost_model([(1, 10, 0.5), (8, 60, 0.1)])  # decreasing: noise, not physics
+    assert noisy.per_token > 0 and noisy.overhead >= 0

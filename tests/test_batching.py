@@ -1,0 +1,294 @@
+"""The batcher: results independent of grouping, order, backpressure, timeouts, fault isolation."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from modeldeploy_ner import NerWrapper
+from modeldeploy_sentiment import SentimentWrapper
+from modeldeploy_summarization import SummarizationWrapper
+
+from modeldeploy import metrics
+from modeldeploy.batch_planner import CostModel
+from modeldeploy.batching import Batcher, calibrate_cost_model
+from modeldeploy.config import BatchConfig, parse_config
+from modeldeploy.errors import (
+    ModelNotReadyError,
+    OverloadedError,
+    PredictionError,
+    PredictionTimeoutError,
+)
+from modeldeploy.registry import Registry
+
+TEXTS = [
+    "Angela Merkel met Emmanuel Macron in Paris on Tuesday.",
+    "Great!",
+    "This was a terrible waste of time and money, and the story made no sense at all to me or my friends.",
+    "Apple opened offices in London.",
+    "ok",
+    "Researchers at Stanford University published a study about language models and Tokyo.",
+    "The quick brown fox jumps over the lazy dog near the river bank in Berlin.",
+]
+
+#: Cost models that force opposite groupings: every text alone, or as few batches as possible.
+GROUPINGS = {
+    "singles": CostModel(overhead=0.0, per_token=1.0),
+    "few-batches": CostModel(overhead=1e6, per_token=1.0),
+    "default": CostModel(),
+}
+
+
+class GatedSentiment(SentimentWrapper):
+    """The real tiny sentiment model, with a gate to hold the inference thread and a poison pill."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.gate.set()
+        self.batches: list[list[str]] = []
+
+    def predict_batch(self, items: list[str]) -> list[Any]:
+        self.batches.append(list(items))
+        if any("slow" in item for item in items):
+            assert self.gate.wait(30)
+        if any("POISON" in item for item in items):
+            raise ValueError("poisoned input")
+        return super().predict_batch(items)
+
+
+def assert_same(actual: Any, expected: Any) -> None:
+    """Equal structures, floats within tolerance (padding changes float sums slightly)."""
+    if isinstance(expected, float):
+        assert math.isclose(actual, expected, rel_tol=1e-4, abs_tol=1e-5), (actual, expected)
+    elif isinstance(expected, dict):
+        assert actual.keys() == expected.keys()
+        for key in expected:
+            assert_same(actual[key], expected[key])
+    elif isinstance(expected, list):
+        assert len(actual) == len(expected)
+        for a, e in zip(actual, expected):
+            assert_same(a, e)
+    else:
+        assert actual == expected
+
+
+@pytest.fixture(scope="module")
+def wrappers(tiny_models) -> dict[str, Any]:
+    classes = {"sentiment": SentimentWrapper, "ner": NerWrapper, "summarization": SummarizationWrapper}
+    return {name: cls(source=str(tiny_models[name]), device="cpu").ensure_loaded() for name, cls in classes.items()}
+
+
+@pytest.fixture
+def gated(tiny_models) -> GatedSentiment:
+    return GatedSentiment(source=str(tiny_models["sentiment"]), device="cpu").ensure_loaded()
+
+
+def started(wrapper: Any, **config: Any) -> Batcher:
+    return Batcher(wrapper, BatchConfig(**config)).start(calibrate=False)
+
+
+def wait_for_queue(batcher: Batcher, depth: int) -> None:
+    for _ in range(3000):
+        if len(batcher._queue) >= depth:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"queue never reached {depth} items")
+
+
+@pytest.fixture(scope="module")
+def single_results(wrappers) -> dict[str, list[Any]]:
+    """Each text run alone: the reference every grouping must reproduce."""
+    return {task: [wrapper.run_batch([text])[0] for text in TEXTS] for task, wrapper in wrappers.items()}
+
+
+@pytest.mark.parametrize("task", ["sentiment", "ner", "summarization"])
+@pytest.mark.parametrize("grouping", sorted(GROUPINGS))
+def test_batched_results_equal_single_results(wrappers, single_results, task, grouping, monkeypatch) -> None:
+    wrapper, singles = wrappers[task], single_results[task]
+    monkeypatch.setattr(wrapper, "cost_model", GROUPINGS[grouping])
+    for max_batch_size in (2, 32):
+        batcher = started(wrapper, max_batch_size=max_batch_size)
+        try:
+            assert_same(batcher.submit(TEXTS), singles)
+        finally:
+            batcher.close()
+    assert_same(wrapper.predict(TEXTS), singles)  # the direct Python path plans the same way
+
+
+def test_concurrent_requests_are_batched_and_paired_correctly(gated) -> None:
+    expected = {text: gated.run_batch([text])[0] for text in TEXTS}
+    gated.batches.clear()
+    batcher = started(gated, max_batch_size=8)
+    gated.gate.clear()
+    calls = [(f"slow {i}" if i == 0 else TEXTS[i % len(TEXTS)]) for i in range(32)]
+    try:
+        with ThreadPoolExecutor(32) as pool:
+            first = pool.submit(batcher.submit, [calls[0]])
+            while not gated.batches:
+                time.sleep(0.01)
+            futures = [pool.submit(batcher.predict, text) for text in calls[1:]]
+            wait_for_queue(batcher, 31)
+            gated.gate.set()
+            results = [f.result(timeout=60) for f in futures]
+            first.result(timeout=60)
+    finally:
+        batcher.close()
+    for text, result in zip(calls[1:], results):
+        assert_same(result, expected[text])
+    sizes = [len(batch) for batch in gated.batches[1:]]
+    assert sum(sizes) == 31 and max(sizes) > 1 and max(sizes) <= 8
+
+
+def test_a_list_is_split_across_batches_and_reassembled(gated) -> None:
+    texts = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(20)]
+    expected = [gated.run_batch([t])[0] for t in texts]
+    gated.batches.clear()
+    batcher = started(gated, max_batch_size=4)
+    try:
+        assert_same(batcher.predict(texts), expected)
+    finally:
+        batcher.close()
+    assert len(gated.batches) >= 5 and all(len(b) <= 4 for b in gated.batches)
+
+
+def test_full_queue_is_refused_at_once_then_drains(gated) -> None:
+    batcher = started(gated, max_queue=4)
+    gated.gate.clear()
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            busy = pool.submit(batcher.predict, "slow")
+            while not gated.batches:
+                time.sleep(0.01)
+            queued = pool.submit(batcher.predict, ["a", "b", "c"])
+            wait_for_queue(batcher, 3)
+            with pytest.raises(OverloadedError, match="max_queue 4") as info:
+                batcher.predict(["d", "e"])
+            assert info.value.retry_after >= 1
+            fits = pool.submit(batcher.predict, "d")
+            wait_for_queue(batcher, 4)
+            gated.gate.set()
+            assert len(queued.result(timeout=60)) == 3
+            assert fits.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
+            assert busy.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        batcher.close()
+
+
+def test_a_request_larger_than_the_queue_still_runs_when_the_queue_is_empty(gated) -> None:
+    batcher = started(gated, max_queue=2)
+    try:
+        assert len(batcher.predict(["a", "b", "c", "d"])) == 4
+    finally:
+        batcher.close()
+
+
+def test_timeout_while_queued_drops_the_work(gated) -> None:
+    batcher = started(gated)
+    gated.gate.clear()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(batcher.predict, "slow")
+            while not gated.batches:
+                time.sleep(0.01)
+            with pytest.raises(PredictionTimeoutError, match="dropped"):
+                batcher.predict("abandoned text", timeout=0.2)
+            assert len(batcher._queue) == 0
+            gated.gate.set()
+            busy.result(timeout=60)
+            assert batcher.predict("after")["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        batcher.close()
+    assert not any("abandoned text" in item for batch in gated.batches for item in batch)
+
+
+def test_timeout_after_draining_drops_the_remaining_sub_batches(gated) -> None:
+    dropped = metrics.ITEMS.labels(gated.name, "dropped")
+    before = dropped._value.get()
+    batcher = started(gated, max_batch_size=1)
+    gated.gate.clear()
+    try:
+        with pytest.raises(PredictionTimeoutError):
+            batcher.predict(["slow", "a much longer text that is planned after the slow one"], timeout=0.3)
+        gated.gate.set()
+        assert batcher.predict("next")["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        batcher.close()
+    assert not any("much longer" in item for batch in gated.batches for item in batch)
+    assert dropped._value.get() == before + 1
+
+
+def test_a_poisoned_item_fails_alone(gated) -> None:
+    expected = {text: gated.run_batch([text])[0] for text in TEXTS}
+    batcher = started(gated, max_batch_size=16)
+    gated.gate.clear()
+    calls: list[Any] = [TEXTS[i % len(TEXTS)] for i in range(12)]
+    calls[3] = "POISON pill"
+    calls[8] = [TEXTS[0], "more POISON", TEXTS[1]]
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            busy = pool.submit(batcher.predict, "slow")
+            while not gated.batches:
+                time.sleep(0.01)
+            futures = [pool.submit(batcher.predict, call) for call in calls]
+            wait_for_queue(batcher, 14)
+            gated.gate.set()
+            busy.result(timeout=60)
+            for i, future in enumerate(futures):
+                if i == 3:
+                    with pytest.raises(PredictionError, match="ValueError: poisoned input"):
+                        future.result(timeout=60)
+                elif i == 8:
+                    with pytest.raises(PredictionError, match="item 1"):
+                        future.result(timeout=60)
+                else:
+                    assert_same(future.result(timeout=60), expected[calls[i]])
+    finally:
+        batcher.close()
+    # the poison really shared a forward pass with companions before being isolated
+    assert any(len(b) > 1 and any("POISON" in t for t in b) for b in gated.batches)
+
+
+def test_close_fails_queued_work_and_refuses_new_work(gated) -> None:
+    batcher = started(gated)
+    gated.gate.clear()
+    with ThreadPoolExecutor(3) as pool:
+        busy = pool.submit(batcher.predict, "slow")
+        while not gated.batches:
+            time.sleep(0.01)
+        queued = pool.submit(batcher.predict, "waiting")
+        wait_for_queue(batcher, 1)
+        closer = pool.submit(batcher.close)
+        with pytest.raises(ModelNotReadyError, match="shutting down"):
+            queued.result(timeout=60)
+        gated.gate.set()
+        closer.result(timeout=60)
+        assert busy.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
+    with pytest.raises(ModelNotReadyError):
+        batcher.predict("late")
+
+
+def test_calibration_fits_a_positive_cost_model(wrappers) -> None:
+    cost = calibrate_cost_model(wrappers["sentiment"], shapes=((1, 4), (4, 16)), repeats=1)
+    assert cost.per_token > 0 and cost.overhead >= 0
+
+
+def test_registry_predicts_through_the_batcher_and_closes_it(tiny_models) -> None:
+    config = parse_config({"models": {"sentiment": {"source": str(tiny_models["sentiment"]),
+                                                    "batch": {"max_batch_size": 4, "max_queue": 8}}}})
+    registry = Registry(config)
+    registry.start(background=False)
+    batcher = registry._batchers["sentiment"]
+    assert batcher.config.max_batch_size == 4 and batcher.config.max_queue == 8
+    try:
+        direct = registry.wrapper("sentiment").run_batch(TEXTS)
+        assert_same(registry.predict("sentiment", TEXTS), direct)
+    finally:
+        registry.close()
+    assert not batcher._thread.is_alive()
+    with pytest.raises(ModelNotReadyError):
+        registry.predict("sentiment", "after close")
