@@ -174,6 +174,8 @@ class ModelWrapper:
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
         """Token count of each prepared text after truncation (what padding will cost)."""
+        if self.tokenizer is None:  # a model without a tokenizer: words approximate its cost
+            return [len(text.split()) for text in texts]
         ids = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)["input_ids"]
         return [len(row) for row in ids]
 
