@@ -29,6 +29,16 @@ def load(
     device: str = "auto",
     settings: Mapping[str, Any] | None = None,
 ) -> ModelWrapper:
-    """Instantiate and load the model ``name`` (from ``source`` or the plugin's default)."""
+    """Instantiate and load the model ``name`` (from ``source`` or the plugin's default).
+
+    A ``source`` naming a store artifact (``gs://...``, ``file://...``, ``*.dill``,
+    ``*.pretrained.tar``) is pulled and verified first; see ``modeldeploy.store.load_artifact``
+    for pinning a sha256 or trusting an unsigned artifact.
+    """
+    from . import store  # imported on use: keeps `import modeldeploy` light
+
+    if store.is_artifact_source(source):
+        model_entry(name)
+        return store.load_artifact(source, name=name, device=device, settings=settings)
     wrapper = model_entry(name).wrapper_class(source=source, device=device, settings=settings)
     return wrapper.ensure_loaded()

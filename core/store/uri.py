@@ -62,7 +62,7 @@ def parse_store_uri(text: str) -> StoreURI:
         bucket, _, prefix = text[len("gs://"):].partition("/")
         if not _BUCKET.match(bucket):
             raise StoreError(f"invalid bucket name {bucket!r} in {text!r}")
-        prefix = prefix.strip("/")
+        prefix = prefix[:-1] if prefix.endswith("/") else prefix
         if prefix:
             check_key(prefix)
         return StoreURI("gs", bucket, prefix)
@@ -85,8 +85,12 @@ def split_artifact_uri(text: str) -> tuple[StoreURI, str]:
     folder, _, filename = text.rstrip().rpartition("/")
     if text.startswith("gs://") and folder == "gs:/":
         raise StoreError(f"artifact URI {text!r} names a bucket, not an artifact file")
+    if folder.endswith("/") and not folder.endswith(":/"):
+        raise StoreError(f"artifact URI {text!r} has an empty path segment ('//')")
     artifact_format(check_key(filename))
-    return parse_store_uri(folder or "."), filename
+    if not folder:
+        folder = "/" if text.startswith("/") else "."
+    return parse_store_uri(folder), filename
 
 
 def artifact_format(filename: str) -> str:
