@@ -16,7 +16,9 @@ from ..errors import StoreError
 
 #: Artifact formats and the file-name extension each one uses.
 EXTENSIONS = {"dill": ".dill", "pretrained": ".pretrained.tar"}
-MANIFEST_EXTENSION = ".manifest.json"
+#: What replaces the extension to name an artifact's manifest (distinct per format, so both
+#: formats of one model can live side by side; the dill one keeps the seed's plain name).
+MANIFEST_EXTENSIONS = {"dill": ".manifest.json", "pretrained": ".pretrained.manifest.json"}
 HISTORY_FOLDER = "historic"
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$")
@@ -108,8 +110,9 @@ def stem(filename: str) -> str:
 
 
 def manifest_name(filename: str) -> str:
-    """The manifest that sits next to an artifact file: ``sentiment.dill`` -> ``sentiment.manifest.json``."""
-    return stem(filename) + MANIFEST_EXTENSION
+    """The manifest beside an artifact: ``sentiment.dill`` -> ``sentiment.manifest.json``,
+    ``sentiment.pretrained.tar`` -> ``sentiment.pretrained.manifest.json``."""
+    return stem(filename) + MANIFEST_EXTENSIONS[artifact_format(filename)]
 
 
 def is_artifact_source(source: str | None) -> bool:
