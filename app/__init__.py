@@ -12,13 +12,13 @@ from flask import Flask
 from modeldeploy.config import Config, load_config
 from modeldeploy.registry import Registry
 
-from . import api, errors, observability, oip, pages
+from . import api, errors, observability, oip, openapi, pages
 from .state import attach_registry, get_registry
 
 __all__ = ["create_app", "get_registry"]
 
 #: Every blueprint the app serves; add new ones here (the single place routes are registered).
-BLUEPRINTS = (pages.blueprint, api.blueprint, oip.blueprint, observability.blueprint)
+BLUEPRINTS = (pages.blueprint, api.blueprint, oip.blueprint, observability.blueprint, openapi.blueprint)
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:
