@@ -1,0 +1,77 @@
+"""Log set-up: text or JSON lines, access lines visible at the default level, clear errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from modeldeploy.app import create_app
+from modeldeploy.cli import main
+from modeldeploy.config import parse_config
+from modeldeploy.errors import ConfigError
+from modeldeploy.logs import ACCESS_LOGGER, LOG_FORMAT_ENV, JsonFormatter, configure_logging
+from modeldeploy.registry import Registry
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """configure_logging replaces the root handlers: put pytest's back afterwards."""
+    root, access = logging.getLogger(), logging.getLogger(ACCESS_LOGGER)
+    handlers, root_level, access_level = root.handlers[:], root.level, access.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(root_level)
+    access.setLevel(access_level)
+
+
+def test_json_formatter_puts_extra_fields_at_top_level() -> None:
+    record = logging.LogRecord("modeldeploy.access", logging.INFO, __file__, 1, "GET %s", ("/x",), None)
+    record.request_id, record.status = "abc", 200
+    line = json.loads(JsonFormatter().format(record))
+    assert line["message"] == "GET /x" and line["logger"] == "modeldeploy.access" and line["level"] == "INFO"
+    assert (line["request_id"], line["status"]) == ("abc", 200)
+    assert "args" not in line and "msg" not in line
+
+
+def test_json_formatter_keeps_the_exception() -> None:
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed", None, sys.exc_info())
+    assert "RuntimeError: boom" in json.loads(JsonFormatter().format(record))["exception"]
+
+
+@pytest.mark.parametrize(("level", "access_level"), [("WARNING", logging.INFO), ("DEBUG", logging.DEBUG),
+                                                      ("ERROR", logging.ERROR)])
+def test_access_lines_show_unless_errors_only(restore_logging: None, level: str, access_level: int) -> None:
+    configure_logging(level, "text")
+    assert logging.getLogger(ACCESS_LOGGER).getEffectiveLevel() == access_level
+
+
+def test_unknown_format_is_a_clear_error(restore_logging: None) -> None:
+    with pytest.raises(ConfigError, match="log format must be one of text, json, got 'xml'"):
+        configure_logging("INFO", "xml")
+
+
+def test_cli_reads_the_format_from_the_environment(restore_logging: None, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv(LOG_FORMAT_ENV, "xml")
+    assert main(["list"]) == 1
+    assert "log format must be one of text, json, got 'xml'" in capsys.readouterr().err
+
+
+def test_text_access_line_of_an_in_process_request(restore_logging: None) -> None:
+    configure_logging("WARNING", "text")
+    stream = io.StringIO()
+    logging.getLogger().handlers[0].setStream(stream)
+    app = create_app(registry=Registry(parse_config({"models": {"sentiment": {}}})))
+    response = app.test_client().get("/v2/models/sentiment", headers={"X-Request-ID": "text-line-1"})
+    assert response.status_code == 200
+    line = stream.getvalue().strip()
+    assert " INFO modeldeploy.access: GET /v2/models/sentiment 200 model=sentiment " in line
+    assert line.endswith("ms request_id=text-line-1")
