@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from ..config import load_config
 from ..errors import ConfigError
 from ..hub import go_offline_if_unreachable
+from ..logs import LOG_FORMATS
 from ..plugins import get_catalog
 from ..registry import Registry
 
@@ -35,6 +36,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--config", help="config.yaml to read (default: every installed model, default settings)")
     serve.add_argument("--host", help="interface to bind (default: server.host of the config, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default: server.port, else 8080)")
+    # Also accepted after "serve" (where people type it); it sets the global --log-format.
+    serve.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
+                       help="text, or json access/log lines for log collectors")
     serve.set_defaults(func=run_serve)
 
 

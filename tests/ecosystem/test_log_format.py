@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from modeldeploy.app import create_app
-from modeldeploy.cli import main
+from modeldeploy.cli import build_parser, main
 from modeldeploy.config import parse_config
 from modeldeploy.errors import ConfigError
 from modeldeploy.logs import ACCESS_LOGGER, LOG_FORMAT_ENV, JsonFormatter, configure_logging
@@ -75,3 +75,8 @@ def test_text_access_line_of_an_in_process_request(restore_logging: None) -> Non
     line = stream.getvalue().strip()
     assert " INFO modeldeploy.access: GET /v2/models/sentiment 200 model=sentiment " in line
     assert line.endswith("ms request_id=text-line-1")
+
+
+@pytest.mark.parametrize("argv", [["--log-format", "json", "serve"], ["serve", "--log-format", "json"]])
+def test_serve_takes_the_format_before_or_after_the_command(argv: list[str]) -> None:
+    assert build_parser().parse_args(argv).log_format == "json"
