@@ -85,6 +85,7 @@ function renderResult(text, result) {
   if (result && typeof result.label === "string" && typeof result.score === "number") return renderLabel(result);
   if (isEntityList(result)) return renderEntities(text, result);
   const generated = singleText(result);
+  if (generated === "") return el("p", "generated empty", "(the model returned an empty text)");
   if (generated !== null) return el("p", "generated", generated);
   return el("pre", "json", JSON.stringify(result, null, 2));
 }

@@ -65,6 +65,14 @@ def app_for() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests."""
-    with running_server(tiny_models_config(tiny_models), tmp_path_factory.mktemp("serve")) as server:
+    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests.
+
+    Sources are relative (``.models/NAME``, as ``scripts/run`` demos them) so that pages and
+    screenshots show no path of the machine that ran the tests."""
+    directory = tmp_path_factory.mktemp("serve")
+    (directory / ".models").mkdir()
+    for name, path in tiny_models.items():
+        (directory / ".models" / name).symlink_to(path, target_is_directory=True)
+    relative = {name: Path(".models") / name for name in tiny_models}
+    with running_server(tiny_models_config(relative), directory) as server:
         yield server

@@ -1,0 +1,162 @@
+"""The homepage in a real browser: headless Debian chromium driven by playwright.
+
+``playwright install`` cannot download browsers offline, so the tests drive the system
+chromium (``apt-get install chromium``; scripts/setup does it with MODELDEPLOY_SETUP_APT=1).
+Every request the page makes is checked to stay on the test server.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from live_server import running_server, tiny_models_config
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+CHROMIUM = os.environ.get("MODELDEPLOY_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "homepage.png"
+XSS = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"> Angela Merkel in Paris'
+
+#: The highlighted paragraph's text with the entity-type tags left out: the input, verbatim.
+TEXT_WITHOUT_TYPE_LABELS = (
+    "node => [...node.childNodes].map(n => n.nodeType === 3 ? n.textContent : n.firstChild.textContent).join('')"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Browser:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+def open_homepage(browser: Browser, url: str) -> tuple[Page, list[str]]:
+    """A fresh page on the homepage; the list collects requests that tried to leave the server."""
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    outside: list[str] = []
+
+    def only_local(route):
+        if route.request.url.startswith(url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(url + "/")
+    return page, outside
+
+
+@pytest.fixture
+def homepage(browser, tiny_server):
+    page, outside = open_homepage(browser, tiny_server.url)
+    yield page
+    page.close()
+    assert outside == []  # self-contained: no CDN, no fonts, nothing but the server
+
+
+def run(page: Page, model: str, text: str | None = None):
+    card = page.locator(f"#model-{model}")
+    if text is not None:
+        card.locator("textarea").fill(text)
+    card.get_by_role("button", name="Run").click()
+    expect(card.locator('[data-role="latency"]')).to_contain_text("ms")
+    return card
+
+
+def test_cards_list_every_model_with_status(homepage):
+    cards = homepage.locator(".card")
+    expect(cards).to_have_count(3)
+    for name in ("sentiment", "ner", "summarization"):
+        expect(homepage.locator(f"#model-{name} .status")).to_have_text("ready")
+    expect(homepage.locator("#model-ner textarea")).to_have_value(
+        "Angela Merkel met Emmanuel Macron in Paris to talk about Airbus.")
+
+
+def test_sentiment_shows_label_and_score_bar(homepage, tiny_server):
+    card = run(homepage, "sentiment", "I love this movie")
+    expected = tiny_server.request("POST", "/predict", json={"model_name": "sentiment", "data": "I love this movie"})
+    result = expected.json()["body"]
+    expect(card.locator(".label")).to_have_text(result["label"])
+    expect(card.locator(".score")).to_have_text(f"{result['score'] * 100:.1f}%")
+    width = card.locator(".score-fill").evaluate("node => node.style.width")
+    assert float(width.rstrip("%")) == pytest.approx(result["score"] * 100, abs=0.05)
+    curl = card.locator(".curl").text_content()
+    assert curl.startswith(f"curl -X POST {tiny_server.url}/predict")
+    assert '"data":"I love this movie"' in curl
+
+
+def test_ner_highlights_entity_spans_with_a_legend(homepage, tiny_server):
+    text = homepage.locator("#model-ner textarea").input_value()
+    card = run(homepage, "ner")
+    entities = tiny_server.request("POST", "/predict", json={"model_name": "ner", "data": text}).json()["body"]
+    assert entities, "the tiny NER model finds the example's names"
+    marks = card.locator("mark.entity")
+    expect(marks).to_have_count(len(entities))
+    for index, entity in enumerate(entities):
+        mark = marks.nth(index)
+        expect(mark).to_have_attribute("data-type", entity["entity_group"])
+        assert mark.evaluate("node => node.firstChild.textContent") == entity["word"]
+    legend = card.locator(".legend-item").all_text_contents()
+    assert legend == list(dict.fromkeys(e["entity_group"] for e in entities))
+    assert card.locator(".entity-text").evaluate(TEXT_WITHOUT_TYPE_LABELS) == text
+
+
+def test_summarization_shows_the_summary_text(homepage, tiny_server):
+    text = homepage.locator("#model-summarization textarea").input_value()
+    card = run(homepage, "summarization")
+    summary = tiny_server.request("POST", "/predict", json={"model_name": "summarization", "data": text}).json()
+    expected = summary["body"]["summary_text"] or "(the model returned an empty text)"
+    expect(card.locator(".generated")).to_have_text(expected)
+
+
+def test_script_in_input_is_shown_as_text(homepage):
+    card = run(homepage, "ner", XSS)
+    assert card.locator(".entity-text").evaluate(TEXT_WITHOUT_TYPE_LABELS) == XSS
+    expect(card.locator(".curl")).to_contain_text("<script>")
+    assert homepage.evaluate("window.pwned") is None
+    assert card.locator(".entity-text script, .entity-text img").count() == 0
+
+
+def test_errors_are_shown_on_the_card(homepage):
+    card = run(homepage, "sentiment", "")
+    expect(card.locator(".label")).to_have_count(1)  # an empty text is still a valid input
+    homepage.route("**/predict", lambda route: route.fulfill(
+        status=503, content_type="application/json",
+        body='{"error": {"status": 503, "message": "model \'sentiment\' is still loading"}}'))
+    card = run(homepage, "sentiment", "hello")
+    expect(card.locator(".error")).to_have_text("Error 503: model 'sentiment' is still loading")
+
+
+def test_status_refreshes_while_a_lazy_model_loads(browser, tiny_models, tmp_path):
+    config = tiny_models_config({"sentiment": tiny_models["sentiment"]})
+    config["models"]["sentiment"]["lazy"] = True
+    with running_server(config, tmp_path, ready=False) as server:
+        page, outside = open_homepage(browser, server.url)
+        expect(page.locator("#model-sentiment .status")).to_have_text("idle")
+        card = run(page, "sentiment", "I love it")
+        expect(card.locator(".error")).to_contain_text("Error 503")
+        expect(page.locator("#model-sentiment .status")).to_have_text("ready", timeout=60_000)
+        run(page, "sentiment", "I love it")
+        expect(card.locator(".label")).to_have_count(1)
+        page.close()
+        assert outside == []
+
+
+def test_homepage_screenshot(browser, tiny_server, tmp_path):
+    """Renders a filled-in homepage; MODELDEPLOY_UPDATE_SCREENSHOT=1 refreshes docs/homepage.png."""
+    page, _ = open_homepage(browser, tiny_server.url)
+    for model in ("sentiment", "ner", "summarization"):
+        run(page, model)
+    page.locator("#model-sentiment details").evaluate("details => { details.open = true; }")
+    target = tmp_path / "homepage.png"
+    page.screenshot(path=str(target), full_page=True, type="png")
+    page.close()
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if os.environ.get("MODELDEPLOY_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(target, SCREENSHOT)
