@@ -1,0 +1,37 @@
+"""The original app's way, as a baseline: Flask, one forward pass per HTTP request.
+
+Same wrapper code and the same WSGI server (waitress) as modeldeploy; the only difference is
+that each request runs its own forward pass (serialised by the wrapper's lock).
+
+    python bench/baseline_app.py MODEL MODEL_DIR PORT
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flask import Flask, jsonify, request
+from waitress import serve
+
+from modeldeploy.plugins import get_catalog
+
+
+def create_app(model: str, source: str) -> Flask:
+    wrapper = get_catalog().models[model].wrapper_class(source=source, device="cpu").ensure_loaded()
+    app = Flask(__name__)
+
+    @app.post("/predict")
+    def predict():
+        body = request.get_json(force=True)
+        return jsonify({"model_name": model, "body": wrapper.predict(body["data"])})
+
+    @app.get("/health")
+    def health():
+        return jsonify({"status": "ok"})
+
+    return app
+
+
+if __name__ == "__main__":
+    name, directory, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    serve(create_app(name, directory), host="127.0.0.1", port=port, threads=16)

@@ -1,0 +1,172 @@
+"""The benchmark, end to end: the in-process limit, then modeldeploy, the original app's way and
+LitServe side by side under the same load, then an overload run; writes results.json,
+results.md and throughput.png next to this file (or under --out).
+
+    bash bench/run.sh            # the documented command (builds base-size models once)
+    python bench/harness.py --models-dir DIR [--smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import corpus  # noqa: E402
+import inprocess  # noqa: E402
+import loadgen  # noqa: E402
+import report  # noqa: E402
+from servers import PYTHON, Server, free_port  # noqa: E402
+
+from modeldeploy.plugins import get_catalog  # noqa: E402
+
+BENCH = Path(__file__).parent
+
+
+def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_queue: int, max_batch_size: int,
+                       torch_threads: int = 0) -> Server:
+    port = free_port()
+    config = work / f"{label}.yaml"
+    config.write_text(json.dumps({  # JSON is YAML
+        "models": {model: {"source": str(source), "batch": {"max_batch_size": max_batch_size, "max_queue": max_queue}}},
+        "server": {"threads": 16, "torch_threads": torch_threads},
+    }))
+    command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
+    return Server(label, command, port, "/health/ready", work)
+
+
+def start_servers(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Server]:
+    baseline_port, litserve_port = free_port(), free_port()
+    servers = {
+        "modeldeploy": modeldeploy_server(model, source, work, f"modeldeploy-{model}", args.max_queue,
+                                          args.max_batch_size),
+        "baseline": Server(f"baseline-{model}",
+                           [PYTHON, str(BENCH / "baseline_app.py"), model, str(source), str(baseline_port)],
+                           baseline_port, "/health", work),
+        "litserve": Server(f"litserve-{model}",
+                           [PYTHON, str(BENCH / "litserve_app.py"), model, str(source), str(litserve_port),
+                            str(args.litserve_batch), str(args.litserve_timeout)],
+                           litserve_port, "/health", work),
+    }
+    for server in servers.values():
+        server.wait_ready()
+    return servers
+
+
+def bench_model(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"== {model}: in-process limit", flush=True)
+    wrapper = get_catalog().models[model].wrapper_class(source=str(source), device="cpu").ensure_loaded()
+    texts = corpus.texts(args.limit_items, seed=1)
+    result: dict[str, Any] = {"limit": inprocess.limit(wrapper, texts, args.batch_sizes, texts[: args.latency_items])}
+    del wrapper
+    print(json.dumps(result["limit"]), flush=True)
+    bodies = corpus.write_bodies(work / f"{model}-bodies.jsonl", model)
+    servers = start_servers(model, source, work, args)
+    try:
+        for server in servers.values():  # warm-up, not recorded
+            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+        runs: dict[str, dict[str, Any]] = {name: {} for name in servers}
+        for concurrency in args.concurrency:
+            for name, server in servers.items():  # side by side: same concurrency back to back
+                runs[name][concurrency] = run = loadgen.wrk(server.url, bodies, concurrency, args.seconds)
+                print(f"{model} {name} c={concurrency}: {run['items_per_s']:.1f}/s p50 {run['p50_ms']:.0f} "
+                      f"p95 {run['p95_ms']:.0f} p99 {run['p99_ms']:.0f} ms {run['statuses']}", flush=True)
+        result["runs"] = runs
+        result["peak_memory_mb"] = {name: server.peak_memory_mb() for name, server in servers.items()}
+    finally:
+        for server in servers.values():
+            server.stop()
+    if args.threads_check:
+        result["threads_check"] = threads_check(model, source, work, bodies, args)
+    if args.overload:
+        print(f"== {model}: overload, concurrency {args.overload_concurrency}, max_queue {args.overload_queue}", flush=True)
+        server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-overload",
+                                    args.overload_queue, args.max_batch_size).wait_ready()
+        try:
+            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+            result["overload"] = loadgen.overload("127.0.0.1", server.port, bodies, args.overload_concurrency, args.seconds)
+            result["overload"]["max_queue"] = args.overload_queue
+            result["overload"]["concurrency"] = args.overload_concurrency
+        finally:
+            server.stop()
+        print(json.dumps(result["overload"]), flush=True)
+    return result
+
+
+def threads_check(model: str, source: Path, work: Path, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """modeldeploy at concurrency 32 with 1 torch thread and with one per core, back to back."""
+    runs = {}
+    for threads in sorted({1, len(os.sched_getaffinity(0))}):
+        server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-threads{threads}",
+                                    args.max_queue, args.max_batch_size, threads).wait_ready()
+        try:
+            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+            runs[threads] = loadgen.wrk(server.url, bodies, min(32, max(args.concurrency)), args.seconds)
+        finally:
+            server.stop()
+        print(f"{model} modeldeploy torch_threads={threads}: {runs[threads]['items_per_s']:.1f}/s", flush=True)
+    return runs
+
+
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    memory_gb = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)), "load_average": os.getloadavg(), "memory_gb": round(memory_gb, 1),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(), "date": datetime.date.today().isoformat()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models-dir", type=Path, required=True, help="output of `python -m modeldeploy.testing build`")
+    parser.add_argument("--models", default="sentiment,ner")
+    parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument("--work", type=Path, default=BENCH / ".work")
+    parser.add_argument("--concurrency", default="1,8,32,128")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup-seconds", type=float, default=3)
+    parser.add_argument("--batch-sizes", default="1,8,16,32")
+    parser.add_argument("--limit-items", type=int, default=128)
+    parser.add_argument("--latency-items", type=int, default=48)
+    parser.add_argument("--max-batch-size", type=int, default=32)
+    parser.add_argument("--max-queue", type=int, default=256)
+    parser.add_argument("--litserve-batch", type=int, default=16)
+    parser.add_argument("--litserve-timeout", type=float, default=0.01)
+    parser.add_argument("--overload-concurrency", type=int, default=128)
+    parser.add_argument("--overload-queue", type=int, default=16)
+    parser.add_argument("--no-overload", dest="overload", action="store_false")
+    parser.add_argument("--no-threads-check", dest="threads_check", action="store_false")
+    parser.add_argument("--smoke", action="store_true", help="seconds-long run for the test suite (tiny models)")
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.seconds, args.warmup_seconds, args.limit_items, args.latency_items = 1, 1, 8, 4
+        args.concurrency, args.batch_sizes, args.overload_concurrency = "2", "1,4", 8
+        args.overload_queue, args.threads_check = 2, False
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
+    args.work.mkdir(parents=True, exist_ok=True)
+    results = {"machine": machine(), "command": "bash bench/run.sh" if not args.smoke else "smoke",
+               "settings": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool))},
+               "models": {}}
+    for model in args.models.split(","):
+        results["models"][model] = bench_model(model, args.models_dir / model, args.work, args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    results["machine"]["load_average_after"] = os.getloadavg()
+    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    report.write(results, args.out)
+    print(f"wrote {args.out / 'results.md'}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
