@@ -3,7 +3,8 @@
 Routes live under ``/v2``; every model has one version, ``"1"``, also reachable under
 ``/v2/models/<name>/versions/1/...``. Tensors are mapped in :mod:`modeldeploy.app.oip_codec`;
 inference goes through ``registry.predict`` exactly like ``/predict``. Errors are
-``{"error": "..."}`` with 400 (bad request), 404 (unknown model or version) or 503 (not ready).
+``{"error": "..."}`` with 400 (bad request), 404 (unknown model or version), 413 (too many texts
+or bytes), 503 (not ready, overloaded) or 504 (timed out), statuses shared with the JSON API.
 """
 
 from __future__ import annotations
