@@ -14,9 +14,11 @@ from flask import Flask, jsonify, request
 from waitress import serve
 
 from modeldeploy.plugins import get_catalog
+from servers import set_torch_threads
 
 
 def create_app(model: str, source: str) -> Flask:
+    set_torch_threads()
     wrapper = get_catalog().models[model].wrapper_class(source=source, device="cpu").ensure_loaded()
     app = Flask(__name__)
 

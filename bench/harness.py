@@ -25,8 +25,9 @@ import corpus  # noqa: E402
 import inprocess  # noqa: E402
 import loadgen  # noqa: E402
 import report  # noqa: E402
-from servers import PYTHON, Server, free_port  # noqa: E402
+from servers import PYTHON, TORCH_THREADS_ENV, Server, free_port  # noqa: E402
 
+from modeldeploy.batching import configure_torch_threads  # noqa: E402
 from modeldeploy.plugins import get_catalog  # noqa: E402
 
 BENCH = Path(__file__).parent
@@ -46,16 +47,17 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_que
 
 def start_servers(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Server]:
     baseline_port, litserve_port = free_port(), free_port()
+    peer_env = {TORCH_THREADS_ENV: str(args.peer_torch_threads)} if args.peer_torch_threads else {}
     servers = {
         "modeldeploy": modeldeploy_server(model, source, work, f"modeldeploy-{model}", args.max_queue,
                                           args.max_batch_size),
         "baseline": Server(f"baseline-{model}",
                            [PYTHON, str(BENCH / "baseline_app.py"), model, str(source), str(baseline_port)],
-                           baseline_port, "/health", work),
+                           baseline_port, "/health", work, peer_env),
         "litserve": Server(f"litserve-{model}",
                            [PYTHON, str(BENCH / "litserve_app.py"), model, str(source), str(litserve_port),
                             str(args.litserve_batch), str(args.litserve_timeout)],
-                           litserve_port, "/health", work),
+                           litserve_port, "/health", work, peer_env),
     }
     for server in servers.values():
         server.wait_ready()
@@ -136,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup-seconds", type=float, default=3)
     parser.add_argument("--batch-sizes", default="1,8,16,32")
-    parser.add_argument("--limit-items", type=int, default=128)
+    parser.add_argument("--limit-items", type=int, default=96)
     parser.add_argument("--latency-items", type=int, default=48)
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue", type=int, default=256)
@@ -146,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overload-queue", type=int, default=16)
     parser.add_argument("--no-overload", dest="overload", action="store_false")
     parser.add_argument("--no-threads-check", dest="threads_check", action="store_false")
+    parser.add_argument("--peer-torch-threads", type=int, default=None,
+                        help="torch threads of the baseline and LitServe (default: modeldeploy's choice; 0: torch's)")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run for the test suite (tiny models)")
     args = parser.parse_args(argv)
     if args.smoke:
@@ -155,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
     args.work.mkdir(parents=True, exist_ok=True)
+    chosen = configure_torch_threads(0)  # the in-process limit runs with modeldeploy's default too
+    if args.peer_torch_threads is None:
+        args.peer_torch_threads = chosen
     results = {"machine": machine(), "command": "bash bench/run.sh" if not args.smoke else "smoke",
                "settings": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool))},
                "models": {}}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -39,7 +40,7 @@ def limit(wrapper: Any, texts: list[str], batch_sizes: list[int], latency_texts:
     best = max(grouped, key=grouped.get)
     threads = torch.get_num_threads()
     by_threads = {}
-    for count in sorted({1, threads}):
+    for count in sorted({1, threads, len(os.sched_getaffinity(0))}):
         torch.set_num_threads(count)
         by_threads[count] = throughput(wrapper, texts, best, True)
     torch.set_num_threads(threads)

@@ -13,6 +13,7 @@ import sys
 import litserve as ls
 
 from modeldeploy.plugins import get_catalog
+from servers import set_torch_threads
 
 
 class WrapperAPI(ls.LitAPI):
@@ -21,6 +22,7 @@ class WrapperAPI(ls.LitAPI):
         self.model_name, self.source = model, source
 
     def setup(self, device: str) -> None:
+        set_torch_threads()
         wrapper_class = get_catalog().models[self.model_name].wrapper_class
         self.wrapper = wrapper_class(source=self.source, device="cpu").ensure_loaded()
 

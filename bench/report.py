@@ -36,7 +36,10 @@ def write(results: dict[str, Any], out: Path) -> None:
     lines += [f"Load: `wrk` closed loop, one text of 5-60 words per request, {s['seconds']:g} s per point after a "
               f"{s['warmup_seconds']:g} s warm-up; servers: modeldeploy (`modeldeploy serve`, max_batch_size "
               f"{s['max_batch_size']}, max_wait_ms 0), the original app's way (Flask + waitress, one forward pass "
-              f"per request), LitServe (max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s).",
+              f"per request), LitServe (max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s). "
+              f"torch intra-op threads: modeldeploy's default ({m['torch_threads']}) for all three servers "
+              f"(peers: {s['peer_torch_threads'] or 'torch default'}), so the comparison isolates batching; the "
+              "threads check below shows modeldeploy with one thread per core.",
               ""]
     for name, model in results["models"].items():
         limit = model["limit"]

@@ -14,6 +14,18 @@ from pathlib import Path
 PYTHON = sys.executable
 
 
+#: Peers get the torch thread count modeldeploy chose, so the comparison isolates batching.
+TORCH_THREADS_ENV = "BENCH_TORCH_THREADS"
+
+
+def set_torch_threads() -> None:
+    """In a peer's process: apply the harness's torch thread count, if it gave one."""
+    import torch
+
+    if os.environ.get(TORCH_THREADS_ENV):
+        torch.set_num_threads(int(os.environ[TORCH_THREADS_ENV]))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -23,11 +35,12 @@ def free_port() -> int:
 class Server:
     """A server process started in its own session, so stopping it stops its workers too."""
 
-    def __init__(self, label: str, command: list[str], port: int, health_path: str, log_dir: Path) -> None:
+    def __init__(self, label: str, command: list[str], port: int, health_path: str, log_dir: Path,
+                 env: dict[str, str] | None = None) -> None:
         self.label, self.port, self.health_path = label, port, health_path
         self.url = f"http://127.0.0.1:{port}"
         self.log = open(log_dir / f"{label}.log", "wb")
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
         self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
                                         start_new_session=True)
 

@@ -187,7 +187,9 @@ class Batcher:
         if not live:
             return
         wrapper = self.wrapper
-        lengths = wrapper.token_lengths([wrapper.prepare_data(item.text) for item in live])
+        lengths = [0]  # a lone item needs no plan: skip tokenizing it twice
+        if len(live) > 1:
+            lengths = wrapper.token_lengths([wrapper.prepare_data(item.text) for item in live])
         for batch in plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model):
             batch_items = self._drop_expired([live[i] for i in batch])
             if batch_items:
@@ -268,14 +270,17 @@ def _texts(words: list[str], rows: int, word_count: int) -> list[str]:
 
 # ---------------------------------------------------------------------- threads
 def configure_torch_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads for serving (0: one per CPU this process may use); returns it.
+    """Set torch's intra-op threads for serving; returns the count set.
 
-    One inference thread per model drives torch; its intra-op pool should use the cores the
-    process really has (containers often report the host's count).
+    0 means one per usable CPU minus one, at least one: the inference thread's intra-op pool
+    shares the machine with the HTTP threads (and, in benchmarks, the load generator). On the
+    2-core reference machine two intra-op threads stalled in each other's barriers whenever
+    another thread needed a core, and one thread served about 3x more (bench/results.md).
     """
     import torch
 
     if threads <= 0:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        threads = max(1, cpus - 1)
     torch.set_num_threads(threads)
     return threads
