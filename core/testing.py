@@ -72,20 +72,31 @@ BART_SPECIALS = {"bos_token": "<s>", "pad_token": "<pad>", "eos_token": "</s>",
 
 def _train_tokenizer(specials: dict[str, str], template: tuple[str, str], vocab_size: int,
                      max_length: int, input_names: list[str]) -> Any:
-    """A lowercase WordPiece tokenizer trained on CORPUS, wrapped for ``save_pretrained``."""
+    """A lowercase WordPiece tokenizer over CORPUS, wrapped for ``save_pretrained``.
+
+    The vocabulary is built here rather than by the (multi-threaded, tie-breaking at random)
+    WordPiece trainer so that every build is identical: each character alone and as a ``##``
+    continuation, then whole words by frequency.
+    """
+    from collections import Counter
+
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
-    from tokenizers.trainers import WordPieceTrainer
     from transformers import PreTrainedTokenizerFast
 
-    unk = specials["unk_token"]
-    tokenizer = Tokenizer(WordPiece(unk_token=unk))
-    tokenizer.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tokenizer.decoder = decoders.WordPiece()
-    trainer = WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(specials.values()))
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
     corpus = CORPUS + [t for t, _ in SENTIMENT_EXAMPLES] + [t for t, _ in _ner_examples()]
-    tokenizer.train_from_iterator(corpus * 4, trainer=trainer)
+    words = Counter(
+        word for text in corpus for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text))
+    )
+    characters = sorted({c for word in words for c in word})
+    vocab = list(specials.values()) + characters + [f"##{c}" for c in characters]
+    vocab += [w for w, _ in sorted(words.items(), key=lambda item: (-item[1], item[0])) if len(w) > 1]
+    vocab = list(dict.fromkeys(vocab))[:vocab_size]
+    tokenizer = Tokenizer(WordPiece({token: i for i, token in enumerate(vocab)}, unk_token=specials["unk_token"]))
+    tokenizer.normalizer = normalizer
+    tokenizer.pre_tokenizer = pre_tokenizer
+    tokenizer.decoder = decoders.WordPiece()
     first, last = template
     tokenizer.post_processor = processors.TemplateProcessing(
         single=f"{first} $A {last}",
@@ -162,6 +173,7 @@ def _train_ner(model: Any, tokenizer: Any) -> None:
 
 def build_sentiment(directory: Path, size: str = "tiny") -> Path:
     """DistilBERT sequence classifier with NEGATIVE/POSITIVE labels."""
+    import torch
     from transformers import DistilBertConfig, DistilBertForSequenceClassification
 
     dims = SIZES[size]
@@ -173,6 +185,7 @@ def build_sentiment(directory: Path, size: str = "tiny") -> Path:
         pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(SENTIMENT_LABELS)), label2id={l: i for i, l in enumerate(SENTIMENT_LABELS)},
     )
+    torch.manual_seed(0)
     model = DistilBertForSequenceClassification(config)
     if size == "tiny":
         _train_sentiment(model, tokenizer)
@@ -181,6 +194,7 @@ def build_sentiment(directory: Path, size: str = "tiny") -> Path:
 
 def build_ner(directory: Path, size: str = "tiny") -> Path:
     """BERT token classifier with the CoNLL-2003 BIO labels (like dslim/bert-base-NER)."""
+    import torch
     from transformers import BertConfig, BertForTokenClassification
 
     dims = SIZES[size]
@@ -192,6 +206,7 @@ def build_ner(directory: Path, size: str = "tiny") -> Path:
         max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
         id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
     )
+    torch.manual_seed(0)
     model = BertForTokenClassification(config)
     if size == "tiny":
         _train_ner(model, tokenizer)
@@ -200,6 +215,7 @@ def build_ner(directory: Path, size: str = "tiny") -> Path:
 
 def build_summarization(directory: Path, size: str = "tiny") -> Path:
     """BART encoder-decoder with CNN-style summarization defaults in task_specific_params."""
+    import torch
     from transformers import BartConfig, BartForConditionalGeneration
 
     dims = SIZES[size]
@@ -214,9 +230,10 @@ def build_summarization(directory: Path, size: str = "tiny") -> Path:
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
         forced_eos_token_id=tokenizer.eos_token_id,
-        task_specific_params={"summarization": {"num_beams": 2, "max_new_tokens": 24,
+        task_specific_params={"summarization": {"num_beams": 2, "min_new_tokens": 4, "max_new_tokens": 24,
                                                 "no_repeat_ngram_size": 3, "early_stopping": True}},
     )
+    torch.manual_seed(0)
     return _save(BartForConditionalGeneration(config), tokenizer, directory)
 
 
@@ -224,11 +241,8 @@ BUILDERS = {"sentiment": build_sentiment, "ner": build_ner, "summarization": bui
 
 
 def _save(model: Any, tokenizer: Any, directory: Path) -> Path:
-    import torch
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
     model.eval()
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
@@ -237,11 +251,8 @@ def _save(model: Any, tokenizer: Any, directory: Path) -> Path:
 
 def build_all(directory: str | Path, size: str = "tiny") -> dict[str, Path]:
     """Build every model under ``directory/<name>``; returns name -> folder."""
-    import torch
-
     if size not in SIZES:
         raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
-    torch.manual_seed(0)
     root = Path(directory)
     return {name: builder(root / name, size) for name, builder in BUILDERS.items()}
 

@@ -33,11 +33,12 @@ def test_huge_and_unicode_inputs_do_not_crash(summarizer):
 def test_generation_settings_come_from_checkpoint_then_config(tiny_models):
     default = modeldeploy.load("summarization", source=str(tiny_models["summarization"]))
     assert default.generation_kwargs()["num_beams"] == 2  # task_specific_params of the checkpoint
+    assert default.generation_kwargs()["min_new_tokens"] == 4
     assert default.prefix == ""
     tuned = modeldeploy.load(
         "summarization",
         source=str(tiny_models["summarization"]),
-        settings={"num_beams": 1, "max_new_tokens": 3, "prefix": "summarize: "},
+        settings={"num_beams": 1, "min_new_tokens": 1, "max_new_tokens": 3, "prefix": "summarize: "},
     )
     assert tuned.generation_kwargs()["num_beams"] == 1
     assert tuned.prepare_data("text") == "summarize: text"
