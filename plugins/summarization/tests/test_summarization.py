@@ -42,8 +42,8 @@ def test_generation_settings_come_from_checkpoint_then_config(tiny_models):
     )
     assert tuned.generation_kwargs()["num_beams"] == 1
     assert tuned.prepare_data("text") == "summarize: text"
-    tokens = tuned.tokenizer(tuned.predict("The council approved a plan to build parks.")["summary_text"])["input_ids"]
-    assert len(tokens) <= 3 + 2  # max_new_tokens=3 plus the special tokens the tokenizer adds back
+    summary = tuned.predict("The council approved a plan to build parks.")["summary_text"]
+    assert 1 <= len(summary.split()) <= 3  # each generated word-piece adds at most one word
 
 
 def test_unknown_setting_is_a_config_error(tiny_models):
