@@ -34,12 +34,12 @@ BENCH = Path(__file__).parent
 
 
 def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_queue: int, max_batch_size: int,
-                       torch_threads: int = 0) -> Server:
+                       torch_threads: int = 0, http_threads: int = 16) -> Server:
     port = free_port()
     config = work / f"{label}.yaml"
     config.write_text(json.dumps({  # JSON is YAML
         "models": {model: {"source": str(source), "batch": {"max_batch_size": max_batch_size, "max_queue": max_queue}}},
-        "server": {"threads": 16, "torch_threads": torch_threads},
+        "server": {"threads": http_threads, "torch_threads": torch_threads},
     }))
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     return Server(label, command, port, "/health/ready", work)
@@ -90,17 +90,24 @@ def bench_model(model: str, source: Path, work: Path, args: argparse.Namespace) 
     if args.threads_check:
         result["threads_check"] = threads_check(model, source, work, bodies, args)
     if args.overload:
-        print(f"== {model}: overload, concurrency {args.overload_concurrency}, max_queue {args.overload_queue}", flush=True)
-        server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-overload",
-                                    args.overload_queue, args.max_batch_size).wait_ready()
-        try:
-            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
-            result["overload"] = loadgen.overload("127.0.0.1", server.port, bodies, args.overload_concurrency, args.seconds)
-            result["overload"]["max_queue"] = args.overload_queue
-            result["overload"]["concurrency"] = args.overload_concurrency
-        finally:
-            server.stop()
-        print(json.dumps(result["overload"]), flush=True)
+        result["overload"] = overload(model, source, work, bodies, args)
+    return result
+
+
+def overload(model: str, source: Path, work: Path, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """More clients than the queue holds. The server gets more HTTP threads than clients: with
+    fewer, waitress itself queues the surplus connections, unbounded, before the app sees them."""
+    print(f"== {model}: overload, concurrency {args.overload_concurrency}, max_queue {args.overload_queue}", flush=True)
+    server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-overload", args.overload_queue,
+                                args.max_batch_size, http_threads=args.overload_concurrency + 16).wait_ready()
+    try:
+        loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+        result = loadgen.overload("127.0.0.1", server.port, bodies, args.overload_concurrency, args.seconds)
+    finally:
+        server.stop()
+    result.update(max_queue=args.overload_queue, concurrency=args.overload_concurrency,
+                  http_threads=args.overload_concurrency + 16)
+    print(json.dumps(result), flush=True)
     return result
 
 
@@ -147,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overload-concurrency", type=int, default=128)
     parser.add_argument("--overload-queue", type=int, default=16)
     parser.add_argument("--no-overload", dest="overload", action="store_false")
+    parser.add_argument("--overload-only", action="store_true",
+                        help="re-run only the overload part into the existing results.json under --out")
     parser.add_argument("--no-threads-check", dest="threads_check", action="store_false")
     parser.add_argument("--peer-torch-threads", type=int, default=None,
                         help="torch threads of the baseline and LitServe (default: modeldeploy's choice; 0: torch's)")
@@ -162,12 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     chosen = configure_torch_threads(0)  # the in-process limit runs with modeldeploy's default too
     if args.peer_torch_threads is None:
         args.peer_torch_threads = chosen
-    results = {"machine": machine(), "command": "bash bench/run.sh" if not args.smoke else "smoke",
-               "settings": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool))},
-               "models": {}}
-    for model in args.models.split(","):
-        results["models"][model] = bench_model(model, args.models_dir / model, args.work, args)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.overload_only:
+        results = json.loads((args.out / "results.json").read_text())
+        for model in args.models.split(","):
+            bodies = corpus.write_bodies(args.work / f"{model}-bodies.jsonl", model)
+            results["models"][model]["overload"] = overload(model, args.models_dir / model, args.work, bodies, args)
+    else:
+        results = {"machine": machine(), "command": "bash bench/run.sh" if not args.smoke else "smoke",
+                   "settings": {k: v for k, v in vars(args).items() if isinstance(v, (int, float, str, list, bool))},
+                   "models": {}}
+        for model in args.models.split(","):
+            results["models"][model] = bench_model(model, args.models_dir / model, args.work, args)
     results["machine"]["load_average_after"] = os.getloadavg()
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
     report.write(results, args.out)

@@ -41,27 +41,29 @@ def overload(host: str, port: int, bodies: Path, concurrency: int, seconds: floa
     stop_at = time.monotonic() + seconds
 
     def client(offset: int) -> None:
-        connection = http.client.HTTPConnection(host, port, timeout=120)
         index = offset
         while time.monotonic() < stop_at:
             index = (index + 1) % len(payloads)
+            # a fresh connection per request: a client sleeping out its Retry-After holds no
+            # connection slot (waitress accepts 100 connections at a time by default)
+            connection = http.client.HTTPConnection(host, port, timeout=120)
             started = time.perf_counter()
             try:
-                connection.request("POST", "/predict", payloads[index], {"Content-Type": "application/json"})
+                connection.request("POST", "/predict", payloads[index],
+                                   {"Content-Type": "application/json", "Connection": "close"})
                 response = connection.getresponse()
                 response.read()
             except OSError as exc:
                 with lock:
                     failures.append(f"{type(exc).__name__}: {exc}")
-                connection.close()
-                connection = http.client.HTTPConnection(host, port, timeout=120)
                 continue
+            finally:
+                connection.close()
             elapsed = (time.perf_counter() - started) * 1000
             with lock:
                 records.append((response.status, elapsed))
             if response.status == 503:
                 time.sleep(float(response.getheader("Retry-After", "1")))
-        connection.close()
 
     threads = [threading.Thread(target=client, args=(i * 7,)) for i in range(concurrency)]
     for thread in threads:

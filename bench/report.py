@@ -22,6 +22,33 @@ def ratios(model: dict[str, Any]) -> dict[str, float]:
     }
 
 
+def targets(model: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    """The issue's targets: (what, measured, met)."""
+    r = ratios(model)
+    runs = model["runs"]["modeldeploy"]
+    c1 = runs[min(runs, key=int)]
+    batch1 = model["limit"]["batch1_latency_ms"]
+    rows = [
+        (f"c={r['concurrency']} throughput >= 0.85 x limit", f"{r['limit']:.2f} x", r["limit"] >= 0.85),
+        (f"c={r['concurrency']} throughput >= 1.25 x LitServe", f"{r['litserve']:.2f} x", r["litserve"] >= 1.25),
+        (f"c={r['concurrency']} throughput >= 1.5 x baseline", f"{r['baseline']:.2f} x", r["baseline"] >= 1.5),
+        ("c=1 p50 <= batch-1 latency + 3 ms", f"{c1['p50_ms']:.1f} vs {batch1:.1f} + 3 ms", c1["p50_ms"] <= batch1 + 3),
+    ]
+    overload = model.get("overload")
+    if overload:
+        lat = overload["latency_ms"]
+        c32 = runs[min(runs, key=lambda c: abs(int(c) - 32))]
+        answered = set(overload["counts"]) <= {"200", "503"} and overload["failures"] == 0
+        rows.append(("overload: every request answered 200 or 503", str(overload["counts"]), answered))
+        if "503" in lat:
+            rows.append(("overload: 503s answered in < 50 ms", f"p99 {lat['503']['p99']:.1f} ms, max "
+                         f"{lat['503']['max']:.1f} ms", lat["503"]["max"] < 50))
+        if "200" in lat:
+            rows.append(("overload: p99 of 200s <= 2 x c=32 p99", f"{lat['200']['p99']:.0f} vs 2 x "
+                         f"{c32['p99_ms']:.0f} ms", lat["200"]["p99"] <= 2 * c32["p99_ms"]))
+    return rows
+
+
 def write(results: dict[str, Any], out: Path) -> None:
     lines = ["# Benchmark results", "",
              "Produced by `bash bench/run.sh` (see the top of `bench/harness.py`); numbers from one run on a",
@@ -31,7 +58,11 @@ def write(results: dict[str, Any], out: Path) -> None:
               f"{m['torch']} ({m['torch_threads']} intra-op threads), no GPU. Date: {m['date']}. Load average "
               f"(1/5/15 min) before: {_load(m['load_average'])}, after: {_load(m['load_average_after'])} "
               "(other work shared the machine when it is above the bench's own ~2).", "",
-              "![throughput and p95 latency against concurrency](throughput.png)", ""]
+              "![throughput and p95 latency against concurrency](throughput.png)", "",
+              "Reading the numbers: the machine is shared (see the load average), so a point measured while other "
+              "work ran is low for every server near it in time; compare servers within one concurrency. At "
+              "concurrency 128 waitress (modeldeploy and the baseline) accepts 100 connections at a time by "
+              "default, so 28 of wrk's connections wait for a slot; LitServe (uvicorn) takes all 128.", ""]
     s = results["settings"]
     lines += [f"Load: `wrk` closed loop, one text of 5-60 words per request, {s['seconds']:g} s per point after a "
               f"{s['warmup_seconds']:g} s warm-up; servers: modeldeploy (`modeldeploy serve`, max_batch_size "
@@ -72,6 +103,9 @@ def write(results: dict[str, Any], out: Path) -> None:
                   f"/ LitServe **{r['litserve']:.2f}**, / baseline **{r['baseline']:.2f}**. "
                   f"Concurrency-1 p50 {c1['p50_ms']:.1f} ms vs batch-1 in-process {limit['batch1_latency_ms']:.1f} ms. "
                   f"Peak memory (all processes of each server): {memory}.", ""]
+        lines += ["| target | measured | met |", "|---|---|---|"]
+        lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |" for what, measured, met in targets(model)]
+        lines.append("")
         if "threads_check" in model:
             lines += ["torch intra-op threads, modeldeploy at concurrency 32, back to back: " + ", ".join(
                 f"{t} thread(s) {r['items_per_s']:.1f} items/s (p95 {r['p95_ms']:.0f} ms)"
@@ -80,7 +114,9 @@ def write(results: dict[str, Any], out: Path) -> None:
             o = model["overload"]
             c32 = model["runs"]["modeldeploy"].get(min(model["runs"]["modeldeploy"], key=lambda c: abs(int(c) - 32)))
             lat = o["latency_ms"]
-            lines += [f"Overload: {o['concurrency']} clients, max_queue {o['max_queue']}, clients honour Retry-After: "
+            lines += [f"Overload: {o['concurrency']} clients, max_queue {o['max_queue']}, {o.get('http_threads', 16)} "
+                      "HTTP threads (with fewer threads than clients waitress queues the surplus itself, before "
+                      "the model's bounded queue sees it), clients honour Retry-After: "
                       f"answers {o['counts']}, connection failures {o['failures']}."
                       + (f" 503 latency p50 {lat['503']['p50']:.1f} / p99 {lat['503']['p99']:.1f} / max "
                          f"{lat['503']['max']:.1f} ms." if "503" in lat else " No 503s.")

@@ -26,6 +26,7 @@ from . import metrics
 from .batch_planner import CostModel, fit_cost_model, plan_batches
 from .config import BatchConfig
 from .errors import (
+    ModelDeployError,
     ModelNotReadyError,
     OverloadedError,
     PredictionError,
@@ -47,7 +48,7 @@ class _Request:
     size: int
     deadline: float
     results: list[Any] = field(default_factory=list)
-    error: PredictionError | None = None
+    error: ModelDeployError | None = None
     remaining: int = 0
     abandoned: bool = False
     done: threading.Event = field(default_factory=threading.Event)
@@ -102,7 +103,7 @@ class Batcher:
             pending, self._queue = list(self._queue), deque()
             self._cond.notify_all()
         for request in {item.request for item in pending}:
-            request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")  # type: ignore[assignment]
+            request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")
             request.done.set()
         self._set_depth(0)
         if self._thread is not None:
@@ -122,6 +123,8 @@ class Batcher:
         queue), PredictionTimeoutError after ``timeout`` seconds (default: the config's), and
         PredictionError when the model failed on one of these texts.
         """
+        if not texts:
+            return []
         timeout = self.config.timeout if timeout is None else timeout
         request = _Request(size=len(texts), deadline=time.monotonic() + timeout)
         with self._cond:

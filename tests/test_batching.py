@@ -151,6 +151,7 @@ def test_a_list_is_split_across_batches_and_reassembled(gated) -> None:
     batcher = started(gated, max_batch_size=4)
     try:
         assert_same(batcher.predict(texts), expected)
+        assert batcher.submit([]) == []
     finally:
         batcher.close()
     assert len(gated.batches) >= 5 and all(len(b) <= 4 for b in gated.batches)
