@@ -92,6 +92,15 @@ def started(wrapper: Any, **config: Any) -> Batcher:
     return Batcher(wrapper, BatchConfig(**config)).start(calibrate=False)
 
 
+def wait_until_busy(gated: GatedSentiment) -> None:
+    """Wait until the inference thread is held at the gate by a "slow" text."""
+    for _ in range(3000):
+        if any("slow" in text for batch in gated.batches for text in batch):
+            return
+        time.sleep(0.01)
+    raise AssertionError("the inference thread never reached the gate")
+
+
 def wait_for_queue(batcher: Batcher, depth: int) -> None:
     for _ in range(3000):
         if len(batcher._queue) >= depth:
@@ -129,8 +138,7 @@ def test_concurrent_requests_are_batched_and_paired_correctly(gated) -> None:
     try:
         with ThreadPoolExecutor(32) as pool:
             first = pool.submit(batcher.submit, [calls[0]])
-            while not gated.batches:
-                time.sleep(0.01)
+            wait_until_busy(gated)
             futures = [pool.submit(batcher.predict, text) for text in calls[1:]]
             wait_for_queue(batcher, 31)
             gated.gate.set()
@@ -163,8 +171,7 @@ def test_full_queue_is_refused_at_once_then_drains(gated) -> None:
     try:
         with ThreadPoolExecutor(8) as pool:
             busy = pool.submit(batcher.predict, "slow")
-            while not gated.batches:
-                time.sleep(0.01)
+            wait_until_busy(gated)
             queued = pool.submit(batcher.predict, ["a", "b", "c"])
             wait_for_queue(batcher, 3)
             with pytest.raises(OverloadedError, match="max_queue 4") as info:
@@ -194,8 +201,7 @@ def test_timeout_while_queued_drops_the_work(gated) -> None:
     try:
         with ThreadPoolExecutor(2) as pool:
             busy = pool.submit(batcher.predict, "slow")
-            while not gated.batches:
-                time.sleep(0.01)
+            wait_until_busy(gated)
             with pytest.raises(PredictionTimeoutError, match="dropped"):
                 batcher.predict("abandoned text", timeout=0.2)
             assert len(batcher._queue) == 0
@@ -233,8 +239,7 @@ def test_a_poisoned_item_fails_alone(gated) -> None:
     try:
         with ThreadPoolExecutor(16) as pool:
             busy = pool.submit(batcher.predict, "slow")
-            while not gated.batches:
-                time.sleep(0.01)
+            wait_until_busy(gated)
             futures = [pool.submit(batcher.predict, call) for call in calls]
             wait_for_queue(batcher, 14)
             gated.gate.set()
@@ -259,8 +264,7 @@ def test_close_fails_queued_work_and_refuses_new_work(gated) -> None:
     gated.gate.clear()
     with ThreadPoolExecutor(3) as pool:
         busy = pool.submit(batcher.predict, "slow")
-        while not gated.batches:
-            time.sleep(0.01)
+        wait_until_busy(gated)
         queued = pool.submit(batcher.predict, "waiting")
         wait_for_queue(batcher, 1)
         closer = pool.submit(batcher.close)
