@@ -70,7 +70,7 @@ def write(results: dict[str, Any], out: Path) -> None:
               f"per request), LitServe (max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s). "
               f"torch intra-op threads: modeldeploy's default ({m['torch_threads']}) for all three servers "
               f"(peers: {s['peer_torch_threads'] or 'torch default'}), so the comparison isolates batching; the "
-              "threads check below shows modeldeploy with one thread per core.",
+              "threads check below runs modeldeploy with 1 thread and with one per core.",
               ""]
     for name, model in results["models"].items():
         limit = model["limit"]

@@ -273,17 +273,17 @@ def _texts(words: list[str], rows: int, word_count: int) -> list[str]:
 
 # ---------------------------------------------------------------------- threads
 def configure_torch_threads(threads: int = 0) -> int:
-    """Set torch's intra-op threads for serving; returns the count set.
+    """Set torch's intra-op threads for serving (0: one per CPU this process may use); returns it.
 
-    0 means one per usable CPU minus one, at least one: the inference thread's intra-op pool
-    shares the machine with the HTTP threads (and, in benchmarks, the load generator). On the
-    2-core reference machine two intra-op threads stalled in each other's barriers whenever
-    another thread needed a core, and one thread served about 3x more (bench/results.md).
+    One inference thread per model drives torch, so its intra-op pool should span the cores the
+    process really has (containers often report the host's count). On the 2-core reference
+    machine two threads served about 1.5x more than one, unless other processes kept the cores
+    busy: then the two threads stalled in each other's barriers and one thread did about 3x
+    better (bench/results.md), so a machine shared with other CPU-heavy work wants ``1``.
     """
     import torch
 
     if threads <= 0:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        threads = max(1, cpus - 1)
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(threads)
     return threads

@@ -53,7 +53,7 @@ class ServerConfig:
     threads: int = 16
     max_body_bytes: int = 1024 * 1024
     max_items: int = 256
-    #: torch intra-op threads for the inference threads; 0 means one per usable CPU minus one.
+    #: torch intra-op threads for the inference threads; 0 means one per CPU the process may use.
     torch_threads: int = 0
 
 

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+import torch
 from modeldeploy_ner import NerWrapper
 from modeldeploy_sentiment import SentimentWrapper
 from modeldeploy_summarization import SummarizationWrapper
 
 from modeldeploy import metrics
 from modeldeploy.batch_planner import CostModel
-from modeldeploy.batching import Batcher, calibrate_cost_model
+from modeldeploy.batching import Batcher, calibrate_cost_model, configure_torch_threads
 from modeldeploy.config import BatchConfig, parse_config
 from modeldeploy.errors import (
+    ConfigError,
     ModelNotReadyError,
     OverloadedError,
     PredictionError,
@@ -297,3 +300,15 @@ def test_registry_predicts_through_the_batcher_and_closes_it(tiny_models) -> Non
     assert not batcher._thread.is_alive()
     with pytest.raises(ModelNotReadyError):
         registry.predict("sentiment", "after close")
+
+
+def test_torch_threads_are_configurable_and_validated() -> None:
+    before = torch.get_num_threads()
+    try:
+        assert configure_torch_threads(1) == 1 and torch.get_num_threads() == 1
+        assert configure_torch_threads(0) == len(os.sched_getaffinity(0))
+    finally:
+        torch.set_num_threads(before)
+    assert parse_config({"server": {"torch_threads": 3}}).server.torch_threads == 3
+    with pytest.raises(ConfigError, match="server.torch_threads must be >= 0"):
+        parse_config({"server": {"torch_threads": -1}})
