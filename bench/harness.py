@@ -34,7 +34,8 @@ BENCH = Path(__file__).parent
 
 
 def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_queue: int, max_batch_size: int,
-                       torch_threads: int = 0, http_threads: int = 16) -> Server:
+                       torch_threads: int = 0, http_threads: int = 0) -> Server:
+    """modeldeploy as users run it; ``http_threads`` 0 is its default pool, sized for backpressure."""
     port = free_port()
     config = work / f"{label}.yaml"
     config.write_text(json.dumps({  # JSON is YAML

@@ -61,8 +61,9 @@ def write(results: dict[str, Any], out: Path) -> None:
               "![throughput and p95 latency against concurrency](throughput.png)", "",
               "Reading the numbers: the machine is shared (see the load average), so a point measured while other "
               "work ran is low for every server near it in time; compare servers within one concurrency. At "
-              "concurrency 128 waitress (modeldeploy and the baseline) accepts 100 connections at a time by "
-              "default, so 28 of wrk's connections wait for a slot; LitServe (uvicorn) takes all 128.", ""]
+              "concurrency 128 the baseline's waitress accepts 100 connections at a time (its default), so 28 of "
+              "wrk's connections wait for a slot; modeldeploy raises that limit to twice its thread pool and "
+              "LitServe (uvicorn) takes all 128.", ""]
     s = results["settings"]
     lines += [f"Load: `wrk` closed loop, one text of 5-60 words per request, {s['seconds']:g} s per point after a "
               f"{s['warmup_seconds']:g} s warm-up; servers: modeldeploy (`modeldeploy serve`, max_batch_size "

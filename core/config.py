@@ -18,6 +18,7 @@ import yaml
 from .devices import validate_device
 from .errors import ConfigError
 
+MIN_HTTP_THREADS, HTTP_SPARE_THREADS, MAX_HTTP_THREADS = 16, 8, 1024
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -27,7 +28,7 @@ class BatchConfig:
 
     max_batch_size: int = 32
     max_wait_ms: float = 0.0
-    max_queue: int = 256
+    max_queue: int = 64
     timeout: float = 60.0
 
 
@@ -50,7 +51,8 @@ class ServerConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
-    threads: int = 16
+    #: HTTP worker threads; 0 sizes the pool from the served models (see ``Config.http_threads``).
+    threads: int = 0
     max_body_bytes: int = 1024 * 1024
     max_items: int = 256
     #: torch intra-op threads for the inference threads; 0 means one per CPU the process may use.
@@ -67,6 +69,19 @@ class Config:
 
     def model(self, name: str) -> ModelConfig:
         return (self.models or {}).get(name, ModelConfig())
+
+    def http_threads(self, served: Iterable[str]) -> int:
+        """HTTP threads to run: ``server.threads``, or with 0 enough for backpressure to work.
+
+        Each waiting request holds a thread, and requests beyond the pool wait inside the WSGI
+        server where no queue limit sees them. So the automatic pool covers, for every served
+        model, a full queue plus the batch being computed (``max_queue + max_batch_size``), with
+        a few threads left for the homepage, health checks and metrics.
+        """
+        if self.server.threads:
+            return self.server.threads
+        in_flight = sum(self.model(n).batch.max_queue + self.model(n).batch.max_batch_size for n in served)
+        return min(max(in_flight + HTTP_SPARE_THREADS, MIN_HTTP_THREADS), MAX_HTTP_THREADS)
 
     def served_names(self, available: Iterable[str]) -> list[str]:
         return sorted(self.models) if self.models is not None else sorted(available)
@@ -189,8 +204,9 @@ def _parse_server(data: Any) -> ServerConfig:
     })
     if not 0 <= server.port <= 65535:
         raise ConfigError(f"server.port must be between 0 and 65535, got {server.port}")
-    for key in ("threads", "max_body_bytes", "max_items"):
+    for key in ("max_body_bytes", "max_items"):
         _positive(getattr(server, key), f"server.{key}")
+    _positive(server.threads, "server.threads", allow_zero=True)
     _positive(server.torch_threads, "server.torch_threads", allow_zero=True)
     return server
 

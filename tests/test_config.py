@@ -109,3 +109,15 @@ def test_file_problems_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="config must be a mapping"):
         load_config(write(tmp_path, "- just\n- a list\n"))
     assert load_config(write(tmp_path, "")).models is None
+
+
+def test_http_threads_cover_every_models_queue_and_batch_unless_set():
+    auto = parse_config({"models": {"sentiment": {"batch": {"max_queue": 10, "max_batch_size": 4}}, "ner": {}}},
+                        AVAILABLE, environ={})
+    assert auto.server.threads == 0
+    assert auto.http_threads(["sentiment", "ner"]) == (10 + 4) + (64 + 32) + 8
+    assert auto.http_threads([]) == 16  # never fewer than a small pool for pages and health checks
+    fixed = parse_config({"server": {"threads": 5}}, AVAILABLE, environ={})
+    assert fixed.http_threads(AVAILABLE) == 5
+    with pytest.raises(ConfigError, match=r"server.threads must be >= 0"):
+        parse_config({"server": {"threads": -1}}, AVAILABLE, environ={})

@@ -61,12 +61,16 @@ def run_serve(args: argparse.Namespace) -> int:
     server_config = config.server
     registry = Registry(config)
     app = create_app(config, registry)
+    threads = config.http_threads(registry.names)
+    log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:
         server = create_server(
             app,
             host=server_config.host,
             port=server_config.port,
-            threads=server_config.threads,
+            threads=threads,
+            # waitress's default of 100 connections would leave threads idle while clients wait
+            connection_limit=max(100, 2 * threads),
             max_request_body_size=server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
             ident="modeldeploy",
         )
