@@ -1,5 +1,5 @@
 """The benchmark, end to end: the in-process limit, then modeldeploy, the original app's way and
-LitServe side by side under the same load, then an overload run; writes results.json,
+LitServe under the same load (each alone, back to back), then an overload run; writes results.json,
 results.md and throughput.png next to this file (or under --out).
 
     bash bench/run.sh            # the documented command (builds base-size models once)
@@ -27,6 +27,7 @@ import loadgen  # noqa: E402
 import report  # noqa: E402
 from servers import PYTHON, TORCH_THREADS_ENV, Server, free_port  # noqa: E402
 
+from modeldeploy.config import BatchConfig  # noqa: E402
 from modeldeploy.batching import configure_torch_threads  # noqa: E402
 from modeldeploy.plugins import get_catalog  # noqa: E402
 
@@ -46,10 +47,12 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_que
     return Server(label, command, port, "/health/ready", work)
 
 
-def start_servers(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Server]:
+def peer_servers(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Server]:
+    """The three servers of one model, not started: each is measured alone (an idle LitServe
+    still polls its queues, about 10% of a core, which would slow whichever server shares the box)."""
     baseline_port, litserve_port = free_port(), free_port()
     peer_env = {TORCH_THREADS_ENV: str(args.peer_torch_threads)} if args.peer_torch_threads else {}
-    servers = {
+    return {
         "modeldeploy": modeldeploy_server(model, source, work, f"modeldeploy-{model}", args.max_queue,
                                           args.max_batch_size),
         "baseline": Server(f"baseline-{model}",
@@ -60,9 +63,6 @@ def start_servers(model: str, source: Path, work: Path, args: argparse.Namespace
                             str(args.litserve_batch), str(args.litserve_timeout)],
                            litserve_port, "/health", work, peer_env),
     }
-    for server in servers.values():
-        server.wait_ready()
-    return servers
 
 
 def bench_model(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -73,21 +73,21 @@ def bench_model(model: str, source: Path, work: Path, args: argparse.Namespace) 
     del wrapper
     print(json.dumps(result["limit"]), flush=True)
     bodies = corpus.write_bodies(work / f"{model}-bodies.jsonl", model)
-    servers = start_servers(model, source, work, args)
-    try:
-        for server in servers.values():  # warm-up, not recorded
-            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
-        runs: dict[str, dict[str, Any]] = {name: {} for name in servers}
-        for concurrency in args.concurrency:
-            for name, server in servers.items():  # side by side: same concurrency back to back
+    runs: dict[str, dict[str, Any]] = {}
+    result["peak_memory_mb"] = {}
+    for name, server in peer_servers(model, source, work, args).items():  # one at a time, back to back
+        server.wait_ready()
+        try:
+            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
+            runs[name] = {}
+            for concurrency in args.concurrency:
                 runs[name][concurrency] = run = loadgen.wrk(server.url, bodies, concurrency, args.seconds)
                 print(f"{model} {name} c={concurrency}: {run['items_per_s']:.1f}/s p50 {run['p50_ms']:.0f} "
                       f"p95 {run['p95_ms']:.0f} p99 {run['p99_ms']:.0f} ms {run['statuses']}", flush=True)
-        result["runs"] = runs
-        result["peak_memory_mb"] = {name: server.peak_memory_mb() for name, server in servers.items()}
-    finally:
-        for server in servers.values():
+            result["peak_memory_mb"][name] = server.peak_memory_mb()
+        finally:
             server.stop()
+    result["runs"] = runs
     if args.threads_check:
         result["threads_check"] = threads_check(model, source, work, bodies, args)
     if args.overload:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit-items", type=int, default=96)
     parser.add_argument("--latency-items", type=int, default=48)
     parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--max-queue", type=int, default=256)
+    parser.add_argument("--max-queue", type=int, default=BatchConfig.max_queue)
     parser.add_argument("--litserve-batch", type=int, default=16)
     parser.add_argument("--litserve-timeout", type=float, default=0.01)
     parser.add_argument("--overload-concurrency", type=int, default=128)

@@ -52,7 +52,8 @@ def targets(model: dict[str, Any]) -> list[tuple[str, str, bool]]:
 def write(results: dict[str, Any], out: Path) -> None:
     lines = ["# Benchmark results", "",
              "Produced by `bash bench/run.sh` (see the top of `bench/harness.py`); numbers from one run on a",
-             "shared machine vary by about 10% run to run, the ratios (measured side by side) hold better.", ""]
+             "shared machine vary by about 10% run to run, the ratios hold better: the servers of a model run",
+             "back to back in one invocation, each alone on the machine while it is measured.", ""]
     m = results["machine"]
     lines += [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}, torch "
               f"{m['torch']} ({m['torch_threads']} intra-op threads), no GPU. Date: {m['date']}. Load average "

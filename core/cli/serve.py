@@ -83,6 +83,7 @@ def run_serve(args: argparse.Namespace) -> int:
     for host, port in listen_addresses(server):
         print(f"modeldeploy listening on {url(host, port)}", flush=True)
     server.run()  # returns on SIGTERM or Ctrl-C, once waitress has stopped its threads
+    registry.close()  # queued requests get "shutting down" rather than silence
     _close_and_exit(server, 0)
 
 
