@@ -49,7 +49,8 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_que
 
 def peer_servers(model: str, source: Path, work: Path, args: argparse.Namespace) -> dict[str, Server]:
     """The three servers of one model, not started: each is measured alone (an idle LitServe
-    still polls its queues, about 10% of a core, which would slow whichever server shares the box)."""
+    still polls its queues, about 10% of a core, which would slow whichever server shares the box;
+    results.json records under ``running_alongside`` what else ran during each measurement)."""
     baseline_port, litserve_port = free_port(), free_port()
     peer_env = {TORCH_THREADS_ENV: str(args.peer_torch_threads)} if args.peer_torch_threads else {}
     return {
@@ -74,10 +75,12 @@ def bench_model(model: str, source: Path, work: Path, args: argparse.Namespace) 
     print(json.dumps(result["limit"]), flush=True)
     bodies = corpus.write_bodies(work / f"{model}-bodies.jsonl", model)
     runs: dict[str, dict[str, Any]] = {}
-    result["peak_memory_mb"] = {}
+    result["peak_memory_mb"], result["running_alongside"] = {}, {}
     for name, server in peer_servers(model, source, work, args).items():  # one at a time, back to back
-        server.wait_ready()
+        server.start()
         try:
+            server.wait_ready()
+            result["running_alongside"][name] = sorted(s.label for s in Server.running if s is not server)
             loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
             runs[name] = {}
             for concurrency in args.concurrency:
@@ -100,8 +103,9 @@ def overload(model: str, source: Path, work: Path, bodies: Path, args: argparse.
     fewer, waitress itself queues the surplus connections, unbounded, before the app sees them."""
     print(f"== {model}: overload, concurrency {args.overload_concurrency}, max_queue {args.overload_queue}", flush=True)
     server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-overload", args.overload_queue,
-                                args.max_batch_size, http_threads=args.overload_concurrency + 16).wait_ready()
+                                args.max_batch_size, http_threads=args.overload_concurrency + 16).start()
     try:
+        server.wait_ready()
         loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
         result = loadgen.overload("127.0.0.1", server.port, bodies, args.overload_concurrency, args.seconds)
     finally:
@@ -117,8 +121,9 @@ def threads_check(model: str, source: Path, work: Path, bodies: Path, args: argp
     runs = {}
     for threads in sorted({1, len(os.sched_getaffinity(0))}):
         server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-threads{threads}",
-                                    args.max_queue, args.max_batch_size, threads).wait_ready()
+                                    args.max_queue, args.max_batch_size, threads).start()
         try:
+            server.wait_ready()
             loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
             runs[threads] = loadgen.wrk(server.url, bodies, min(32, max(args.concurrency)), args.seconds)
         finally:

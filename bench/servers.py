@@ -33,22 +33,38 @@ def free_port() -> int:
 
 
 class Server:
-    """A server process started in its own session, so stopping it stops its workers too."""
+    """A server process run in its own session, so stopping it stops its workers too.
+
+    Constructing one starts nothing (the harness describes a model's servers up front and measures
+    each alone); :meth:`start` launches it, :meth:`wait_ready` waits for its health route.
+    """
+
+    #: Started and not yet stopped, so the harness can record what ran beside a measurement.
+    running: set["Server"] = set()
 
     def __init__(self, label: str, command: list[str], port: int, health_path: str, log_dir: Path,
                  env: dict[str, str] | None = None) -> None:
         self.label, self.port, self.health_path = label, port, health_path
         self.url = f"http://127.0.0.1:{port}"
-        self.log = open(log_dir / f"{label}.log", "wb")
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        self.command, self.log_path = command, log_dir / f"{label}.log"
+        self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> "Server":
+        if self.process is not None:
+            raise RuntimeError(f"{self.label} was already started")
+        self.log = open(self.log_path, "wb")
+        self.process = subprocess.Popen(self.command, stdout=self.log, stderr=subprocess.STDOUT, env=self.env,
                                         start_new_session=True)
+        Server.running.add(self)
+        return self
 
     def wait_ready(self, timeout: float = 300) -> "Server":
+        assert self.process is not None, "start() the server first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.label} exited with {self.process.returncode}; see {self.log.name}")
+                raise RuntimeError(f"{self.label} exited with {self.process.returncode}; see {self.log_path}")
             try:
                 with urllib.request.urlopen(self.url + self.health_path, timeout=2) as response:
                     if response.status == 200:
@@ -56,13 +72,16 @@ class Server:
             except OSError:
                 pass
             time.sleep(0.3)
-        raise RuntimeError(f"{self.label} not ready after {timeout}s; see {self.log.name}")
+        raise RuntimeError(f"{self.label} not ready after {timeout}s; see {self.log_path}")
 
     def peak_memory_mb(self) -> float:
         """Peak resident memory (VmHWM) of the server and all its descendants."""
+        assert self.process is not None, "start() the server first"
         return sum(_hwm_kb(pid) for pid in _tree(self.process.pid)) / 1024
 
     def stop(self) -> None:
+        if self.process is None:
+            return
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -71,6 +90,7 @@ class Server:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
         self.log.close()
+        Server.running.discard(self)
 
 
 def _tree(pid: int) -> list[int]:

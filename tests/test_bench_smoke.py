@@ -25,6 +25,8 @@ def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
     for server in ("modeldeploy", "baseline", "litserve"):
         run = model["runs"][server]["2"]
         assert run["ok"] > 0 and run["errors"] == 0
+    # each server measured alone: an idle peer beside it takes CPU from the one under load
+    assert model["running_alongside"] == {"modeldeploy": [], "baseline": [], "litserve": []}
     overload = model["overload"]
     assert overload["failures"] == 0
     assert set(overload["counts"]) <= {"200", "503"}
