@@ -13,6 +13,7 @@ import datetime
 import json
 import os
 import platform
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,18 +118,28 @@ def overload(model: str, source: Path, work: Path, bodies: Path, args: argparse.
 
 
 def threads_check(model: str, source: Path, work: Path, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """modeldeploy at concurrency 32 with 1 torch thread and with one per core, back to back."""
-    runs = {}
-    for threads in sorted({1, len(os.sched_getaffinity(0))}):
-        server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-threads{threads}",
-                                    args.max_queue, args.max_batch_size, threads).start()
-        try:
-            server.wait_ready()
-            loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
-            runs[threads] = loadgen.wrk(server.url, bodies, min(32, max(args.concurrency)), args.seconds)
-        finally:
-            server.stop()
-        print(f"{model} modeldeploy torch_threads={threads}: {runs[threads]['items_per_s']:.1f}/s", flush=True)
+    """modeldeploy at concurrency 32 with 1 torch thread and with one per core, back to back, on
+    the quiet machine and with one core kept busy by another process (what ``server.torch_threads``
+    advises on: intra-op threads wait for each other at every barrier, so a stolen core stalls all)."""
+    runs: dict[str, dict[int, Any]] = {"quiet": {}, "one_core_busy": {}}
+    for condition, by_threads in runs.items():
+        for threads in sorted({1, len(os.sched_getaffinity(0))}):
+            server = modeldeploy_server(model, source, work, f"modeldeploy-{model}-threads{threads}",
+                                        args.max_queue, args.max_batch_size, threads).start()
+            hog = None
+            try:
+                server.wait_ready()
+                if condition == "one_core_busy":
+                    hog = subprocess.Popen([PYTHON, "-c", "while True: pass"])
+                loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+                by_threads[threads] = loadgen.wrk(server.url, bodies, min(32, max(args.concurrency)), args.seconds)
+            finally:
+                if hog is not None:
+                    hog.kill()
+                    hog.wait()
+                server.stop()
+            print(f"{model} modeldeploy torch_threads={threads} {condition}: "
+                  f"{by_threads[threads]['items_per_s']:.1f}/s", flush=True)
     return runs
 
 

@@ -109,9 +109,11 @@ def write(results: dict[str, Any], out: Path) -> None:
         lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |" for what, measured, met in targets(model)]
         lines.append("")
         if "threads_check" in model:
-            lines += ["torch intra-op threads, modeldeploy at concurrency 32, back to back: " + ", ".join(
-                f"{t} thread(s) {r['items_per_s']:.1f} items/s (p95 {r['p95_ms']:.0f} ms)"
-                for t, r in model["threads_check"].items()) + ".", ""]
+            conditions = {"quiet": "on the quiet machine", "one_core_busy": "with one core kept busy by another process"}
+            lines += ["torch intra-op threads, modeldeploy at concurrency 32, back to back: " + "; ".join(
+                f"{conditions[condition]}: " + ", ".join(
+                    f"{t} thread(s) {r['items_per_s']:.1f} items/s (p95 {r['p95_ms']:.0f} ms)" for t, r in runs.items())
+                for condition, runs in model["threads_check"].items()) + ".", ""]
         if "overload" in model:
             o = model["overload"]
             c32 = model["runs"]["modeldeploy"].get(min(model["runs"]["modeldeploy"], key=lambda c: abs(int(c) - 32)))

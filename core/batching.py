@@ -277,9 +277,9 @@ def configure_torch_threads(threads: int = 0) -> int:
 
     One inference thread per model drives torch, so its intra-op pool should span the cores the
     process really has (containers often report the host's count). On the 2-core reference
-    machine two threads served about 1.5x more than one, unless other processes kept the cores
-    busy: then the two threads stalled in each other's barriers and one thread did about 3x
-    better (bench/results.md), so a machine shared with other CPU-heavy work wants ``1``.
+    machine two threads served about 1.6x more than one, unless another process kept a core
+    busy: then the two threads stalled in each other's barriers and one thread did 5-6x better
+    (bench/results.md, threads check), so a machine shared with other CPU-heavy work wants fewer.
     """
     import torch
 
