@@ -30,6 +30,9 @@ class BatchConfig:
     max_wait_ms: float = 0.0
     max_queue: int = 64
     timeout: float = 60.0
+    #: Right after a round, wait up to this fraction of its duration for the clients it answered
+    #: to send again (0: never); see :class:`modeldeploy.batching.Batcher`.
+    regroup_wait: float = 0.1
 
 
 @dataclass(frozen=True)
@@ -158,11 +161,15 @@ def _parse_batch(data: Any, path: str) -> BatchConfig:
         max_wait_ms=_check(data.get("max_wait_ms", BatchConfig.max_wait_ms), float, f"{path}.max_wait_ms"),
         max_queue=_check(data.get("max_queue", BatchConfig.max_queue), int, f"{path}.max_queue"),
         timeout=_check(data.get("timeout", BatchConfig.timeout), float, f"{path}.timeout"),
+        regroup_wait=_check(data.get("regroup_wait", BatchConfig.regroup_wait), float, f"{path}.regroup_wait"),
     )
     _positive(batch.max_batch_size, f"{path}.max_batch_size")
     _positive(batch.max_wait_ms, f"{path}.max_wait_ms", allow_zero=True)
     _positive(batch.max_queue, f"{path}.max_queue")
     _positive(batch.timeout, f"{path}.timeout")
+    if not 0 <= batch.regroup_wait <= 1:
+        raise ConfigError(f"{path}.regroup_wait must be between 0 and 1 (a fraction of a round's duration), "
+                          f"got {batch.regroup_wait!r}")
     return batch
 
 

@@ -46,6 +46,10 @@ GROUPINGS = {
 }
 
 
+#: How long a batch holding a "sleepy" text takes: the round the regroup tests measure from.
+SLEEPY_SECONDS = 1.0
+
+
 class GatedSentiment(SentimentWrapper):
     """The real tiny sentiment model, with a gate to hold the inference thread and a poison pill."""
 
@@ -59,6 +63,8 @@ class GatedSentiment(SentimentWrapper):
         self.batches.append(list(items))
         if any("slow" in item for item in items):
             assert self.gate.wait(30)
+        if any("sleepy" in item for item in items):
+            time.sleep(SLEEPY_SECONDS)
         if any("POISON" in item for item in items):
             raise ValueError("poisoned input")
         return super().predict_batch(items)
@@ -166,6 +172,63 @@ def test_a_list_is_split_across_batches_and_reassembled(gated) -> None:
     finally:
         batcher.close()
     assert len(gated.batches) >= 5 and all(len(b) <= 4 for b in gated.batches)
+
+
+def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoolExecutor) -> None:
+    """Make the batcher answer one round of 4 requests that takes ``SLEEPY_SECONDS``."""
+    gated.cost_model = GROUPINGS["few-batches"]  # the 4 run as one forward pass
+    gated.gate.clear()
+    busy = pool.submit(batcher.predict, "slow")
+    wait_until_busy(gated)
+    round_of_four = [pool.submit(batcher.predict, f"sleepy {i}") for i in range(4)]
+    wait_for_queue(batcher, 4)
+    gated.gate.set()
+    busy.result(timeout=60)
+    for future in round_of_four:
+        future.result(timeout=60)
+    assert [len(b) for b in gated.batches[-1:]] == [4]
+
+
+def send_spaced(batcher: Batcher, pool: ThreadPoolExecutor, texts: list[str], gap: float) -> list[Any]:
+    futures = []
+    for text in texts:
+        futures.append(pool.submit(batcher.predict, text))
+        time.sleep(gap)
+    return [future.result(timeout=60) for future in futures]
+
+
+@pytest.mark.parametrize("regroup_wait", [1.0, 0.0])
+def test_after_a_busy_round_the_batcher_regroups_the_clients_it_answered(gated, regroup_wait) -> None:
+    """The 4 clients just answered come back 0.1 s apart, well inside the regroup window (the
+    round took 1 s): they run as one batch instead of a lone first one and the rest later."""
+    batcher = started(gated, max_batch_size=8, regroup_wait=regroup_wait)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            run_a_round_of_four(gated, batcher, pool)
+            before = len(gated.batches)
+            results = send_spaced(batcher, pool, [f"again {i}" for i in range(4)], gap=0.1)
+    finally:
+        batcher.close()
+    assert all(result["label"] in {"POSITIVE", "NEGATIVE"} for result in results)
+    sizes = [len(batch) for batch in gated.batches[before:]]
+    if regroup_wait:
+        assert sizes == [4]
+    else:
+        assert sizes[0] == 1 and sum(sizes) == 4
+
+
+def test_once_the_regroup_window_has_passed_a_lone_request_runs_at_once(gated) -> None:
+    """An idle model never makes a request wait for companions (the window is 0.2 x 1 s)."""
+    batcher = started(gated, max_batch_size=8, regroup_wait=0.2)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            run_a_round_of_four(gated, batcher, pool)
+            time.sleep(0.5)
+            before = len(gated.batches)
+            send_spaced(batcher, pool, ["lone", "later"], gap=0.1)
+    finally:
+        batcher.close()
+    assert [len(batch) for batch in gated.batches[before:]] == [1, 1]
 
 
 def test_full_queue_is_refused_at_once_then_drains(gated) -> None:
