@@ -155,7 +155,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models-dir", type=Path, required=True, help="output of `python -m modeldeploy.testing build`")
-    parser.add_argument("--models", default="sentiment,ner")
+    parser.add_argument("--models", default="sentiment,ner,summarization")
     parser.add_argument("--out", type=Path, default=BENCH)
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--concurrency", default="1,8,32,128")
