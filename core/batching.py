@@ -81,8 +81,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # the last round: how many items it answered, when it ended, how long it took
-        self._last_round = (0, 0.0, 0.0)
+        # the last round: items it answered, items already queued when it ended, its end, its duration
+        self._last_round = (0, 0, 0.0, 0.0)
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, calibrate: bool = True) -> "Batcher":
@@ -176,22 +176,23 @@ class Batcher:
 
         A lone request on an idle model runs at once (``max_wait_ms`` can ask every round to wait).
         Right after a round that answered N items, those clients are likely to send again within
-        milliseconds: a round started on the first few to return leaves the rest waiting a whole
-        round, and when a forward pass costs nearly the same for 4 rows as for 32 (generation
-        does) that alternation of tiny and full rounds wastes most of the small ones. So until
-        N items (at most ``max_batch_size``) are queued, the batcher waits up to ``regroup_wait``
-        times the last round's duration, counted from its end: at most 10% more latency by
-        default, and nothing at all once the model has been idle that long.
+        milliseconds: a round started on the first few to return, or on the Q items that queued
+        during the round, leaves the rest waiting a whole round. When a forward pass costs nearly
+        the same for 4 rows as for 32 (generation does), clients split that way stay split
+        (rounds of 1 and 7, or 4 and 4, at 8 clients) and the small rounds waste most of their
+        cost. So until N + Q items (at most ``max_batch_size``) are queued, the batcher waits up
+        to ``regroup_wait`` times the last round's duration, counted from its end: at most 10%
+        more latency by default, and nothing at all once the model has been idle that long.
         """
         with self._cond:
             while not self._queue and not self._stopping:
                 self._cond.wait()
             if self._stopping:
                 return None
-            answered, ended, took = self._last_round
+            answered, queued, ended, took = self._last_round
             wait_until = time.monotonic() + self.config.max_wait_ms / 1000
             regroup_until = ended + self.config.regroup_wait * took
-            expected = min(answered, self.config.max_batch_size)
+            expected = min(answered + queued, self.config.max_batch_size)
             while len(self._queue) < self.config.max_batch_size and not self._stopping:
                 deadline = max(wait_until, regroup_until) if len(self._queue) < expected else wait_until
                 left = deadline - time.monotonic()
@@ -211,7 +212,8 @@ class Batcher:
             self._plan_and_compute(live)
         finally:
             ended = time.monotonic()
-            self._last_round = (len(live), ended, ended - started)
+            with self._cond:
+                self._last_round = (len(live), len(self._queue), ended, ended - started)
 
     def _plan_and_compute(self, live: list[_Item]) -> None:
         wrapper = self.wrapper

@@ -174,8 +174,10 @@ def test_a_list_is_split_across_batches_and_reassembled(gated) -> None:
     assert len(gated.batches) >= 5 and all(len(b) <= 4 for b in gated.batches)
 
 
-def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoolExecutor) -> None:
-    """Make the batcher answer one round of 4 requests that takes ``SLEEPY_SECONDS``."""
+def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoolExecutor,
+                        queued_meanwhile: int = 0) -> list[Any]:
+    """Make the batcher answer one round of 4 requests that takes ``SLEEPY_SECONDS``, with
+    ``queued_meanwhile`` other requests sent during it (their futures are returned)."""
     gated.cost_model = GROUPINGS["few-batches"]  # the 4 run as one forward pass
     gated.gate.clear()
     busy = pool.submit(batcher.predict, "slow")
@@ -184,9 +186,16 @@ def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoo
     wait_for_queue(batcher, 4)
     gated.gate.set()
     busy.result(timeout=60)
+    for _ in range(3000):
+        if any("sleepy" in text for text in gated.batches[-1]):
+            break
+        time.sleep(0.01)
+    others = [pool.submit(batcher.predict, f"meanwhile {i}") for i in range(queued_meanwhile)]
+    wait_for_queue(batcher, queued_meanwhile)
     for future in round_of_four:
         future.result(timeout=60)
-    assert [len(b) for b in gated.batches[-1:]] == [4]
+    assert len(gated.batches[-1]) == 4 and all("sleepy" in text for text in gated.batches[-1])
+    return others
 
 
 def send_spaced(batcher: Batcher, pool: ThreadPoolExecutor, texts: list[str], gap: float) -> list[Any]:
@@ -215,6 +224,22 @@ def test_after_a_busy_round_the_batcher_regroups_the_clients_it_answered(gated, 
         assert sizes == [4]
     else:
         assert sizes[0] == 1 and sum(sizes) == 4
+
+
+def test_regrouping_also_waits_for_what_queued_during_the_round(gated) -> None:
+    """4 answered while 4 others queued: running those 4 at once would keep the 8 clients in two
+    alternating groups of 4 for ever; the batcher waits for the 4 answered to return and runs 8."""
+    batcher = started(gated, max_batch_size=8, regroup_wait=1.0)
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            others = run_a_round_of_four(gated, batcher, pool, queued_meanwhile=4)
+            before = len(gated.batches)
+            send_spaced(batcher, pool, [f"again {i}" for i in range(4)], gap=0.1)
+            for future in others:
+                future.result(timeout=60)
+    finally:
+        batcher.close()
+    assert [len(batch) for batch in gated.batches[before:]] == [8]
 
 
 def test_once_the_regroup_window_has_passed_a_lone_request_runs_at_once(gated) -> None:
