@@ -85,9 +85,9 @@ async def _post(host: str, port: int, body: bytes) -> tuple[int, float]:
         writer.close()
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
-    headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
-    retry_after = {name.strip().lower(): value.strip() for name, value in headers.items()}.get("retry-after", "1")
-    return status, float(retry_after)
+    headers = {name.strip().lower(): value.strip() for name, value in
+               (line.split(":", 1) for line in lines[1:] if ":" in line)}
+    return status, float(headers.get("retry-after", "1"))
 
 
 def _percentiles(values: list[float]) -> dict[str, float]:
