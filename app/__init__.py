@@ -12,25 +12,28 @@ from flask import Flask
 from modeldeploy.config import Config, load_config
 from modeldeploy.registry import Registry
 
-from . import api, errors, observability, oip, openapi, pages
+from . import errors, json_api, observability, oip, openapi, pages
 from .state import attach_registry, get_registry
 
 __all__ = ["create_app", "get_registry"]
 
 #: Every blueprint the app serves; add new ones here (the single place routes are registered).
-BLUEPRINTS = (pages.blueprint, api.blueprint, oip.blueprint, observability.blueprint, openapi.blueprint)
+BLUEPRINTS = (pages.blueprint, json_api.blueprint, oip.blueprint, observability.blueprint, openapi.blueprint)
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:
-    """Build the app. Without ``registry``, one is made from ``config`` and starts loading in
-    the background: the server answers (with per-model statuses) while the models load."""
+    """Build the app over ``registry``, or over a new one made from ``config`` (default: every
+    installed model) that starts loading in the background, so the server answers (with
+    per-model statuses) while the models load. A registry brings its own config: passing both
+    is an error rather than one of them being silently ignored."""
+    if registry is not None and config is not None:
+        raise TypeError("create_app() takes a config or a registry (which has its config), not both")
     if registry is None:
         registry = Registry(config if config is not None else load_config(None))
         registry.start()
-    config = registry.config
     app = Flask(__name__)
-    app.config["MAX_CONTENT_LENGTH"] = config.server.max_body_bytes
-    app.config["MODELDEPLOY_MAX_ITEMS"] = config.server.max_items
+    # Flask's own body limit, read by werkzeug; derived from the registry's config, never set apart from it
+    app.config["MAX_CONTENT_LENGTH"] = registry.config.server.max_body_bytes
     app.json.sort_keys = False
     attach_registry(app, registry)
     for blueprint in BLUEPRINTS:

@@ -4,7 +4,8 @@
 (this JSON API, the Open Inference Protocol) answers the same failure with the same status.
 Unexpected exceptions are logged with their stack trace and answered with a generic 500.
 A protocol with its own error body (the Open Inference Protocol under ``/v2``) registers it with
-:func:`use_error_body` for its URL prefix; routing errors under that prefix get it too.
+:func:`use_error_body` for its URL prefix, on the app being set up (kept in ``app.extensions``);
+routing errors under that prefix get it too.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from modeldeploy.errors import (
@@ -66,16 +67,18 @@ def _default_body(error: HttpError) -> dict[str, Any]:
     return {"error": {"status": error.status, "message": error.message, **error.extra}}
 
 
-_BODIES_BY_PREFIX: dict[str, Callable[[HttpError], dict[str, Any]]] = {}
+ErrorBody = Callable[[HttpError], dict[str, Any]]
+_BODIES_KEY = "modeldeploy.error_bodies"
 
 
-def use_error_body(prefix: str, body: Callable[[HttpError], dict[str, Any]]) -> None:
-    """Answer errors of requests under ``prefix`` (e.g. ``/v2``) with ``body(error)``."""
-    _BODIES_BY_PREFIX[prefix] = body
+def use_error_body(app: Flask, prefix: str, body: ErrorBody) -> None:
+    """Answer ``app``'s errors for requests under ``prefix`` (e.g. ``/v2``) with ``body(error)``."""
+    app.extensions.setdefault(_BODIES_KEY, {})[prefix] = body
 
 
-def _body_for(path: str) -> Callable[[HttpError], dict[str, Any]]:
-    for prefix, body in _BODIES_BY_PREFIX.items():
+def _body_for(path: str) -> ErrorBody:
+    bodies: dict[str, ErrorBody] = current_app.extensions.get(_BODIES_KEY, {})
+    for prefix, body in bodies.items():
         if path == prefix or path.startswith(prefix + "/"):
             return body
     return _default_body

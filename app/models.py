@@ -9,17 +9,17 @@ from modeldeploy.registry import Registry
 
 def describe_model(registry: Registry, name: str) -> dict[str, Any]:
     """Name, task, plugin, source, device, status and example of one served model."""
-    entry = registry.entry(name)
+    served = registry.model(name)
+    entry, loaded = served.entry, served.wrapper
     wrapper_class = entry.wrapper_class
-    loaded = registry.wrapper(name)
     return {
         "name": name,
         "task": wrapper_class.task,
         "description": wrapper_class.description,
         "plugin": {"distribution": entry.distribution or entry.plugin, "version": entry.version},
-        "source": registry.source(name),
-        "device": loaded.device if loaded is not None else registry.model_config(name).device,
-        "status": registry.status(name).as_dict(),
+        "source": served.source,
+        "device": loaded.device if loaded is not None else served.config.device,
+        "status": served.status.as_dict(),
         "example": wrapper_class.example,
     }
 

@@ -2,7 +2,7 @@
 
 Routes live under ``/v2``; every model has one version, ``"1"``, also reachable under
 ``/v2/models/<name>/versions/1/...``. Tensors are mapped in :mod:`modeldeploy.app.oip_codec`;
-inference goes through ``registry.predict`` exactly like ``/predict``. Errors are
+inference goes through the served model's ``predict_texts`` exactly like ``/predict``. Errors are
 ``{"error": "..."}`` with 400 (bad request), 404 (unknown model or version), 413 (too many texts
 or bytes), 503 (not ready, overloaded) or 504 (timed out), statuses shared with the JSON API.
 """
@@ -16,9 +16,10 @@ from flask.blueprints import BlueprintSetupState
 
 import modeldeploy
 from modeldeploy.errors import InvalidInputError, ModelNotReadyError, UnknownModelError
+from modeldeploy.registry import ServedModel
 
 from . import oip_codec
-from .api import check_item_count
+from .json_api import check_item_count
 from .errors import HttpError, use_error_body
 from .observability import record_model
 from .state import get_registry
@@ -38,7 +39,7 @@ def _error_body(error: HttpError) -> dict[str, Any]:
 @blueprint.record_once
 def _use_protocol_errors(state: BlueprintSetupState) -> None:
     """The protocol's error body is a bare message string, for routing errors under /v2 too."""
-    use_error_body(blueprint.url_prefix, _error_body)
+    use_error_body(state.app, blueprint.url_prefix, _error_body)
 
 
 class UnknownVersionError(UnknownModelError):
@@ -49,11 +50,13 @@ class UnknownVersionError(UnknownModelError):
         self.args = (f"model {name!r} has no version {version!r}; available versions: {MODEL_VERSION}",)
 
 
-def _check_version(name: str, version: str | None) -> None:
-    get_registry().entry(name)  # unknown model: 404 before the version is considered
+def _served_model(name: str, version: str | None) -> ServedModel:
+    """The model a /v2 route names (looked up once): 404 for an unknown model, then version."""
+    served = get_registry().model(name)
     if version is not None and version != MODEL_VERSION:
         raise UnknownVersionError(name, version)
     record_model(name)
+    return served
 
 
 @blueprint.get("")
@@ -78,8 +81,7 @@ def server_ready() -> tuple[Response, int]:
 @blueprint.get("/models/<name>")
 @blueprint.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
-    _check_version(name, version)
-    wrapper_class = get_registry().entry(name).wrapper_class
+    wrapper_class = _served_model(name, version).entry.wrapper_class
     return jsonify(
         name=name,
         versions=[MODEL_VERSION],
@@ -93,9 +95,9 @@ def model_metadata(name: str, version: str | None = None) -> Response:
 @blueprint.get("/models/<name>/versions/<version>/ready")
 def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     """200 when the model serves; 503 saying why not (a lazy model starts loading)."""
-    _check_version(name, version)
+    served = _served_model(name, version)
     try:
-        get_registry().ready_wrapper(name)
+        served.ready_batcher()
     except ModelNotReadyError as exc:
         response = jsonify(name=name, ready=False, error=str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)
@@ -107,12 +109,12 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
 @blueprint.post("/models/<name>/versions/<version>/infer")
 def infer(name: str, version: str | None = None) -> Response:
     """Parse the tensors whatever the Content-Type (tritonclient sends none), predict, encode."""
-    _check_version(name, version)
+    served = _served_model(name, version)
     encoding = request.headers.get("Content-Encoding", "identity").lower()
     if encoding != "identity":
         raise InvalidInputError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
     parsed = oip_codec.parse_infer_request(request.get_data(), request.headers.get(oip_codec.HEADER_LENGTH))
     check_item_count(len(parsed.texts), f"input {oip_codec.INPUT_NAME!r}")
-    results = get_registry().predict(name, parsed.texts)
+    results = served.predict_texts(parsed.texts)
     body, headers = oip_codec.encode_infer_response(name, MODEL_VERSION, parsed, results)
     return Response(body, status=200, headers=headers)

@@ -14,11 +14,11 @@ from importlib import resources
 from typing import Any
 
 import yaml
-from flask import Blueprint, Response, current_app, jsonify, render_template
+from flask import Blueprint, Response, jsonify, render_template
 
 import modeldeploy
 
-from .state import get_registry
+from .state import get_registry, max_items
 
 _REQUEST_ID_PARAMETER = {"$ref": "#/components/parameters/RequestId"}
 _REQUEST_ID_HEADER = {"$ref": "#/components/headers/RequestId"}
@@ -66,7 +66,7 @@ def openapi_document(model_names: Sequence[str] = (), max_items: int | None = No
 
 @blueprint.get("/openapi.json")
 def openapi_json() -> Response:
-    return jsonify(openapi_document(get_registry().names, current_app.config["MODELDEPLOY_MAX_ITEMS"]))
+    return jsonify(openapi_document(get_registry().names, max_items()))
 
 
 @blueprint.get("/api")

@@ -5,7 +5,6 @@
     modeldeploy.load("sentiment").predict("I love it")
 """
 
-from .api import list_models, load
 from .errors import (
     ConfigError,
     InputTypeError,
@@ -16,6 +15,8 @@ from .errors import (
     UnknownModelError,
 )
 from .hookspecs import hookimpl
+from .loading import load
+from .plugins import list_models
 from .wrapper import ModelWrapper
 
 __version__ = "0.1.0"

@@ -7,7 +7,8 @@ it drains everything queued (a lone request runs at once unless ``max_wait_ms`` 
 companions; right after a busy round it may wait briefly to regroup, see :meth:`Batcher._drain`),
 measures token lengths once, and runs the cost-minimising padded sub-batches of
 :func:`~modeldeploy.batch_planner.plan_batches`, answering each request as soon as its last item
-is done. A bounded queue answers "overloaded" at once; expired requests' items are dropped before
+is done. It receives texts already validated and prepared by the caller's thread
+(:meth:`Batcher.submit`) and never touches them again before the forward pass. A bounded queue answers "overloaded" at once; expired requests' items are dropped before
 they are computed; an exception is bisected down to the item(s) that caused it.
 """
 
@@ -67,7 +68,19 @@ class _Request:
 class _Item:
     request: _Request
     index: int
+    #: The prepared text (``ModelWrapper.prepare_texts`` ran on the caller's thread).
     text: str
+
+
+@dataclass(frozen=True)
+class _RoundSummary:
+    """What the regrouping wait of the next round needs to know about the last one."""
+
+    answered: int = 0
+    #: Items already queued when the round ended.
+    queued_at_end: int = 0
+    ended: float = 0.0
+    duration: float = 0.0
 
 
 class Batcher:
@@ -81,8 +94,7 @@ class Batcher:
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
-        # the last round: items it answered, items already queued when it ended, its end, its duration
-        self._last_round = (0, 0, 0.0, 0.0)
+        self._last_round = _RoundSummary()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, calibrate: bool = True) -> "Batcher":
@@ -114,34 +126,36 @@ class Batcher:
 
     # ------------------------------------------------------------------ callers' side
     def predict(self, data: str | Sequence[str], timeout: float | None = None) -> Any:
-        """Like ``ModelWrapper.predict`` (one string or a list), through the batching queue."""
+        """Like ``ModelWrapper.predict`` (one string or a list), through the batching queue:
+        validates and prepares ``data`` on this thread, then :meth:`submit`."""
         texts, single = normalize_texts(data)
-        results = self.submit(texts, timeout)
+        results = self.submit(self.wrapper.prepare_texts(texts), timeout)
         return results[0] if single else results
 
-    def submit(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
-        """Queue validated texts, wait for their results (in order) or raise.
+    def submit(self, prepared: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """Queue prepared texts (``wrapper.prepare_texts`` of validated ones), wait for their
+        results (in order) or raise.
 
         Raises OverloadedError when the queue cannot take them (a request always fits an empty
         queue), PredictionTimeoutError after ``timeout`` seconds (default: the config's), and
         PredictionError when the model failed on one of these texts.
         """
-        if not texts:
+        if not prepared:
             return []
         timeout = self.config.timeout if timeout is None else timeout
-        request = _Request(size=len(texts), deadline=time.monotonic() + timeout)
+        request = _Request(size=len(prepared), deadline=time.monotonic() + timeout)
         with self._cond:
             if self._stopping or self._thread is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
             queued = len(self._queue)
-            if queued and queued + len(texts) > self.config.max_queue:
-                metrics.ITEMS.labels(self.name, "rejected").inc(len(texts))
+            if queued and queued + len(prepared) > self.config.max_queue:
+                metrics.ITEMS.labels(self.name, "rejected").inc(len(prepared))
                 raise OverloadedError(
                     f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
                     f"{self.config.max_queue}); retry later",
                     retry_after=1,
                 )
-            self._queue.extend(_Item(request, i, text) for i, text in enumerate(texts))
+            self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
             self._set_depth(len(self._queue))
             self._cond.notify()
         if not request.done.wait(timeout):
@@ -189,10 +203,10 @@ class Batcher:
                 self._cond.wait()
             if self._stopping:
                 return None
-            answered, queued, ended, took = self._last_round
+            last = self._last_round
             wait_until = time.monotonic() + self.config.max_wait_ms / 1000
-            regroup_until = ended + self.config.regroup_wait * took
-            expected = min(answered + queued, self.config.max_batch_size)
+            regroup_until = last.ended + self.config.regroup_wait * last.duration
+            expected = min(last.answered + last.queued_at_end, self.config.max_batch_size)
             while len(self._queue) < self.config.max_batch_size and not self._stopping:
                 deadline = max(wait_until, regroup_until) if len(self._queue) < expected else wait_until
                 left = deadline - time.monotonic()
@@ -213,13 +227,13 @@ class Batcher:
         finally:
             ended = time.monotonic()
             with self._cond:
-                self._last_round = (len(live), len(self._queue), ended, ended - started)
+                self._last_round = _RoundSummary(len(live), len(self._queue), ended, ended - started)
 
     def _plan_and_compute(self, live: list[_Item]) -> None:
         wrapper = self.wrapper
         lengths = [0]  # a lone item needs no plan: skip tokenizing it twice
         if len(live) > 1:
-            lengths = wrapper.token_lengths([wrapper.prepare_data(item.text) for item in live])
+            lengths = wrapper.token_lengths([item.text for item in live])
         for batch in plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model):
             batch_items = self._drop_expired([live[i] for i in batch])
             if batch_items:
@@ -234,7 +248,7 @@ class Batcher:
     def _compute(self, items: list[_Item]) -> None:
         """One padded forward pass; on failure, bisect so only the culprit item(s) fail."""
         try:
-            outputs = self.wrapper.run_batch([item.text for item in items])
+            outputs = self.wrapper.run_prepared([item.text for item in items])
         except Exception as exc:
             if len(items) == 1:
                 self._fail(items[0], exc)
@@ -278,19 +292,19 @@ def calibrate_cost_model(wrapper: ModelWrapper, shapes: Sequence[tuple[int, int]
     """
     words = (wrapper.example or "the quick brown fox jumps over the lazy dog").split()
     samples = []
-    _timed_run(wrapper, _texts(words, *shapes[0]))
+    _timed_run(wrapper, wrapper.prepare_texts(_texts(words, *shapes[0])))
     for rows, word_count in shapes:
-        texts = _texts(words, rows, word_count)
-        max_len = max(wrapper.token_lengths([wrapper.prepare_data(t) for t in texts]))
+        texts = wrapper.prepare_texts(_texts(words, rows, word_count))
+        max_len = max(wrapper.token_lengths(texts))
         seconds = min(_timed_run(wrapper, texts) for _ in range(repeats))
         samples.append((rows, max_len, seconds))
     return fit_cost_model(samples)
 
 
-def _timed_run(wrapper: ModelWrapper, texts: list[str]) -> float:
-    """Seconds one ``run_batch`` of ``texts`` takes."""
+def _timed_run(wrapper: ModelWrapper, prepared: list[str]) -> float:
+    """Seconds one ``run_prepared`` of ``prepared`` takes."""
     started = time.perf_counter()
-    wrapper.run_batch(texts)
+    wrapper.run_prepared(prepared)
     return time.perf_counter() - started
 
 
@@ -303,10 +317,9 @@ def configure_torch_threads(threads: int = 0) -> int:
     """Set torch's intra-op threads for serving (0: one per CPU this process may use); returns it.
 
     One inference thread per model drives torch, so its intra-op pool should span the cores the
-    process really has (containers often report the host's count). On the 2-core reference
-    machine two threads served about 1.6x more than one, unless another process kept a core
-    busy: then the two threads stalled in each other's barriers and one thread did 5-6x better
-    (bench/results.md, threads check), so a machine shared with other CPU-heavy work wants fewer.
+    process really has (containers often report the host's count). When another process keeps a
+    core busy, threads stall in each other's barriers and fewer threads serve more; the measured
+    figures are in bench/results.md ("threads check") and docs/architecture.md.
     """
     import torch
 

@@ -14,7 +14,6 @@ others: ``modeldeploy list`` shows it.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
@@ -22,13 +21,13 @@ from importlib.metadata import EntryPoint, entry_points
 import pluggy
 
 from . import hookspecs
-from .errors import PluginError
+from .errors import PluginError, UnknownModelError
+from .names import MODEL_NAME_PATTERN
 from .wrapper import ModelWrapper
 
 ENTRY_POINT_GROUP = "modeldeploy"
 ALLOW_LIST_ENV = "MODELDEPLOY_PLUGINS"
 DISABLE_AUTOLOAD_ENV = "MODELDEPLOY_DISABLE_PLUGIN_AUTOLOAD"
-MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 
 
 @dataclass(frozen=True)
@@ -60,6 +59,12 @@ class Catalog:
 
     models: dict[str, ModelEntry] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+
+    def entry(self, name: str) -> ModelEntry:
+        """The entry registered as ``name``, or an error listing the names that exist."""
+        if not isinstance(name, str) or name not in self.models:
+            raise UnknownModelError(str(name), self.models)
+        return self.models[name]
 
 
 _lock = threading.RLock()
@@ -190,8 +195,6 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
         get_catalog(refresh=True)
 
 
-def unregister_plugin(name: str) -> None:
-    """Remove an in-process plugin registered with :func:`register_plugin`."""
-    with _lock:
-        _local_plugins.pop(name, None)
-        get_catalog(refresh=True)
+def list_models() -> list[str]:
+    """Names of every model the installed (and allowed) plugins register, sorted."""
+    return sorted(get_catalog().models)

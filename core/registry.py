@@ -1,9 +1,14 @@
-"""The registry: model name -> wrapper class -> loaded instance, with a status per model.
+"""The registry: the served models by name, each with its status, wrapper and batcher.
 
 The app, the CLI and health checks read it; they never touch torch or a plugin directly. Models
 load in one background thread at start-up (the server answers while they load) or, when the
 config says ``lazy: true``, on first use. A model that fails to load is ``failed`` with its reason
-and never stops the others.
+and never stops the others. Every model loads through :func:`modeldeploy.loading.load`, the same
+path as ``modeldeploy.load()``.
+
+A request looks its model up once (:meth:`Registry.model`, unknown names raise) and hands the
+:class:`ServedModel` its validated texts (:meth:`ServedModel.predict_texts`), which are prepared
+once and queued on the model's batcher.
 """
 
 from __future__ import annotations
@@ -11,14 +16,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import metrics, store
+from . import loading, metrics
 from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
 from .errors import ModelDeployError, ModelNotReadyError, UnknownModelError
+from .inputs import normalize_texts
 from .plugins import Catalog, ModelEntry, get_catalog
 from .wrapper import ModelWrapper
 
@@ -39,6 +45,62 @@ class ModelStatus:
         return {"state": self.state, "reason": self.reason, "load_seconds": self.load_seconds}
 
 
+class ServedModel:
+    """One served model: its catalog entry and config, its status and, once ready, its batcher."""
+
+    def __init__(self, entry: ModelEntry, config: ModelConfig,
+                 start_loading: Callable[["ServedModel"], None]) -> None:
+        self.entry = entry
+        self.config = config
+        self.status = ModelStatus(IDLE)
+        self.batcher: Batcher | None = None
+        self._start_loading = start_loading
+        self._record()
+
+    @property
+    def name(self) -> str:
+        return self.entry.name
+
+    @property
+    def source(self) -> str:
+        """The configured source, else the plugin's default."""
+        return self.config.source or self.entry.wrapper_class.default_source
+
+    @property
+    def wrapper(self) -> ModelWrapper | None:
+        """The loaded instance, or None while it is not ready."""
+        return self.batcher.wrapper if self.batcher is not None else None
+
+    def set_status(self, status: ModelStatus) -> None:
+        self.status = status
+        self._record()
+
+    def ready_batcher(self) -> Batcher:
+        """The batcher of a ready model, or ModelNotReadyError saying why not (an idle, lazy
+        model starts loading)."""
+        state = self.status.state
+        if state == READY and self.batcher is not None:
+            return self.batcher
+        if state == IDLE:
+            self._start_loading(self)
+            raise ModelNotReadyError(f"model {self.name!r} is loading (lazy start); retry shortly")
+        if state == LOADING:
+            raise ModelNotReadyError(f"model {self.name!r} is still loading; retry shortly")
+        raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
+
+    def predict_texts(self, texts: Sequence[str]) -> list[Any]:
+        """Results for validated texts, in order: each prepared once, then batched."""
+        batcher = self.ready_batcher()
+        return batcher.submit(batcher.wrapper.prepare_texts(texts))
+
+    def _record(self) -> None:
+        for state in (IDLE, LOADING, READY, FAILED):
+            metrics.MODEL_STATE.labels(self.name, state).set(1 if self.status.state == state else 0)
+        metrics.MODEL_READY.labels(self.name).set(1 if self.status.state == READY else 0)
+        if self.status.load_seconds is not None:
+            metrics.MODEL_LOAD_SECONDS.labels(self.name).set(self.status.load_seconds)
+
+
 class Registry:
     """Serves the models a config names (or every installed one) and tracks their status."""
 
@@ -49,51 +111,46 @@ class Registry:
         if missing:
             raise UnknownModelError(missing[0], self.catalog.models)
         self.names: list[str] = config.served_names(self.catalog.models)
-        self._wrappers: dict[str, ModelWrapper] = {}
-        self._batchers: dict[str, Batcher] = {}
-        self._status: dict[str, ModelStatus] = {name: ModelStatus(IDLE) for name in self.names}
+        self._models = {name: ServedModel(self.catalog.models[name], config.model(name), self._start_lazy_load)
+                        for name in self.names}
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
-        for name in self.names:
-            self._record(name, self._status[name])
 
     # ------------------------------------------------------------------ lookup
-    def entry(self, name: str) -> ModelEntry:
-        if name not in self._status:
+    def model(self, name: str) -> ServedModel:
+        """The served model ``name``; UnknownModelError (listing the served ones) otherwise."""
+        served = self._models.get(name) if isinstance(name, str) else None
+        if served is None:
             raise UnknownModelError(str(name), self.names)
-        return self.catalog.models[name]
+        return served
 
-    def model_config(self, name: str) -> ModelConfig:
-        return self.config.model(name)
-
-    def source(self, name: str) -> str:
-        return self.model_config(name).source or self.entry(name).wrapper_class.default_source
+    def entry(self, name: str) -> ModelEntry:
+        return self.model(name).entry
 
     def status(self, name: str) -> ModelStatus:
-        self.entry(name)
-        return self._status[name]
+        return self.model(name).status
 
     def wrapper(self, name: str) -> ModelWrapper | None:
         """The loaded instance, or None while it is not ready."""
-        return self._wrappers.get(name)
+        return self.model(name).wrapper
 
     def not_ready(self) -> dict[str, ModelStatus]:
-        return {n: s for n, s in self._status.items() if s.state != READY}
+        return {name: m.status for name, m in self._models.items() if m.status.state != READY}
 
     # ------------------------------------------------------------------ loading
     def start(self, background: bool = True) -> None:
         """Load every non-lazy model, in a background thread unless ``background=False``."""
         configure_torch_threads(self.config.server.torch_threads)
-        eager = [n for n in self.names if not self.model_config(n).lazy]
+        eager = [m for m in self._models.values() if not m.config.lazy]
         with self._lock:
-            for name in eager:
-                if self._status[name].state == IDLE:
-                    self._set_status(name, ModelStatus(LOADING))
+            for served in eager:
+                if served.status.state == IDLE:
+                    served.set_status(ModelStatus(LOADING))
         if not background:
-            for name in eager:
-                self._load(name)
+            for served in eager:
+                self._load(served)
             return
-        self._loader = threading.Thread(target=lambda: [self._load(n) for n in eager],
+        self._loader = threading.Thread(target=lambda: [self._load(m) for m in eager],
                                         name="modeldeploy-loader", daemon=True)
         self._loader.start()
 
@@ -104,69 +161,46 @@ class Registry:
             return not self._loader.is_alive()
         return True
 
-    def instantiate(self, name: str) -> ModelWrapper:
-        """Build and load the wrapper for ``name`` from its configured source (a store artifact or not)."""
-        settings = self.model_config(name)
-        if store.is_artifact_source(settings.source):
-            return store.load_model(self.entry(name), settings, self.config.cache_dir)
-        wrapper = self.entry(name).wrapper_class(
-            source=self.source(name), device=settings.device, settings=settings.settings
-        )
-        return wrapper.ensure_loaded()
-
-    def _load(self, name: str) -> None:
+    def _load(self, served: ServedModel) -> None:
         started = time.perf_counter()
+        model_config = served.config
         try:
-            wrapper = self.instantiate(name)
+            wrapper = loading.load(
+                served.name, model_config.source, model_config.device, model_config.settings,
+                sha256=model_config.sha256, trust_unsigned=model_config.trust_unsigned,
+                cache_dir=self.config.cache_dir, catalog=self.catalog,
+            )
+            batcher = Batcher(wrapper, model_config.batch, served.name).start()
         except Exception as exc:  # any failure is this model's alone
             reason = str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load: %s", name, reason, exc_info=not isinstance(exc, ModelDeployError))
-            self._set_status(name, ModelStatus(FAILED, reason, time.perf_counter() - started))
+            log.error("model %s failed to load: %s", served.name, reason,
+                      exc_info=not isinstance(exc, ModelDeployError))
+            served.set_status(ModelStatus(FAILED, reason, time.perf_counter() - started))
             return
-        self._batchers[name] = Batcher(wrapper, self.model_config(name).batch, name).start()
         elapsed = time.perf_counter() - started
-        self._wrappers[name] = wrapper
-        self._set_status(name, ModelStatus(READY, None, elapsed))
-        log.info("model %s ready in %.2fs (source %s, device %s)", name, elapsed, wrapper.source, wrapper.device)
+        served.batcher = batcher
+        served.set_status(ModelStatus(READY, None, elapsed))
+        log.info("model %s ready in %.2fs (source %s, device %s)", served.name, elapsed, wrapper.source, wrapper.device)
 
-    def _set_status(self, name: str, status: ModelStatus) -> None:
-        self._status[name] = status
-        self._record(name, status)
-
-    @staticmethod
-    def _record(name: str, status: ModelStatus) -> None:
-        for state in (IDLE, LOADING, READY, FAILED):
-            metrics.MODEL_STATE.labels(name, state).set(1 if status.state == state else 0)
-        metrics.MODEL_READY.labels(name).set(1 if status.state == READY else 0)
-        if status.load_seconds is not None:
-            metrics.MODEL_LOAD_SECONDS.labels(name).set(status.load_seconds)
-
-    def _start_lazy_load(self, name: str) -> None:
+    def _start_lazy_load(self, served: ServedModel) -> None:
         with self._lock:
-            if self._status[name].state != IDLE:
+            if served.status.state != IDLE:
                 return
-            self._set_status(name, ModelStatus(LOADING))
-        threading.Thread(target=self._load, args=(name,), name=f"modeldeploy-load-{name}", daemon=True).start()
+            served.set_status(ModelStatus(LOADING))
+        threading.Thread(target=self._load, args=(served,), name=f"modeldeploy-load-{served.name}",
+                         daemon=True).start()
 
     # ------------------------------------------------------------------ serving
-    def ready_wrapper(self, name: str) -> ModelWrapper:
-        """The loaded wrapper, or ModelNotReadyError saying why not (a lazy model starts loading)."""
-        status = self.status(name)
-        if status.state == READY:
-            return self._wrappers[name]
-        if status.state == IDLE:
-            self._start_lazy_load(name)
-            raise ModelNotReadyError(f"model {name!r} is loading (lazy start); retry shortly")
-        if status.state == LOADING:
-            raise ModelNotReadyError(f"model {name!r} is still loading; retry shortly")
-        raise ModelNotReadyError(f"model {name!r} failed to load: {status.reason}", retry_after=60)
-
     def predict(self, name: str, data: str | Sequence[str]) -> Any:
-        """Run ``data`` through the named model's batcher (one result or a list, like ``ModelWrapper.predict``)."""
-        self.ready_wrapper(name)
-        return self._batchers[name].predict(data)
+        """Validate ``data`` and run it through the named model's batcher (one result or a list,
+        like ``ModelWrapper.predict``)."""
+        served = self.model(name)
+        texts, single = normalize_texts(data)
+        results = served.predict_texts(texts)
+        return results[0] if single else results
 
     def close(self) -> None:
         """Stop every model's inference thread (queued requests fail as 'shutting down')."""
-        for batcher in list(self._batchers.values()):
-            batcher.close()
+        for served in self._models.values():
+            if served.batcher is not None:
+                served.batcher.close()

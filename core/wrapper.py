@@ -5,6 +5,10 @@ The request path is split into small overridable steps, LitServe-style:
 ``postprocess`` (per item). The base class owns what all models share: input validation,
 batched tokenization with padding and truncation to the model's real maximum length,
 ``torch.inference_mode()``, device placement, thread safety and JSON-safe outputs.
+
+Each request is validated once (:func:`~modeldeploy.inputs.normalize_texts`) and each item
+prepared once (:meth:`ModelWrapper.prepare_texts`); the prepared texts are what token lengths
+are measured on and what :meth:`ModelWrapper.run_prepared` runs, whoever batches them.
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ class ModelWrapper:
     description: ClassVar[str] = ""
     #: An input that shows the model off (prefilled on the homepage, used in docs).
     example: ClassVar[str] = ""
-    #: The ``transformers`` Auto class the default ``load`` uses.
-    auto_model_class: ClassVar[Any] = None
+    #: Name of the ``transformers`` Auto class the default ``load`` uses (imported on load, so
+    #: ``import modeldeploy`` stays light), e.g. ``"AutoModelForSequenceClassification"``.
+    auto_model_class: ClassVar[str] = ""
     #: Per-model settings with their defaults; config.yaml may override exactly these keys.
     default_settings: ClassVar[Mapping[str, Any]] = {}
     #: Estimated cost of a padded forward pass; the server's batcher refits it when the model loads.
@@ -111,12 +116,12 @@ class ModelWrapper:
 
     def load(self, source: str, device: str) -> None:
         """Read tokenizer and weights with ``from_pretrained`` (hub id or local folder)."""
-        from transformers import AutoTokenizer
+        import transformers
 
-        if self.auto_model_class is None:
+        if not self.auto_model_class:
             raise NotImplementedError(f"{type(self).__name__} must set auto_model_class or override load()")
-        self.tokenizer = AutoTokenizer.from_pretrained(source)
-        model = self.auto_model_class.from_pretrained(source)
+        self.tokenizer = transformers.AutoTokenizer.from_pretrained(source)
+        model = getattr(transformers, self.auto_model_class).from_pretrained(source)
         model.to(device)
         model.eval()
         self.model = model
@@ -138,8 +143,16 @@ class ModelWrapper:
 
     # ----------------------------------------------------------------- steps
     def prepare_data(self, item: str) -> str:
-        """Per-item text preparation before tokenization (e.g. a task prefix)."""
+        """Per-item text preparation before tokenization (e.g. a task prefix).
+
+        Runs once per item on the caller's thread (an HTTP thread in the server), concurrently
+        with inference: keep it to string work; the fast tokenizer is not thread-safe.
+        """
         return item
+
+    def prepare_texts(self, texts: Sequence[str]) -> list[str]:
+        """Validated texts -> the texts the model sees (``prepare_data`` once per item)."""
+        return [self.prepare_data(text) for text in texts]
 
     def encode(self, texts: Sequence[str], **options: Any) -> Any:
         """Tokenize a batch with padding to its longest item and truncation, on the model's device."""
@@ -188,19 +201,23 @@ class ModelWrapper:
         return output
 
     # ----------------------------------------------------------------- public
-    def run_batch(self, texts: Sequence[str]) -> list[Any]:
-        """Validated texts in, JSON-safe results out: one locked, no-grad pass over the steps."""
+    def run_prepared(self, prepared: Sequence[str]) -> list[Any]:
+        """Prepared texts in, JSON-safe results out: one locked, no-grad pass over the steps."""
         import torch
 
         self.ensure_loaded()
-        prepared = [self.prepare_data(text) for text in texts]
         with self._lock, torch.inference_mode():
-            outputs = self.predict_batch(prepared)
+            outputs = self.predict_batch(list(prepared))
         if len(outputs) != len(prepared):
             raise ModelDeployError(
                 f"{type(self).__name__}.predict_batch returned {len(outputs)} outputs for {len(prepared)} inputs"
             )
         return [to_jsonable(self.postprocess(output)) for output in outputs]
+
+    def run_batch(self, texts: Sequence[str]) -> list[Any]:
+        """Validated texts in, results out, as one batch (prepares them, then :meth:`run_prepared`)."""
+        self.ensure_loaded()
+        return self.run_prepared(self.prepare_texts(texts))
 
     def predict(self, data: str | Sequence[str]) -> Any:
         """Predict for one string (one result) or a list of strings (a list of results, in order).
@@ -210,13 +227,14 @@ class ModelWrapper:
         """
         texts, single = normalize_texts(data)
         self.ensure_loaded()
-        results: list[Any] = [None] * len(texts)
+        prepared = self.prepare_texts(texts)
+        results: list[Any] = [None] * len(prepared)
         lengths = [0]
-        if len(texts) > 1:
+        if len(prepared) > 1:
             with self._lock:  # the fast tokenizer is not thread-safe
-                lengths = self.token_lengths([self.prepare_data(text) for text in texts])
+                lengths = self.token_lengths(prepared)
         for batch in plan_batches(lengths, self.settings["batch_size"], self.cost_model):
-            for index, result in zip(batch, self.run_batch([texts[i] for i in batch])):
+            for index, result in zip(batch, self.run_prepared([prepared[i] for i in batch])):
                 results[index] = result
         return results[0] if single else results
 

@@ -378,7 +378,7 @@ def test_registry_predicts_through_the_batcher_and_closes_it(tiny_models) -> Non
                                                     "batch": {"max_batch_size": 4, "max_queue": 8}}}})
     registry = Registry(config)
     registry.start(background=False)
-    batcher = registry._batchers["sentiment"]
+    batcher = registry.model("sentiment").batcher
     assert batcher.config.max_batch_size == 4 and batcher.config.max_queue == 8
     try:
         direct = registry.wrapper("sentiment").run_batch(TEXTS)

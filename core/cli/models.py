@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..api import load
+from ..loading import load
 from ..plugins import get_catalog
 
 

@@ -60,7 +60,7 @@ def run_serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     server_config = config.server
     registry = Registry(config)
-    app = create_app(config, registry)
+    app = create_app(registry=registry)
     threads = config.http_threads(registry.names)
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:

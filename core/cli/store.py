@@ -9,11 +9,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from .. import store
-from ..api import load, model_entry
-from ..errors import StoreError
-from ..store.backend import open_store
-from ..store.uri import EXTENSIONS, artifact_format, split_artifact_uri
+from .. import loading, store
+from ..store.uri import EXTENSIONS, split_artifact_uri
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -31,7 +28,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     pull = sub.add_parser("pull", help="download and verify an artifact (+ manifest)")
     pull.add_argument("uri", help="e.g. gs://bucket/prefix/sentiment.dill or .../historic/<ts>_sentiment.dill")
-    pull.add_argument("--output", required=True, type=Path, help="file or existing folder to write to")
+    pull.add_argument("--output", required=True,
+                      help="file to write, or folder (an existing one, or any path ending in '/', created if needed)")
     pull.add_argument("--sha256", help="accept exactly these bytes (as a config's sha256 would)")
     pull.add_argument("--trust-unsigned", action="store_true", help="accept an artifact that cannot be verified")
     pull.set_defaults(func=run_pull)
@@ -56,8 +54,8 @@ def _progress(description: str, total: int | None) -> tqdm:
 
 
 def _export(args: argparse.Namespace, output: Path) -> store.Manifest:
-    wrapper = load(args.name, source=args.source, device=args.device)
-    return store.export_artifact(wrapper, model_entry(args.name), output, args.format)
+    wrapper = loading.load(args.name, source=args.source, device=args.device)
+    return loading.export(wrapper, output, args.format)
 
 
 def run_export(args: argparse.Namespace) -> int:
@@ -83,15 +81,21 @@ def run_push(args: argparse.Namespace) -> int:
 
 def run_pull(args: argparse.Namespace) -> int:
     store_uri, filename = split_artifact_uri(args.uri)
-    output = args.output / filename if args.output.is_dir() else args.output
-    if artifact_format(output.name) != artifact_format(filename):
-        raise StoreError(f"--output {output} must end in {EXTENSIONS[artifact_format(filename)]}, like {filename}")
-    source = open_store(store_uri)
+    output = pull_destination(args.output, filename)
+    source = store.open_store(store_uri)
     policy = store.TrustPolicy(args.sha256.lower() if args.sha256 else None, args.trust_unsigned)
     with _progress(f"pull {filename}", source.size(filename)) as bar:
         artifact = store.fetch(source, filename, output, policy, on_bytes=bar.update)
     print(f"pulled {args.uri} to {artifact.path} (sha256 {artifact.sha256}, verified by {artifact.verified_by})")
     return 0
+
+
+def pull_destination(output: str, filename: str) -> Path:
+    """``--output`` as a file path: a folder (existing, or written with a trailing ``/``) gets the
+    artifact's own file name; any other path is the file, whatever its name."""
+    if output.endswith(("/", "\\")) or Path(output).is_dir():
+        return Path(output) / filename
+    return Path(output)
 
 
 def run_history(args: argparse.Namespace) -> int:

@@ -17,15 +17,13 @@ import shutil
 import tarfile
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import dill
 
-from ..devices import resolve_device, validate_device
 from ..errors import StoreError
-from ..plugins import ModelEntry
-from ..wrapper import ModelWrapper
 from .cache import VerifiedArtifact
 from .manifest import Manifest, build_manifest
 from .signing import sign
@@ -37,14 +35,44 @@ PRETRAINED_FORMAT_VERSION = 1
 _MEMBER = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,200}\.(json|safetensors|txt|model)$")
 
 
+class ExportableModel(Protocol):
+    """What exporting needs of a loaded model (a ``ModelWrapper``; the store does not import it)."""
+
+    name: str
+    settings: Mapping[str, Any]
+    model: Any
+    tokenizer: Any
+
+    def ensure_loaded(self) -> Any: ...
+
+
+@dataclass(frozen=True)
+class PluginOrigin:
+    """The plugin distribution that defines an exported model (recorded in its manifest)."""
+
+    distribution: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class PretrainedFiles:
+    """An extracted ``pretrained`` artifact: a folder ``from_pretrained`` reads, and what it holds."""
+
+    folder: Path
+    model: str
+    settings: dict[str, Any]
+
+
 # ----------------------------------------------------------------------------- export
-def export_artifact(wrapper: ModelWrapper, entry: ModelEntry, output: Path, format: str = "dill") -> Manifest:
+def export_artifact(wrapper: ExportableModel, output: Path, format: str = "dill",
+                    origin: PluginOrigin | None = None) -> Manifest:
     """Write ``wrapper`` (loaded) to ``output`` in ``format`` and its (signed) manifest beside it."""
     if format not in EXTENSIONS:
         raise StoreError(f"unknown artifact format {format!r}; use one of {', '.join(EXTENSIONS)}")
     output = Path(output)
     if artifact_format(output.name) != format:
         raise StoreError(f"a {format} artifact's file name must end in {EXTENSIONS[format]}, got {output.name!r}")
+    origin = origin or PluginOrigin()
     wrapper.ensure_loaded()
     output.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=output.parent, prefix=".export-", delete=False)
@@ -55,8 +83,8 @@ def export_artifact(wrapper: ModelWrapper, entry: ModelEntry, output: Path, form
                 dill.dump(wrapper, writer)
             else:
                 _write_pretrained(wrapper, writer)
-        manifest = sign(build_manifest(entry.name, format, writer.hexdigest(), writer.size,
-                                       entry.distribution, entry.version))
+        manifest = sign(build_manifest(wrapper.name, format, writer.hexdigest(), writer.size,
+                                       origin.distribution, origin.version))
         (output.parent / manifest_name(output.name)).write_bytes(manifest.to_json())
         os.replace(handle.name, output)
     finally:
@@ -64,7 +92,7 @@ def export_artifact(wrapper: ModelWrapper, entry: ModelEntry, output: Path, form
     return manifest
 
 
-def _write_pretrained(wrapper: ModelWrapper, target: HashingWriter) -> None:
+def _write_pretrained(wrapper: ExportableModel, target: HashingWriter) -> None:
     with tempfile.TemporaryDirectory(prefix="modeldeploy-export-") as folder:
         wrapper.model.save_pretrained(folder)
         wrapper.tokenizer.save_pretrained(folder)
@@ -80,62 +108,31 @@ def _write_pretrained(wrapper: ModelWrapper, target: HashingWriter) -> None:
                     tar.addfile(info, source)
 
 
-# ----------------------------------------------------------------------------- open
-def open_artifact(
-    artifact: VerifiedArtifact,
-    cache_dir: Path,
-    expected_name: str | None = None,
-    device: str = "auto",
-    settings: Mapping[str, Any] | None = None,
-) -> ModelWrapper:
-    """Turn a verified artifact file into a loaded wrapper for ``expected_name`` (if given)."""
-    label = str(artifact.path)
-    if expected_name and artifact.manifest is not None and artifact.manifest.name != expected_name:
-        raise StoreError(f"artifact {label} holds model {artifact.manifest.name!r}, not {expected_name!r}")
-    if artifact.format == "dill":
-        wrapper = _open_dill(artifact.path, label, expected_name)
-        if settings:
-            wrapper.settings = wrapper.resolve_settings({**wrapper.settings, **settings})
-        return _place(wrapper, device)
-    folder = _extract_pretrained(artifact, cache_dir)
-    metadata = _read_metadata(folder, label)
-    if expected_name and metadata["model"] != expected_name:
-        raise StoreError(f"artifact {label} holds model {metadata['model']!r}, not {expected_name!r}")
-    from ..api import model_entry
-
-    wrapper_class = model_entry(metadata["model"]).wrapper_class
-    merged = {**metadata["settings"], **(settings or {})}
-    return wrapper_class(source=str(folder), device=device, settings=merged).ensure_loaded()
-
-
-def _open_dill(path: Path, label: str, expected_name: str | None) -> ModelWrapper:
-    with open(path, "rb") as source:
+# ----------------------------------------------------------------------------- read
+def unpickle_artifact(artifact: VerifiedArtifact) -> Any:
+    """The object a verified ``dill`` artifact holds (unpickling runs its code: verified only)."""
+    if artifact.format != "dill":
+        raise StoreError(f"artifact {artifact.path} is a {artifact.format} artifact, not a dill one")
+    with open(artifact.path, "rb") as source:
         try:
-            wrapper = dill.load(source)
+            return dill.load(source)
         except Exception as exc:  # a verified file that still cannot be read: wrong versions, missing plugin
-            raise StoreError(f"artifact {label} could not be unpickled: {type(exc).__name__}: {exc}") from exc
-    if not isinstance(wrapper, ModelWrapper) or not wrapper.is_loaded:
-        raise StoreError(f"artifact {label} does not hold a loaded ModelWrapper (got {type(wrapper).__name__})")
-    if expected_name and wrapper.name != expected_name:
-        raise StoreError(f"artifact {label} holds model {wrapper.name!r}, not {expected_name!r}")
-    return wrapper
+            raise StoreError(f"artifact {artifact.path} could not be unpickled: {type(exc).__name__}: {exc}") from exc
 
 
-def _place(wrapper: ModelWrapper, device: str) -> ModelWrapper:
-    """Move an unpickled model to the configured device (artifacts are exported on CPU)."""
-    wrapper.requested_device = validate_device(device)
-    target = resolve_device(wrapper.requested_device)
-    if wrapper.device != target:
-        wrapper.model.to(target)
-        wrapper.device = target
-    return wrapper
-
-
-def _extract_pretrained(artifact: VerifiedArtifact, cache_dir: Path) -> Path:
-    """Unpack into ``<cache>/pretrained/<sha256>`` (content-addressed, so reused as is)."""
+def extract_pretrained(artifact: VerifiedArtifact, cache_dir: Path) -> PretrainedFiles:
+    """Unpack a verified ``pretrained`` artifact into ``<cache>/pretrained/<sha256>`` (content-addressed,
+    so reused as is) and read what it holds."""
+    if artifact.format != "pretrained":
+        raise StoreError(f"artifact {artifact.path} is a {artifact.format} artifact, not a pretrained one")
     folder = Path(cache_dir) / "pretrained" / artifact.sha256
-    if folder.is_dir():
-        return folder
+    if not folder.is_dir():
+        _extract(artifact, folder)
+    metadata = _read_metadata(folder, str(artifact.path))
+    return PretrainedFiles(folder, metadata["model"], metadata["settings"])
+
+
+def _extract(artifact: VerifiedArtifact, folder: Path) -> None:
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".extract-"))
     try:
@@ -153,7 +150,6 @@ def _extract_pretrained(artifact: VerifiedArtifact, cache_dir: Path) -> Path:
         raise StoreError(f"artifact {artifact.path} is not a valid pretrained artifact: {exc}") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return folder
 
 
 def _read_metadata(folder: Path, label: str) -> dict[str, Any]:

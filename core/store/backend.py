@@ -8,15 +8,12 @@ nothing outside the prefix can be read or written.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import StoreError
-from .uri import StoreURI, parse_store_uri
-
-#: Called with the number of bytes just transferred (drives the CLI's progress bars).
-OnBytes = Callable[[int], None]
+from .streams import OnBytes
+from .uri import StoreURI
 
 
 class ObjectNotFoundError(StoreError):
@@ -63,14 +60,3 @@ class ArtifactStore(ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.uri}>"
 
-
-def open_store(uri: str | StoreURI) -> ArtifactStore:
-    """The store behind a URI: ``gs://`` -> GCS, anything else -> a local folder."""
-    parsed = parse_store_uri(uri) if isinstance(uri, str) else uri
-    if parsed.scheme == "gs":
-        from .gcs import GCSStore  # google-cloud-storage is imported only when a bucket is used
-
-        return GCSStore(parsed)
-    from .local import LocalStore
-
-    return LocalStore(parsed)

@@ -5,6 +5,10 @@ The cache (``cache_dir`` in config.yaml, else ``MODELDEPLOY_CACHE_DIR``, else
 ``~/.cache/modeldeploy``) mirrors the store: ``<cache>/gs/<bucket>/<prefix>/<file>`` or
 ``<cache>/file/<hash of folder>/<file>``. A cached copy is re-verified on every use; when the store
 is unreachable a cached copy that still verifies stands in, and the log says so.
+
+What an artifact holds (model, format) is read from its manifest, never from its file name: a
+pulled ``anything.bin`` loads like the ``sentiment.dill`` it came from. Only a file without a
+manifest (trusted by a pinned sha256 or ``trust_unsigned``) relies on its extension for a format.
 """
 
 from __future__ import annotations
@@ -17,10 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtifactVerificationError, StoreUnavailableError
-from .backend import ArtifactStore, ObjectNotFoundError, OnBytes, open_store
-from .manifest import Manifest
-from .streams import HashingWriter, sha256_file
-from .uri import StoreURI, artifact_format, manifest_name, split_artifact_uri, stem
+from .backend import ArtifactStore, ObjectNotFoundError
+from .factory import open_store
+from .manifest import Manifest, artifact_format_of, check_identity
+from .streams import HashingWriter, OnBytes, sha256_file
+from .uri import StoreURI, manifest_name, split_artifact_uri
 from .verification import TrustPolicy, verify
 
 log = logging.getLogger(__name__)
@@ -52,7 +57,7 @@ def cache_folder(cache_dir: Path, store_uri: StoreURI) -> Path:
     return cache_dir / "file" / hashlib.sha256(store_uri.location.encode()).hexdigest()[:16]
 
 
-def read_manifest(store: ArtifactStore, filename: str) -> Manifest | None:
+def read_manifest(store: ArtifactStore, filename: str, expected_name: str | None = None) -> Manifest | None:
     """The manifest next to ``filename`` in ``store``; None when there is none."""
     key = manifest_name(filename)
     try:
@@ -60,20 +65,8 @@ def read_manifest(store: ArtifactStore, filename: str) -> Manifest | None:
     except ObjectNotFoundError:
         return None
     manifest = Manifest.from_json(data, store.describe(key))
-    _check_manifest_names(manifest, filename, store.describe(key))
+    check_identity(manifest, filename, store.describe(key), expected_name)
     return manifest
-
-
-def _check_manifest_names(manifest: Manifest, filename: str, where: str) -> None:
-    """A manifest must describe this file: same format, and the file's name ends with its model name."""
-    file_stem = stem(filename)
-    if manifest.format != artifact_format(filename) or not (
-        file_stem == manifest.name or file_stem.endswith("_" + manifest.name)
-    ):
-        raise ArtifactVerificationError(
-            f"manifest {where} describes a {manifest.format} artifact of model {manifest.name!r}, "
-            f"not {filename!r} (swapped manifest?)"
-        )
 
 
 def fetch(
@@ -90,6 +83,9 @@ def fetch(
     """
     if manifest is None:
         manifest = read_manifest(store, filename)
+    format_name = artifact_format_of(filename, manifest)
+    if manifest is not None:  # the copy's name must not contradict what it holds either
+        check_identity(manifest, destination.name, store.describe(manifest_name(filename)), None)
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".partial-", delete=False)
     partial = Path(handle.name)
@@ -110,37 +106,41 @@ def fetch(
     finally:
         partial.unlink(missing_ok=True)
     log.info("fetched %s to %s (verified by %s)", label, destination, verified_by)
-    return VerifiedArtifact(destination, artifact_format(filename), manifest, verified_by, writer.hexdigest())
+    return VerifiedArtifact(destination, format_name, manifest, verified_by, writer.hexdigest())
 
 
-def verify_local(path: Path, policy: TrustPolicy) -> VerifiedArtifact:
+def verify_local(path: Path, policy: TrustPolicy, expected_name: str | None = None) -> VerifiedArtifact:
     """Verify a local artifact file against the manifest beside it (if any) and the policy."""
     sidecar = path.parent / manifest_name(path.name)
     manifest = None
     if sidecar.is_file():
         manifest = Manifest.from_json(sidecar.read_bytes(), str(sidecar))
-        _check_manifest_names(manifest, path.name, str(sidecar))
+        check_identity(manifest, path.name, str(sidecar), expected_name)
     sha256, size = sha256_file(path)
     verified_by = verify(str(path), manifest, sha256, size, policy)
-    return VerifiedArtifact(path, artifact_format(path.name), manifest, verified_by, sha256)
+    return VerifiedArtifact(path, artifact_format_of(path.name, manifest), manifest, verified_by, sha256)
 
 
-def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy) -> VerifiedArtifact:
-    """The verified cached copy of the artifact ``source`` names, downloading it when needed."""
+def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy,
+                  expected_name: str | None = None) -> VerifiedArtifact:
+    """The verified cached copy of the artifact ``source`` names, downloading it when needed.
+
+    ``expected_name`` (when given) is the model the artifact's manifest must describe.
+    """
     store_uri, filename = split_artifact_uri(source)
     store = open_store(store_uri)
     target = cache_folder(Path(cache_dir) if cache_dir else default_cache_dir(), store_uri) / filename
     try:
-        remote = read_manifest(store, filename)
+        remote = read_manifest(store, filename, expected_name)
         if remote is not None and target.is_file() and _cached_manifest(target) == remote:
             log.info("artifact %s is already cached at %s", source, target)
-            return verify_local(target, policy)
+            return verify_local(target, policy, expected_name)
         return fetch(store, filename, target, policy, manifest=remote)
     except StoreUnavailableError as exc:
         if not target.is_file():
             raise StoreUnavailableError(f"{exc}; no cached copy of {source} in {target.parent}") from exc
         try:
-            cached = verify_local(target, policy)
+            cached = verify_local(target, policy, expected_name)
         except ArtifactVerificationError as bad:
             raise StoreUnavailableError(f"{exc}; the cached copy is unusable: {bad}") from exc
         log.warning("store unreachable (%s); using the verified cached copy %s", exc, target)

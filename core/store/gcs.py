@@ -21,8 +21,8 @@ from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 
 from ..errors import ArtifactConflictError, StoreError, StoreUnavailableError
-from .backend import ArtifactStore, ObjectNotFoundError, OnBytes
-from .streams import CountingReader
+from .backend import ArtifactStore, ObjectNotFoundError
+from .streams import CountingReader, OnBytes
 from .uri import StoreURI, check_key
 
 RETRY_DEADLINE_ENV = "MODELDEPLOY_GCS_RETRY_DEADLINE"

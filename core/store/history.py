@@ -6,8 +6,9 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ArtifactVerificationError
-from .backend import ArtifactStore, open_store
+from .backend import ArtifactStore
 from .cache import read_manifest
+from .factory import open_store
 from .manifest import Manifest
 from .signing import signature_status
 from .uri import EXTENSIONS, HISTORY_FOLDER, StoreURI

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ArtifactConflictError, StoreError
-from .backend import ArtifactStore, ObjectNotFoundError, OnBytes
-from .streams import copy_stream
+from .backend import ArtifactStore, ObjectNotFoundError
+from .streams import OnBytes, copy_stream
 from .uri import check_key
 
 #: Published objects are readable by the server's user whoever pushed them (temp files start 0600).

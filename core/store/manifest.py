@@ -15,9 +15,9 @@ from datetime import datetime, timezone
 from importlib import metadata
 from typing import Any
 
-from ..errors import ArtifactVerificationError
-from ..plugins import MODEL_NAME_PATTERN
-from .uri import EXTENSIONS
+from ..errors import ArtifactVerificationError, StoreError
+from ..names import MODEL_NAME_PATTERN
+from .uri import EXTENSIONS, implied_format
 
 FORMAT_VERSION = 1
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -101,6 +101,32 @@ def build_manifest(
         plugin={"distribution": distribution, "version": version},
         versions=runtime_versions(),
     )
+
+
+def check_identity(manifest: Manifest, filename: str, where: str, expected_name: str | None) -> None:
+    """The manifest must describe the model asked for and the format the file is named as (if any)."""
+    if expected_name is not None and manifest.name != expected_name:
+        raise ArtifactVerificationError(
+            f"manifest {where} describes an artifact of model {manifest.name!r}, not {expected_name!r} "
+            "(swapped manifest?)"
+        )
+    implied = implied_format(filename)
+    if implied is not None and implied != manifest.format:
+        raise ArtifactVerificationError(
+            f"manifest {where} describes a {manifest.format} artifact, but {filename!r} is named as a "
+            f"{implied} one (swapped manifest?)"
+        )
+
+
+def artifact_format_of(filename: str, manifest: Manifest | None) -> str:
+    """The artifact's format: its manifest's, or for a file without one, its extension's."""
+    if manifest is not None:
+        return manifest.format
+    implied = implied_format(filename)
+    if implied is None:
+        known = " or ".join(EXTENSIONS.values())
+        raise StoreError(f"cannot tell what {filename!r} holds: it has no manifest and its name does not end in {known}")
+    return implied
 
 
 def runtime_versions() -> dict[str, Any]:

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ArtifactVerificationError, StoreError
-from ..plugins import MODEL_NAME_PATTERN
-from .backend import OnBytes, open_store
-from .manifest import Manifest, build_manifest
+from ..names import MODEL_NAME_PATTERN
+from .factory import open_store
+from .manifest import Manifest, build_manifest, check_identity
 from .signing import current_key, sign, signature_status
-from .streams import sha256_file
+from .streams import OnBytes, sha256_file
 from .uri import EXTENSIONS, HISTORY_FOLDER, StoreURI, artifact_format, manifest_name, stem
 
 TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S.%fZ"
@@ -35,17 +35,18 @@ class PushResult:
 
 
 def local_manifest(path: Path) -> Manifest:
-    """The manifest for a local artifact file: its sidecar, checked against the bytes, or a new one."""
-    fmt = artifact_format(path.name)
+    """The manifest for a local artifact file: its sidecar, checked against the bytes, or a new one
+    (named after the file, which then must be ``<model>.dill`` or ``<model>.pretrained.tar``)."""
     sha256, size = sha256_file(path)
     sidecar = path.parent / manifest_name(path.name)
     if not sidecar.is_file():
         name = stem(path.name)
         if not MODEL_NAME_PATTERN.match(name):
             raise StoreError(f"{path.name!r} has no manifest and {name!r} is not a model name; export it again")
-        return build_manifest(name, fmt, sha256, size)
+        return build_manifest(name, artifact_format(path.name), sha256, size)
     manifest = Manifest.from_json(sidecar.read_bytes(), str(sidecar))
-    if (manifest.sha256, manifest.size, manifest.format) != (sha256, size, fmt):
+    check_identity(manifest, path.name, str(sidecar), None)
+    if (manifest.sha256, manifest.size) != (sha256, size):
         raise ArtifactVerificationError(f"refusing to push {path}: the file does not match its manifest {sidecar}")
     if signature_status(manifest) == "invalid":
         raise ArtifactVerificationError(f"refusing to push {path}: the signature in {sidecar} is invalid")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .backend import OnBytes
+#: Called with the number of bytes just transferred (drives the CLI's progress bars).
+OnBytes = Callable[[int], None]
 
 CHUNK_BYTES = 1024 * 1024
 

@@ -81,7 +81,12 @@ def parse_store_uri(text: str) -> StoreURI:
 
 
 def split_artifact_uri(text: str) -> tuple[StoreURI, str]:
-    """An artifact URI or path -> (the store holding it, its file name inside that store)."""
+    """An artifact URI or path -> (the store holding it, its file name inside that store).
+
+    Objects in a store (``gs://``, ``file://``) carry the names ``push`` gives them
+    (``<model>.dill``, ``<model>.pretrained.tar``); a local file may have any safe name (a
+    ``pull --output`` copy): what an artifact holds is read from its manifest either way.
+    """
     if not isinstance(text, str):
         raise StoreError(f"artifact source must be a string, got {type(text).__name__}")
     folder, _, filename = text.rstrip().rpartition("/")
@@ -89,19 +94,29 @@ def split_artifact_uri(text: str) -> tuple[StoreURI, str]:
         raise StoreError(f"artifact URI {text!r} names a bucket, not an artifact file")
     if folder.endswith("/") and not folder.endswith(":/"):
         raise StoreError(f"artifact URI {text!r} has an empty path segment ('//')")
-    artifact_format(check_key(filename))
+    check_key(filename)
+    if "://" in text:
+        artifact_format(filename)
     if not folder:
         folder = "/" if text.startswith("/") else "."
     return parse_store_uri(folder), filename
 
 
-def artifact_format(filename: str) -> str:
-    """The format an artifact file name implies (``dill`` or ``pretrained``)."""
+def implied_format(filename: str) -> str | None:
+    """The format an artifact file name's extension implies, or None when it implies none."""
     for format_name, extension in EXTENSIONS.items():
         if filename.endswith(extension) and len(filename) > len(extension):
             return format_name
-    known = ", ".join(EXTENSIONS.values())
-    raise StoreError(f"{filename!r} is not an artifact file name (expected one ending in {known})")
+    return None
+
+
+def artifact_format(filename: str) -> str:
+    """The format a file name implies (``dill`` or ``pretrained``); a StoreError when none."""
+    format_name = implied_format(filename)
+    if format_name is None:
+        known = ", ".join(EXTENSIONS.values())
+        raise StoreError(f"{filename!r} is not an artifact file name (expected one ending in {known})")
+    return format_name
 
 
 def stem(filename: str) -> str:
@@ -111,14 +126,20 @@ def stem(filename: str) -> str:
 
 def manifest_name(filename: str) -> str:
     """The manifest beside an artifact: ``sentiment.dill`` -> ``sentiment.manifest.json``,
-    ``sentiment.pretrained.tar`` -> ``sentiment.pretrained.manifest.json``."""
-    return stem(filename) + MANIFEST_EXTENSIONS[artifact_format(filename)]
+    ``sentiment.pretrained.tar`` -> ``sentiment.pretrained.manifest.json``, and for any other
+    file name ``pulled.bin`` -> ``pulled.bin.manifest.json``."""
+    format_name = implied_format(filename)
+    if format_name is None:
+        return filename + MANIFEST_EXTENSIONS["dill"]
+    return stem(filename) + MANIFEST_EXTENSIONS[format_name]
 
 
 def is_artifact_source(source: str | None) -> bool:
-    """Whether a model ``source`` names a store artifact rather than a hub id or a plain folder."""
+    """Whether a model ``source`` names a store artifact rather than a hub id or a model folder:
+    a ``gs://`` or ``file://`` URI, an artifact file name, or any existing file (a hub id or a
+    model folder never is one)."""
     if not source:
         return False
     if source.startswith(("gs://", "file://")):
         return True
-    return any(source.endswith(extension) for extension in EXTENSIONS.values())
+    return implied_format(source) is not None or Path(source).expanduser().is_file()

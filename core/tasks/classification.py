@@ -12,11 +12,7 @@ class TextClassificationWrapper(ModelWrapper):
 
     task = "text-classification"
 
-    @property
-    def auto_model_class(self) -> Any:  # imported lazily so `import modeldeploy` stays light
-        from transformers import AutoModelForSequenceClassification
-
-        return AutoModelForSequenceClassification
+    auto_model_class = "AutoModelForSequenceClassification"
 
     def predict_batch(self, items: list[str]) -> list[dict[str, Any]]:
         logits = self.model(**self.encode(items)).logits

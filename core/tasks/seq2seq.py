@@ -44,11 +44,7 @@ class Seq2SeqWrapper(ModelWrapper):
         "do_sample": False,
     }
 
-    @property
-    def auto_model_class(self) -> Any:
-        from transformers import AutoModelForSeq2SeqLM
-
-        return AutoModelForSeq2SeqLM
+    auto_model_class = "AutoModelForSeq2SeqLM"
 
     def _task_params(self) -> dict[str, Any]:
         params = getattr(self.model.config, "task_specific_params", None) or {}

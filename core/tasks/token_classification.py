@@ -37,11 +37,7 @@ class TokenClassificationWrapper(ModelWrapper):
     task = "token-classification"
     default_settings = {"aggregation": "average", "stride": 32}
 
-    @property
-    def auto_model_class(self) -> Any:
-        from transformers import AutoModelForTokenClassification
-
-        return AutoModelForTokenClassification
+    auto_model_class = "AutoModelForTokenClassification"
 
     @classmethod
     def resolve_settings(cls, overrides):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from gcs_emulator import Emulator
 
-from modeldeploy import api, store
+from modeldeploy import loading, store
 from modeldeploy.store.cache import CACHE_DIR_ENV
 from modeldeploy.store.gcs import RETRY_DEADLINE_ENV
 from modeldeploy.store.signing import PREVIOUS_KEYS_ENV, SIGNING_KEY_ENV
@@ -64,9 +64,9 @@ def exported(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
         if (name, format) not in made:
             with pytest.MonkeyPatch.context() as patch:
                 patch.delenv(SIGNING_KEY_ENV, raising=False)
-                wrapper = api.load(name, source=str(tiny_models[name]), device="cpu")
+                wrapper = loading.load(name, source=str(tiny_models[name]), device="cpu")
                 path = folder / f"{name}{store.uri.EXTENSIONS[format]}"
-                store.export_artifact(wrapper, api.model_entry(name), path, format)
+                loading.export(wrapper, path, format)
             made[name, format] = path
         return made[name, format]
 
@@ -76,5 +76,5 @@ def exported(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def reference_predictions(tiny_models: dict[str, Path]):
     """What each tiny model predicts when loaded straight from its folder."""
-    return {name: api.load(name, source=str(tiny_models[name]), device="cpu").predict(SAMPLES[name])
+    return {name: loading.load(name, source=str(tiny_models[name]), device="cpu").predict(SAMPLES[name])
             for name in SAMPLES}

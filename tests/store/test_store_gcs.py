@@ -9,7 +9,9 @@ import pytest
 from conftest import SAMPLES
 from gcs_emulator import Emulator, free_port
 
-from modeldeploy import api, store
+from modeldeploy import store
+from modeldeploy.loading import load_artifact
+from modeldeploy.plugins import get_catalog
 from modeldeploy.config import parse_config
 from modeldeploy.errors import ArtifactConflictError, StoreUnavailableError
 from modeldeploy.registry import FAILED, READY, Registry
@@ -25,8 +27,8 @@ def test_export_push_pull_load_predict_round_trip(name, format, gcs_store, expor
                                                   tmp_path, signing_key):
     pushed = store.push(exported(name, format), gcs_store)
     assert pushed.current_uri == f"{gcs_store}/{name}{store.uri.EXTENSIONS[format]}"
-    wrapper = store.load_artifact(pushed.current_uri, name=name, cache_dir=tmp_path / "cache")
-    assert type(wrapper) is type(api.model_entry(name).wrapper_class(device="cpu"))
+    wrapper = load_artifact(pushed.current_uri, name=name, cache_dir=tmp_path / "cache")
+    assert type(wrapper) is type(get_catalog().entry(name).wrapper_class(device="cpu"))
     assert wrapper.predict(SAMPLES[name]) == reference_predictions[name]
 
 
@@ -108,18 +110,18 @@ def test_unreachable_bucket_uses_a_verified_cached_copy(gcs_store, exported, tmp
                                                         monkeypatch, caplog):
     pushed = store.push(exported("sentiment"), gcs_store)
     cache = tmp_path / "cache"
-    store.load_artifact(pushed.current_uri, cache_dir=cache)
+    load_artifact(pushed.current_uri, cache_dir=cache)
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv(RETRY_DEADLINE_ENV, "0.5")
     with caplog.at_level(logging.WARNING, logger="modeldeploy.store"):
-        wrapper = store.load_artifact(pushed.current_uri, cache_dir=cache)
+        wrapper = load_artifact(pushed.current_uri, cache_dir=cache)
     assert wrapper.is_loaded
     assert "store unreachable" in caplog.text and "using the verified cached copy" in caplog.text
 
     cached = next(cache.rglob("sentiment.dill"))
     cached.write_bytes(cached.read_bytes()[:-1])
     with pytest.raises(StoreUnavailableError, match="the cached copy is unusable.*truncated"):
-        store.load_artifact(pushed.current_uri, cache_dir=cache)
+        load_artifact(pushed.current_uri, cache_dir=cache)
 
 
 def test_unreachable_bucket_without_cache_fails_that_model_only(tiny_models, tmp_path, monkeypatch, signing_key):
@@ -147,7 +149,7 @@ def test_transient_outage_is_retried_until_the_bucket_answers(exported, tmp_path
     timer = threading.Timer(1.5, late.start)
     timer.start()
     try:
-        wrapper = store.load_artifact("gs://late-bucket/models/sentiment.dill", cache_dir=tmp_path / "cache")
+        wrapper = load_artifact("gs://late-bucket/models/sentiment.dill", cache_dir=tmp_path / "cache")
     finally:
         timer.join()
         late.stop()

@@ -9,7 +9,8 @@ import pytest
 
 from modeldeploy import store
 from modeldeploy.errors import ArtifactVerificationError, StoreError
-from modeldeploy.store.backend import open_store
+from modeldeploy.loading import load_artifact
+from modeldeploy.store import open_store
 from modeldeploy.store.manifest import build_manifest
 from modeldeploy.store.uri import check_key, is_artifact_source, parse_store_uri, split_artifact_uri
 
@@ -78,6 +79,6 @@ def test_pretrained_members_outside_the_allow_list_are_refused(member, tmp_path)
     artifact.write_bytes(_tar_with(member))
     cache = tmp_path / "cache"
     with pytest.raises(StoreError, match="may not hold"):
-        store.load_artifact(str(artifact), cache_dir=cache, trust_unsigned=True)
+        load_artifact(str(artifact), cache_dir=cache, trust_unsigned=True)
     assert not (tmp_path / "escape.json").exists() and not Path("/abs.json").exists()
     assert not list((cache / "pretrained").rglob("*.json"))

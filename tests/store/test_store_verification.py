@@ -12,6 +12,7 @@ import shutil
 import pytest
 
 from modeldeploy import store
+from modeldeploy.loading import load_artifact
 from modeldeploy.errors import ArtifactVerificationError, ConfigError, StoreError
 from modeldeploy.store.manifest import build_manifest
 from modeldeploy.store.signing import PREVIOUS_KEYS_ENV, SIGNING_KEY_ENV, sign
@@ -45,7 +46,7 @@ def malicious(tmp_path, marker):
 
 
 def load(uri, tmp_path, **options):
-    return store.load_artifact(uri, name="sentiment", cache_dir=tmp_path / "cache", **options)
+    return load_artifact(uri, name="sentiment", cache_dir=tmp_path / "cache", **options)
 
 
 def test_the_malicious_payload_is_live_when_signed(malicious, marker, tmp_path, signing_key):

@@ -9,14 +9,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from modeldeploy.inputs import normalize_texts
 
 from .models import describe_models
 from .observability import record_model
-from .state import get_registry
+from .state import get_registry, max_items
 
 blueprint = Blueprint("api", __name__)
 
@@ -47,7 +47,7 @@ def _json_type(value: Any) -> str:
 
 def check_item_count(count: int, what: str) -> None:
     """413 when a request carries more texts than ``server.max_items`` (shared with /v2 infer)."""
-    limit = current_app.config["MODELDEPLOY_MAX_ITEMS"]
+    limit = max_items()
     if count > limit:
         raise RequestEntityTooLarge(f"{what} has {count} items; at most {limit} are accepted per request")
 
@@ -62,13 +62,12 @@ def predict() -> Response:
         raise BadRequest(f"field 'model_name' must be a string, got {_json_type(name)}")
     if "data" not in body:
         raise BadRequest(f"missing field 'data' (a string or a list of strings); {BODY_HELP}")
-    registry = get_registry()
-    registry.entry(name)  # an unknown model is a 404 before anything else is checked
+    served = get_registry().model(name)  # an unknown model is a 404 before anything else is checked
     record_model(name)
-    texts, _ = normalize_texts(body["data"])
+    texts, single = normalize_texts(body["data"])  # the one validation of this request's data
     check_item_count(len(texts), "'data'")
-    result = registry.predict(name, body["data"])
-    return jsonify({"model_name": name, "body": result})
+    results = served.predict_texts(texts)
+    return jsonify({"model_name": name, "body": results[0] if single else results})
 
 
 @blueprint.get("/models")
