@@ -52,11 +52,6 @@ def plan_batches(lengths: Sequence[int], max_rows: int, cost: CostModel | None =
     return batches[::-1]
 
 
-def plan_cost(batches: Sequence[Sequence[int]], lengths: Sequence[int], cost: CostModel) -> float:
-    """Estimated seconds to run ``batches`` (each padded to its longest item)."""
-    return sum(cost.cost(len(b), max(max(lengths[i] for i in b), 1)) for b in batches if b)
-
-
 def fit_cost_model(samples: Sequence[tuple[int, int, float]]) -> CostModel:
     """Least-squares fit of ``seconds = a + b * rows * max_len`` from ``(rows, max_len, seconds)`` samples."""
     if len({rows * max_len for rows, max_len, _ in samples}) < 2:

@@ -173,7 +173,7 @@ def _parse_batch(data: Any, path: str) -> BatchConfig:
     return batch
 
 
-def _parse_model(name: str, data: Any, path: str) -> ModelConfig:
+def _parse_model(data: Any, path: str) -> ModelConfig:
     data = _mapping(data, path)
     _no_unknown(data, ModelConfig, path)
     source = data.get("source")
@@ -239,7 +239,7 @@ def parse_config(document: Any, available: Iterable[str] | Mapping[str, Any] | N
                     f"models.{name}: no installed plugin provides a model named {name!r}; "
                     f"installed models: {listed} (pip install the plugin or fix the name)"
                 )
-            models[name] = _parse_model(name, data, f"models.{name}")
+            models[name] = _parse_model(data, f"models.{name}")
             wrapper_class = available.get(name) if isinstance(available, Mapping) else None
             if wrapper_class is not None:
                 try:
