@@ -1,0 +1,162 @@
+"""A/B: the same model, corpus and load against two installs of modeldeploy, interleaved.
+
+Used to show that a change to the request path costs nothing (or what it costs). ``--before``
+(and optionally ``--after``) name a folder holding an install of the ``modeldeploy`` package
+(``pip install --no-deps --target DIR <checkout>``), put first on that server's ``PYTHONPATH``;
+without ``--after`` the "after" server runs the package installed in this environment. Freeze
+both when the working tree may change while the benchmark runs. Each server runs alone; the
+versions alternate A B B A so that drift of the shared machine falls on both alike.
+
+    python bench/ab.py --models-dir bench/.work/models --before /tmp/md_before_site
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import corpus  # noqa: E402
+import loadgen  # noqa: E402
+from servers import PYTHON, Server, free_port  # noqa: E402
+
+BENCH = Path(__file__).parent
+
+
+def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int) -> Server:
+    """``modeldeploy serve`` of one version, with the default batching and HTTP pool."""
+    port = free_port()
+    config = work / f"ab-{version}-{model}.yaml"
+    config.write_text(json.dumps({"models": {model: {"source": str(source)}}}))  # JSON is YAML
+    site = sites[version]
+    env = {"PYTHONPATH": str(site)} if site is not None else {}
+    command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
+    return Server(f"ab-{version}-{model}-{run}", command, port, "/health/ready", work, env)
+
+
+def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
+    bodies = corpus.write_bodies(args.work / f"{model}-bodies.jsonl", model)
+    runs: dict[str, dict[int, list[dict[str, Any]]]] = {"before": {}, "after": {}}
+    for run, version in enumerate(run_order(args.rounds)):
+        under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
+                            run).start()
+        try:
+            under_test.wait_ready()
+            loadgen.wrk(under_test.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
+            for concurrency in args.concurrency:
+                result = loadgen.wrk(under_test.url, bodies, concurrency, args.seconds)
+                runs[version].setdefault(concurrency, []).append(result)
+                print(f"{model} {version} c={concurrency}: {result['items_per_s']:.1f}/s "
+                      f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms {result['statuses']}", flush=True)
+        finally:
+            under_test.stop()
+    return runs
+
+
+def run_order(rounds: int) -> list[str]:
+    """Each version ``rounds`` times, in pairs alternating A B, B A, A B, ...: position effects
+    (the first run after a quiet spell, drift of the shared machine) fall on both versions alike."""
+    pairs = [("before", "after") if i % 2 == 0 else ("after", "before") for i in range(rounds)]
+    return [version for pair in pairs for version in pair]
+
+
+def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dict[int, dict[str, float]]]:
+    """Per version and concurrency: mean items/s, mean p50 and p99, over the rounds."""
+    return {
+        version: {
+            concurrency: {
+                "items_per_s": statistics.mean(r["items_per_s"] for r in results),
+                "items_per_s_min": min(r["items_per_s"] for r in results),
+                "items_per_s_max": max(r["items_per_s"] for r in results),
+                "p50_ms": statistics.mean(r["p50_ms"] for r in results),
+                "p99_ms": statistics.mean(r["p99_ms"] for r in results),
+                "non_200": sum(sum(v for k, v in r["statuses"].items() if k != "200") for r in results),
+            }
+            for concurrency, results in by_concurrency.items()
+        }
+        for version, by_concurrency in runs.items()
+    }
+
+
+def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[float, float]) -> str:
+    lines = [
+        f"# A/B: {args.label_before} vs {args.label_after}", "",
+        f"Produced by `python bench/ab.py` ({datetime.date.today()}): {cpu_name()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, no GPU; "
+        f"load average before {load[0]:.1f}, "
+        f"after {load[1]:.1f}. Base-size models (`python -m modeldeploy.testing build --size base`), "
+        f"`wrk` closed loop, texts of 5-60 words, {args.seconds:g} s per point after a {args.warmup_seconds:g} s "
+        f"warm-up; each version served alone with its defaults, one server at a time in the order "
+        f"{' '.join('A' if v == 'before' else 'B' for v in run_order(args.rounds))} (A = before, B = after); "
+        f"figures are the mean over the {args.rounds} runs of each version.",
+        "",
+    ]
+    for model, summary in summaries.items():
+        lines += [f"## {model}", "", "| concurrency | items/s before (min-max) | items/s after (min-max) | ratio | "
+                  "p50 ms before | p50 ms after | p99 ms before | p99 ms after | non-200 |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for concurrency in args.concurrency:
+            b, a = summary["before"][concurrency], summary["after"][concurrency]
+            lines.append(f"| {concurrency} | {b['items_per_s']:.1f} ({b['items_per_s_min']:.1f}-{b['items_per_s_max']:.1f}) | "
+                         f"{a['items_per_s']:.1f} ({a['items_per_s_min']:.1f}-{a['items_per_s_max']:.1f}) | "
+                         f"{a['items_per_s'] / b['items_per_s']:.2f} | {b['p50_ms']:.1f} | {a['p50_ms']:.1f} | "
+                         f"{b['p99_ms']:.1f} | {a['p99_ms']:.1f} | {b['non_200'] + a['non_200']} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.machine()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", type=Path, required=True)
+    parser.add_argument("--before", type=Path, required=True, help="folder holding the other modeldeploy install")
+    parser.add_argument("--after", type=Path, help="folder holding the install to compare (default: this one)")
+    parser.add_argument("--label-before", default="before")
+    parser.add_argument("--label-after", default="after")
+    parser.add_argument("--models", default="sentiment,ner,summarization")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--warmup-seconds", type=float, default=3)
+    parser.add_argument("--rounds", type=int, default=4, help="runs of each version (4: A B B A A B B A)")
+    parser.add_argument("--work", type=Path, default=BENCH / ".work")
+    parser.add_argument("--out", type=Path, default=BENCH / "results-ab")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the saved .json runs")
+    args = parser.parse_args()
+    args.concurrency = [int(c) for c in args.concurrency.split(",")]
+    for option, site in (("--before", args.before), ("--after", args.after)):
+        if site is not None and not (site / "modeldeploy" / "__init__.py").is_file():
+            parser.error(f"{option} {site} holds no modeldeploy package")
+    args.work.mkdir(parents=True, exist_ok=True)
+    if args.report_only:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        runs = {m: {v: {int(c): r for c, r in by_c.items()} for v, by_c in by_v.items()}
+                for m, by_v in saved["runs"].items()}
+        load = tuple(saved["load_average"])
+    else:
+        before = os.getloadavg()[0]
+        runs = {model: measure(model, args.models_dir / model, args) for model in args.models.split(",")}
+        load = (before, os.getloadavg()[0])
+    summaries = {model: summarize(r) for model, r in runs.items()}
+    args.out.with_suffix(".json").write_text(json.dumps({"runs": runs, "summary": summaries, "load_average": load},
+                                                        indent=1))
+    args.out.with_suffix(".md").write_text(report(summaries, args, load))
+    print(args.out.with_suffix(".md").read_text())
+
+
+if __name__ == "__main__":
+    main()
