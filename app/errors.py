@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from modeldeploy.errors import (
     InputTypeError,
@@ -47,7 +47,7 @@ def describe_error(exc: BaseException) -> HttpError:
     """The HTTP answer for ``exc``; logs what the client must not see."""
     if isinstance(exc, HTTPException):
         headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # e.g. Allow on 405
-        return HttpError(exc.code or 500, exc.description or exc.name, headers=headers)
+        return HttpError(exc.code or 500, _http_message(exc), headers=headers)
     if isinstance(exc, UnknownModelError):
         return HttpError(404, str(exc), {"available": exc.available})
     if isinstance(exc, (InvalidInputError, InputTypeError)):
@@ -61,6 +61,15 @@ def describe_error(exc: BaseException) -> HttpError:
         return HttpError(500, str(exc))
     log.error("unhandled error while serving a request", exc_info=exc)
     return HttpError(500, INTERNAL_ERROR_MESSAGE)
+
+
+def _http_message(exc: HTTPException) -> str:
+    """werkzeug's own descriptions, except where they leave out what the client needs to know."""
+    if isinstance(exc, RequestEntityTooLarge) and exc.description == RequestEntityTooLarge.description:
+        limit = current_app.config["MAX_CONTENT_LENGTH"]
+        return (f"request body is over {limit} bytes, this server's limit (server.max_body_bytes); "
+                "send fewer or shorter texts per request")
+    return exc.description or exc.name
 
 
 def _default_body(error: HttpError) -> dict[str, Any]:

@@ -26,3 +26,4 @@ def describe_model(registry: Registry, name: str) -> dict[str, Any]:
 
 def describe_models(registry: Registry) -> list[dict[str, Any]]:
     return [describe_model(registry, name) for name in registry.names]
+

@@ -32,11 +32,15 @@ from servers import PYTHON, Server, free_port  # noqa: E402
 BENCH = Path(__file__).parent
 
 
-def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int) -> Server:
+def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int,
+           legacy_config: bool) -> Server:
     """``modeldeploy serve`` of one version, with the default batching and HTTP pool."""
     port = free_port()
     config = work / f"ab-{version}-{model}.yaml"
-    config.write_text(json.dumps({"models": {model: {"source": str(source)}}}))  # JSON is YAML
+    document: dict[str, Any] = {"models": {model: {"source": str(source)}}}
+    if not legacy_config:  # serve only this model (installs from before the 'serve' key refuse it)
+        document["serve"] = [model]
+    config.write_text(json.dumps(document))  # JSON is YAML
     site = sites[version]
     env = {"PYTHONPATH": str(site)} if site is not None else {}
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
@@ -48,7 +52,7 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {"before": {}, "after": {}}
     for run, version in enumerate(run_order(args.rounds)):
         under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
-                            run).start()
+                            run, args.legacy_config).start()
         try:
             under_test.wait_ready()
             loadgen.wrk(under_test.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
@@ -136,6 +140,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--out", type=Path, default=BENCH / "results-ab")
     parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the saved .json runs")
+    parser.add_argument("--legacy-config", action="store_true",
+                        help="both installs predate config.yaml's 'serve' key (they served exactly the models listed)")
     args = parser.parse_args()
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     for option, site in (("--before", args.before), ("--after", args.after)):

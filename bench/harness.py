@@ -41,6 +41,7 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, max_que
     port = free_port()
     config = work / f"{label}.yaml"
     config.write_text(json.dumps({  # JSON is YAML
+        "serve": [model],
         "models": {model: {"source": str(source), "batch": {"max_batch_size": max_batch_size, "max_queue": max_queue}}},
         "server": {"threads": http_threads, "torch_threads": torch_threads},
     }))

@@ -1,5 +1,9 @@
 """config.yaml: which models to serve and how, validated with one clear message per mistake.
 
+Every installed plugin's models are served unless ``serve:`` lists the ones to serve; ``models:``
+holds per-model overrides (a source, a device, batching) of the plugins' defaults, so a plugin
+``pip install``-ed later is served with no change to the file.
+
 Strings may use ``${VAR}`` and ``${VAR:-default}``; a value that is *only* an interpolation is
 re-read as YAML, so ``port: ${PORT:-8080}`` is an integer.
 """
@@ -64,11 +68,16 @@ class ServerConfig:
 
 @dataclass(frozen=True)
 class Config:
-    """The whole file. ``models`` is None when omitted: serve every installed model."""
+    """The whole file. ``models`` holds overrides (None when omitted); ``serve`` the models to
+    serve (None: every installed one)."""
 
     models: Mapping[str, ModelConfig] | None = None
+    serve: tuple[str, ...] | None = None
     server: ServerConfig = field(default_factory=ServerConfig)
     cache_dir: str | None = None
+    #: A model whose hub id or folder cannot be loaded serves a locally built demo model of its
+    #: task instead, labelled as such everywhere (never for artifacts: a refused one stays failed).
+    demo_fallback: bool = False
 
     def model(self, name: str) -> ModelConfig:
         return (self.models or {}).get(name, ModelConfig())
@@ -87,7 +96,8 @@ class Config:
         return min(max(in_flight + HTTP_SPARE_THREADS, MIN_HTTP_THREADS), MAX_HTTP_THREADS)
 
     def served_names(self, available: Iterable[str]) -> list[str]:
-        return sorted(self.models) if self.models is not None else sorted(available)
+        """The models to serve: ``serve`` when the file restricts the set, else every installed one."""
+        return sorted(self.serve) if self.serve is not None else sorted(available)
 
 
 # --------------------------------------------------------------------------- interpolation
@@ -227,18 +237,13 @@ def parse_config(document: Any, available: Iterable[str] | Mapping[str, Any] | N
     """
     document = interpolate(_mapping(document, "config"), environ=environ)
     _no_unknown(document, Config, "config")
+    names = set(available) if available is not None else None
     models = None
     if "models" in document:
         raw_models = _mapping(document["models"], "models")
-        names = set(available) if available is not None else None
         models = {}
         for name, data in raw_models.items():
-            if names is not None and name not in names:
-                listed = ", ".join(sorted(names)) or "none"
-                raise ConfigError(
-                    f"models.{name}: no installed plugin provides a model named {name!r}; "
-                    f"installed models: {listed} (pip install the plugin or fix the name)"
-                )
+            _check_installed(name, names, f"models.{name}")
             models[name] = _parse_model(data, f"models.{name}")
             wrapper_class = available.get(name) if isinstance(available, Mapping) else None
             if wrapper_class is not None:
@@ -246,10 +251,34 @@ def parse_config(document: Any, available: Iterable[str] | Mapping[str, Any] | N
                     wrapper_class.resolve_settings(models[name].settings)
                 except ConfigError as exc:
                     raise ConfigError(f"models.{name}.settings: {exc}") from None
+    serve = _parse_serve(document.get("serve"), names) if "serve" in document else None
     cache_dir = document.get("cache_dir")
     if cache_dir is not None:
         cache_dir = _check(cache_dir, str, "cache_dir")
-    return Config(models=models, server=_parse_server(document.get("server")), cache_dir=cache_dir)
+    demo_fallback = _check(document.get("demo_fallback", False), bool, "demo_fallback")
+    return Config(models=models, serve=serve, server=_parse_server(document.get("server")), cache_dir=cache_dir,
+                  demo_fallback=demo_fallback)
+
+
+def _check_installed(name: str, names: set[str] | None, path: str) -> None:
+    if names is not None and name not in names:
+        listed = ", ".join(sorted(names)) or "none"
+        raise ConfigError(
+            f"{path}: no installed plugin provides a model named {name!r}; "
+            f"installed models: {listed} (pip install the plugin or fix the name)"
+        )
+
+
+def _parse_serve(value: Any, names: set[str] | None) -> tuple[str, ...]:
+    """``serve: [a, b]``: exactly these installed models (``[]`` serves none)."""
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ConfigError(f"serve must be a list of model names (omit it to serve every installed model), "
+                          f"got {value!r}")
+    for index, name in enumerate(value):
+        _check_installed(name, names, f"serve[{index}]")
+        if name in value[:index]:
+            raise ConfigError(f"serve[{index}]: {name!r} is listed twice")
+    return tuple(value)
 
 
 def load_config(path: str | os.PathLike[str] | None,

@@ -13,6 +13,9 @@ from collections.abc import Iterable
 class ModelDeployError(Exception):
     """Base class of every error modeldeploy raises on purpose."""
 
+    #: What the user can do about it, where the message does not already say (the homepage shows it).
+    fix: str | None = None
+
 
 class InvalidInputError(ModelDeployError, ValueError):
     """The data given to ``predict`` has the right type but an unusable value."""
@@ -35,12 +38,26 @@ class UnknownModelError(ModelDeployError, LookupError):
         return self.args[0]
 
 
+class ModelNotServedError(UnknownModelError):
+    """The model is installed, but the server's config does not serve it (HTTP 404 all the same)."""
+
+    def __init__(self, name: str, served: Iterable[str]):
+        super().__init__(name, served)
+        listed = ", ".join(self.available) if self.available else "none"
+        self.args = (f"model {name!r} is installed but not served here (add it to the config's 'serve' list to "
+                     f"serve it); available models: {listed}",)
+
+
 class ConfigError(ModelDeployError, ValueError):
     """config.yaml (or the equivalent dict) is invalid; the message names the key and the fix."""
 
 
 class ModelLoadError(ModelDeployError, RuntimeError):
     """A model's weights or tokenizer could not be loaded from its source."""
+
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.fix = fix
 
 
 class PluginError(ModelDeployError, RuntimeError):
@@ -77,6 +94,8 @@ class StoreError(ModelDeployError):
 
 class StoreUnavailableError(StoreError):
     """The store could not be reached (after retries); a verified cached copy may stand in."""
+
+    fix = "check that the store is reachable from here (bucket name, credentials, network), then restart"
 
 
 class ArtifactConflictError(StoreError):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
@@ -34,13 +35,27 @@ def hub_reachable(endpoint: str | None = None, timeout: float = 3.0) -> bool:
 def go_offline_if_unreachable() -> bool:
     """Set ``HF_HUB_OFFLINE=1`` when the hub cannot be reached; True when offline mode is on.
 
-    Must run before ``huggingface_hub`` is imported (it reads the variable at import time).
-    Does nothing, and sends nothing, when the variable is already set.
+    ``huggingface_hub`` reads the variable when it is imported; if it already is (a notebook that
+    imported transformers first), its offline switch is turned on too. Does nothing, and sends
+    nothing, when the variable is already set.
     """
     if os.environ.get(OFFLINE_ENV):
         return os.environ[OFFLINE_ENV].strip().lower() in {"1", "true", "yes", "on"}
     if hub_reachable():
         return False
     os.environ[OFFLINE_ENV] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
     log.warning("the HuggingFace hub is unreachable: hub ids load from the local cache only (%s=1)", OFFLINE_ENV)
     return True
+
+
+def is_cached(repo_id: str) -> bool:
+    """Whether the local HuggingFace cache holds ``repo_id``'s config (so it loads offline)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # not a valid repo id: certainly not cached
+        return False

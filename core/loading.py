@@ -9,15 +9,23 @@ guessed from the file name; nothing is unpickled before the store verified the b
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from . import store
+from . import hub, store
 from .devices import resolve_device, validate_device
-from .errors import StoreError
+from .errors import ModelLoadError, StoreError
 from .plugins import Catalog, get_catalog
 from .wrapper import ModelWrapper
+
+HUB_OFF_FIX = ("serve real weights from a local folder (a save_pretrained copy), from a signed artifact "
+               "(modeldeploy pull), or on a machine that reaches the hub")
+#: Sources starting like this are local paths, never hub ids (``org/name`` is both, so it is not).
+_PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 
 
 def load(
@@ -42,7 +50,23 @@ def load(
     if store.is_artifact_source(source):
         return load_artifact(source, name=name, device=device, settings=settings, sha256=sha256,
                              trust_unsigned=trust_unsigned, cache_dir=cache_dir, catalog=catalog)
-    return entry.wrapper_class(source=source, device=device, settings=settings).ensure_loaded()
+    wrapper = entry.wrapper_class(source=source, device=device, settings=settings)
+    if Path(source).expanduser().exists():
+        return wrapper.ensure_loaded()
+    if source.startswith(_PATH_PREFIXES):
+        raise ModelLoadError(f"could not load model {name!r} from {source!r}: the folder does not exist",
+                             fix="point the model's source at a folder holding a save_pretrained copy")
+    offline = hub.go_offline_if_unreachable()  # a hub id: fail in seconds, not after a minute of retries
+    try:
+        return wrapper.ensure_loaded()
+    except ModelLoadError as exc:
+        if offline and not hub.is_cached(source):
+            raise ModelLoadError(
+                f"could not load model {name!r} from the hub id {source!r}: the HuggingFace hub is off (unreachable "
+                "from here, or HF_HUB_OFFLINE is set) and the model is not in the local HuggingFace cache",
+                fix=HUB_OFF_FIX,
+            ) from exc
+        raise
 
 
 def load_artifact(
@@ -95,6 +119,28 @@ def _place(wrapper: ModelWrapper, device: str) -> ModelWrapper:
         wrapper.model.to(target)
         wrapper.device = target
     return wrapper
+
+
+def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | None = None, *,
+              cache_dir: str | Path | None = None, catalog: Catalog | None = None) -> ModelWrapper:
+    """The demo model of ``name``'s task (built once into ``<cache>/demo-models/<name>``): a small
+    model made offline, whose answers are not meaningful. For ``demo_fallback`` only."""
+    entry = (catalog or get_catalog()).entry(name)
+    builder = entry.wrapper_class.demo_builder
+    if builder is None:
+        raise ModelLoadError(f"model {name!r} (task {entry.wrapper_class.task!r}) has no demo model")
+    folder = Path(cache_dir) if cache_dir else store.default_cache_dir()
+    folder = folder / "demo-models" / name
+    if not (folder / "config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
+        try:
+            builder(staging)
+            shutil.rmtree(folder, ignore_errors=True)  # a half-built folder of an earlier crash
+            os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return entry.wrapper_class(source=str(folder), device=device, settings=settings).ensure_loaded()
 
 
 def export(wrapper: ModelWrapper, output: str | Path, format: str = "dill",

@@ -55,10 +55,12 @@ class PluginFailure:
 
 @dataclass
 class Catalog:
-    """What discovery found: models by name, and the plugins that failed."""
+    """What discovery found: models by name, the plugins that failed, and the installed plugins
+    the ``MODELDEPLOY_PLUGINS`` allow-list left out (entry-point name -> distribution)."""
 
     models: dict[str, ModelEntry] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
+    filtered_out: dict[str, str | None] = field(default_factory=dict)
 
     def entry(self, name: str) -> ModelEntry:
         """The entry registered as ``name``, or an error listing the names that exist."""
@@ -108,6 +110,7 @@ def _load_entry_points(catalog: Catalog) -> dict[str, tuple[str | None, str | No
     for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
         dist_name, version = _dist_of(ep)
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
+            catalog.filtered_out[ep.name] = dist_name
             continue
         if pm.get_plugin(ep.name) is not None:
             origins[ep.name] = (dist_name, version)
@@ -193,6 +196,23 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
     with _lock:
         _local_plugins[key] = plugin
         get_catalog(refresh=True)
+
+
+def allow_list_report(catalog: Catalog) -> list[str]:
+    """Lines saying what ``MODELDEPLOY_PLUGINS`` left out and which of its names match nothing."""
+    allowed = _allow_list()
+    if allowed is None:
+        return []
+    installed = {ep.name: dist for ep in entry_points(group=ENTRY_POINT_GROUP) for dist in [_dist_of(ep)[0]]}
+    lines = []
+    unmatched = sorted(n for n in allowed if n not in installed and n not in installed.values())
+    if unmatched:
+        lines.append(f"{ALLOW_LIST_ENV} names {', '.join(map(repr, unmatched))}, which match(es) no installed plugin")
+    if catalog.filtered_out:
+        left_out = ", ".join(f"{name} ({dist})" if dist and dist != name else name
+                             for name, dist in sorted(catalog.filtered_out.items()))
+        lines.append(f"installed but left out by {ALLOW_LIST_ENV}={os.environ[ALLOW_LIST_ENV]!r}: {left_out}")
+    return lines
 
 
 def list_models() -> list[str]:

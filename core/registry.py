@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import loading, metrics
+from . import loading, metrics, store
 from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
-from .errors import ModelDeployError, ModelNotReadyError, UnknownModelError
+from .errors import ModelDeployError, ModelNotReadyError, ModelNotServedError, UnknownModelError
 from .inputs import normalize_texts
 from .plugins import Catalog, ModelEntry, get_catalog
 from .wrapper import ModelWrapper
@@ -35,14 +35,19 @@ IDLE, LOADING, READY, FAILED = "idle", "loading", "ready", "failed"
 
 @dataclass(frozen=True)
 class ModelStatus:
-    """What a model is doing; ``reason`` is set when it failed."""
+    """What a model is doing; ``reason`` is set when it failed, ``demo`` (why) when it serves the
+    demo weights of its task instead of its own (``demo_fallback``)."""
 
     state: str
     reason: str | None = None
     load_seconds: float | None = None
+    demo: str | None = None
+    #: What to do about a failure, when the reason does not say.
+    fix: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"state": self.state, "reason": self.reason, "load_seconds": self.load_seconds}
+        return {"state": self.state, "reason": self.reason, "fix": self.fix, "load_seconds": self.load_seconds,
+                "demo": self.demo}
 
 
 class ServedModel:
@@ -107,7 +112,7 @@ class Registry:
     def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.config = config
         self.catalog = catalog or get_catalog()
-        missing = [n for n in (config.models or {}) if n not in self.catalog.models]
+        missing = [n for n in [*(config.models or {}), *(config.serve or ())] if n not in self.catalog.models]
         if missing:
             raise UnknownModelError(missing[0], self.catalog.models)
         self.names: list[str] = config.served_names(self.catalog.models)
@@ -118,9 +123,12 @@ class Registry:
 
     # ------------------------------------------------------------------ lookup
     def model(self, name: str) -> ServedModel:
-        """The served model ``name``; UnknownModelError (listing the served ones) otherwise."""
+        """The served model ``name``; UnknownModelError (listing the served ones) otherwise, which
+        says so when the model is installed but the config does not serve it."""
         served = self._models.get(name) if isinstance(name, str) else None
         if served is None:
+            if isinstance(name, str) and name in self.catalog.models:
+                raise ModelNotServedError(name, self.names)
             raise UnknownModelError(str(name), self.names)
         return served
 
@@ -163,6 +171,26 @@ class Registry:
 
     def _load(self, served: ServedModel) -> None:
         started = time.perf_counter()
+        try:
+            wrapper, demo = self._load_wrapper(served)
+            batcher = Batcher(wrapper, served.config.batch, served.name).start()
+        except Exception as exc:  # any failure is this model's alone
+            reason = _reason(exc)
+            log.error("model %s failed to load: %s", served.name, reason,
+                      exc_info=not isinstance(exc, ModelDeployError))
+            fix = getattr(exc, "fix", None) or (f"fix models.{served.name} in the server's config (source, "
+                                                "settings) and restart; the server log has the details")
+            served.set_status(ModelStatus(FAILED, reason, time.perf_counter() - started, fix=fix))
+            return
+        elapsed = time.perf_counter() - started
+        served.batcher = batcher
+        served.set_status(ModelStatus(READY, None, elapsed, demo))
+        log.info("model %s ready in %.2fs (source %s, device %s)", served.name, elapsed,
+                 wrapper.source if demo else served.source, wrapper.device)
+
+    def _load_wrapper(self, served: ServedModel) -> tuple[ModelWrapper, str | None]:
+        """The model's own wrapper; or, when that fails and the config allows it, the demo model
+        of its task with the reason it stands in (never for an artifact: a refused one stays failed)."""
         model_config = served.config
         try:
             wrapper = loading.load(
@@ -170,17 +198,16 @@ class Registry:
                 sha256=model_config.sha256, trust_unsigned=model_config.trust_unsigned,
                 cache_dir=self.config.cache_dir, catalog=self.catalog,
             )
-            batcher = Batcher(wrapper, model_config.batch, served.name).start()
-        except Exception as exc:  # any failure is this model's alone
-            reason = str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"
-            log.error("model %s failed to load: %s", served.name, reason,
-                      exc_info=not isinstance(exc, ModelDeployError))
-            served.set_status(ModelStatus(FAILED, reason, time.perf_counter() - started))
-            return
-        elapsed = time.perf_counter() - started
-        served.batcher = batcher
-        served.set_status(ModelStatus(READY, None, elapsed))
-        log.info("model %s ready in %.2fs (source %s, device %s)", served.name, elapsed, wrapper.source, wrapper.device)
+            return wrapper, None
+        except Exception as exc:
+            if (not self.config.demo_fallback or served.entry.wrapper_class.demo_builder is None
+                    or store.is_artifact_source(served.source)):
+                raise
+            reason = _reason(exc)
+        log.warning("model %s serves DEMO weights (answers are not meaningful): %s", served.name, reason)
+        wrapper = loading.load_demo(served.name, model_config.device, model_config.settings,
+                                    cache_dir=self.config.cache_dir, catalog=self.catalog)
+        return wrapper, reason
 
     def _start_lazy_load(self, served: ServedModel) -> None:
         with self._lock:
@@ -204,3 +231,8 @@ class Registry:
         for served in self._models.values():
             if served.batcher is not None:
                 served.batcher.close()
+
+
+def _reason(exc: Exception) -> str:
+    """A load failure as users read it: our own errors as they are, others with their type."""
+    return str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"

@@ -13,6 +13,7 @@ DistilBERT-base dimensions so benchmarks do realistic compute.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     build.add_argument("directory")
     build.add_argument("--size", choices=sorted(SIZES), default="tiny")
     args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # no "Writing model shards" bar per model
     for name, path in build_all(args.directory, args.size).items():
         print(f"{name}: {path}")
     return 0

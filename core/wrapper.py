@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from .batch_planner import CostModel, plan_batches
@@ -47,6 +48,10 @@ class ModelWrapper:
     auto_model_class: ClassVar[str] = ""
     #: Per-model settings with their defaults; config.yaml may override exactly these keys.
     default_settings: ClassVar[Mapping[str, Any]] = {}
+    #: Writes a small offline model of this task into a folder (``modeldeploy.testing``): what a
+    #: config with ``demo_fallback: true`` serves, labelled as demo weights, when the real one
+    #: cannot be loaded. None: no demo model for this task.
+    demo_builder: ClassVar[Callable[[Path], Path] | None] = None
     #: Estimated cost of a padded forward pass; the server's batcher refits it when the model loads.
     cost_model: CostModel = CostModel()
 

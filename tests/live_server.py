@@ -126,8 +126,9 @@ class LiveServer:
 
 
 def tiny_models_config(tiny_models: Mapping[str, Path], **extra: Any) -> dict[str, Any]:
-    """A config document serving each tiny model from its folder; ``extra`` adds top-level keys."""
-    return {"models": {name: {"source": str(path)} for name, path in tiny_models.items()}, **extra}
+    """A config document serving exactly the tiny models, each from its folder; ``extra`` adds top-level keys."""
+    return {"models": {name: {"source": str(path)} for name, path in tiny_models.items()},
+            "serve": sorted(tiny_models), **extra}
 
 
 @contextmanager

@@ -374,7 +374,7 @@ def test_calibration_fits_a_positive_cost_model(wrappers) -> None:
 
 
 def test_registry_predicts_through_the_batcher_and_closes_it(tiny_models) -> None:
-    config = parse_config({"models": {"sentiment": {"source": str(tiny_models["sentiment"]),
+    config = parse_config({"serve": ["sentiment"], "models": {"sentiment": {"source": str(tiny_models["sentiment"]),
                                                     "batch": {"max_batch_size": 4, "max_queue": 8}}}})
     registry = Registry(config)
     registry.start(background=False)

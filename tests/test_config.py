@@ -40,7 +40,21 @@ def test_full_model_entry_is_parsed(tmp_path):
     model = config.model("sentiment")
     assert (model.source, model.device, model.lazy, dict(model.settings)) == ("./models/sentiment", "cpu", True, {"batch_size": 8})
     assert model.batch == BatchConfig(max_batch_size=16, max_wait_ms=2.0, max_queue=64, timeout=5.0, regroup_wait=0.25)
-    assert config.served_names(AVAILABLE) == ["sentiment"]
+    assert config.served_names(AVAILABLE) == sorted(AVAILABLE)  # models: holds overrides, not the set
+
+
+def test_serve_restricts_the_set_and_models_override_it(tmp_path):
+    config = load_config(write(tmp_path, """
+        serve: [ner, sentiment]
+        models:
+          sentiment: {device: cpu}
+          summarization: {lazy: true}
+        """), AVAILABLE)
+    assert config.served_names(AVAILABLE) == ["ner", "sentiment"]
+    assert config.model("summarization").lazy and config.model("ner").device == "auto"
+    assert parse_config({"serve": []}, AVAILABLE).served_names(AVAILABLE) == []
+    assert parse_config({}, AVAILABLE).demo_fallback is False
+    assert parse_config({"demo_fallback": True}, AVAILABLE).demo_fallback is True
 
 
 def test_interpolation_with_defaults_and_types():
@@ -67,8 +81,13 @@ def test_missing_variable_names_the_key_and_the_variable():
 @pytest.mark.parametrize(
     "document, message",
     [
-        ({"modles": {}}, r"config.modles is not a known key; allowed keys under config: models, server, cache_dir"),
+        ({"modles": {}}, r"config.modles is not a known key; allowed keys under config: models, serve, server, cache_dir, demo_fallback"),
         ({"models": ["sentiment"]}, r"models must be a mapping"),
+        ({"serve": "sentiment"}, r"serve must be a list of model names \(omit it to serve every installed model\)"),
+        ({"serve": ["sentiment", 3]}, r"serve must be a list of model names"),
+        ({"serve": ["sentimnt"]}, r"serve\[0\]: no installed plugin provides a model named 'sentimnt'; installed models: ner"),
+        ({"serve": ["ner", "ner"]}, r"serve\[1\]: 'ner' is listed twice"),
+        ({"demo_fallback": "yes"}, r"demo_fallback must be true or false, got str"),
         ({"models": {"sentimnt": {}}}, r"models.sentimnt: no installed plugin provides a model named 'sentimnt'; installed models: ner, sentiment, summarization"),
         ({"models": {"sentiment": {"sorce": "x"}}}, r"models.sentiment.sorce is not a known key; allowed keys under models.sentiment: source, device"),
         ({"models": {"sentiment": {"source": 3}}}, r"models.sentiment.source must be a string, got int"),

@@ -15,7 +15,7 @@ def make_registry(tiny_models, **overrides):
         "ner": {"source": str(tiny_models["ner"])},
     }
     models.update(overrides)
-    return Registry(parse_config({"models": models}))
+    return Registry(parse_config({"models": models, "serve": list(models)}))
 
 
 def test_eager_models_become_ready_and_predict(tiny_models):

@@ -128,7 +128,7 @@ async function run(card, form) {
     parts.latency.textContent = "";
   } finally {
     parts.curl.textContent = curlCommand(payload);
-    button.disabled = false;
+    button.disabled = false; // refreshStatuses() disables it again if the model failed
     refreshStatuses(); // a lazy model starts loading on its first request
   }
 }
@@ -142,7 +142,18 @@ function showStatus(model) {
   card.querySelector('[data-role="device"]').textContent = model.device;
   const reason = card.querySelector('[data-role="reason"]');
   reason.textContent = model.status.reason || "";
+  reason.title = model.status.reason || "";
   reason.hidden = !model.status.reason;
+  card.querySelector('[data-role="fix-text"]').textContent = model.status.fix || "";
+  card.querySelector('[data-role="fix"]').hidden = !model.status.fix;
+  const demo = card.querySelector('[data-role="demo"]');
+  demo.hidden = !model.status.demo;
+  demo.title = model.status.demo || "";
+  card.querySelector(".run-form button").disabled = model.status.state === "failed";
+}
+
+function showDemoBanner(models) {
+  document.querySelector('[data-role="demo-banner"]').hidden = !models.some((m) => m.status.demo);
 }
 
 let polling = false;
@@ -154,6 +165,7 @@ async function refreshStatuses() {
   try {
     const models = (await (await fetch("/models")).json()).models;
     models.forEach(showStatus);
+    showDemoBanner(models);
     again = models.some((m) => m.status.state === "loading") ? STATUS_POLL_MS : 0;
   } catch (error) {
     // the server may be restarting: try again later

@@ -7,7 +7,7 @@ import json
 import sys
 
 from ..loading import load
-from ..plugins import get_catalog
+from ..plugins import allow_list_report, get_catalog
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +20,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("texts", nargs="+", metavar="TEXT", help="text(s) to predict on; '-' reads stdin")
     predict.add_argument("--source", help="hub id or local folder instead of the plugin's default")
     predict.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    predict.add_argument("--sha256", help="for an artifact source: accept exactly these bytes")
+    predict.add_argument("--trust-unsigned", action="store_true",
+                         help="for an artifact source: accept one that cannot be verified (unsigned)")
     predict.set_defaults(func=run_predict)
 
 
@@ -37,11 +40,14 @@ def run_list(args: argparse.Namespace) -> int:
         for entry in sorted(catalog.models.values(), key=lambda e: e.name)
     ]
     failures = [{"plugin": f.distribution or f.plugin, "error": f.error} for f in catalog.failures]
+    allow_list = allow_list_report(catalog)
     if args.json:
-        print(json.dumps({"models": rows, "failed_plugins": failures}, indent=2))
+        print(json.dumps({"models": rows, "failed_plugins": failures, "allow_list": allow_list}, indent=2))
         return 0
-    if not rows:
+    if not rows and not allow_list:
         print("No models installed. pip install a plugin such as modeldeploy-sentiment.")
+    elif not rows:
+        print("No models: the MODELDEPLOY_PLUGINS allow-list leaves every installed plugin out.")
     else:
         headers = ("NAME", "TASK", "PLUGIN", "VERSION", "DEFAULT SOURCE")
         table = [(r["name"], r["task"], r["plugin"], r["version"] or "-", r["default_source"]) for r in rows]
@@ -50,12 +56,15 @@ def run_list(args: argparse.Namespace) -> int:
             print("  ".join(str(c).ljust(w) for c, w in zip(line, widths)).rstrip())
     for failure in failures:
         print(f"FAILED plugin {failure['plugin']}: {failure['error']}")
+    for line in allow_list:
+        print(line)
     return 0
 
 
 def run_predict(args: argparse.Namespace) -> int:
     texts = [sys.stdin.read() if text == "-" else text for text in args.texts]
-    wrapper = load(args.name, source=args.source, device=args.device)
+    wrapper = load(args.name, source=args.source, device=args.device, sha256=args.sha256,
+                   trust_unsigned=args.trust_unsigned)
     result = wrapper.predict(texts[0] if len(texts) == 1 else texts)
     print(json.dumps(result, indent=2, ensure_ascii=False))
     return 0

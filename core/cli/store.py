@@ -54,6 +54,7 @@ def _progress(description: str, total: int | None) -> tqdm:
 
 
 def _export(args: argparse.Namespace, output: Path) -> store.Manifest:
+    store.check_export_target(output, args.format)
     wrapper = loading.load(args.name, source=args.source, device=args.device)
     return loading.export(wrapper, output, args.format)
 
@@ -86,7 +87,7 @@ def run_pull(args: argparse.Namespace) -> int:
     policy = store.TrustPolicy(args.sha256.lower() if args.sha256 else None, args.trust_unsigned)
     with _progress(f"pull {filename}", source.size(filename)) as bar:
         artifact = store.fetch(source, filename, output, policy, on_bytes=bar.update)
-    print(f"pulled {args.uri} to {artifact.path} (sha256 {artifact.sha256}, verified by {artifact.verified_by})")
+    print(f"pulled {args.uri} to {artifact.path} (sha256 {artifact.sha256}, {artifact.verification})")
     return 0
 
 

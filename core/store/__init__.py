@@ -14,7 +14,14 @@ See docs/store.md for the layout and the trust model.
 
 from __future__ import annotations
 
-from .artifacts import PluginOrigin, PretrainedFiles, export_artifact, extract_pretrained, unpickle_artifact
+from .artifacts import (
+    PluginOrigin,
+    PretrainedFiles,
+    check_export_target,
+    export_artifact,
+    extract_pretrained,
+    unpickle_artifact,
+)
 from .backend import ArtifactStore
 from .cache import VerifiedArtifact, default_cache_dir, fetch, pull_to_cache
 from .factory import open_store
@@ -33,6 +40,7 @@ __all__ = [
     "TrustPolicy",
     "VerifiedArtifact",
     "Version",
+    "check_export_target",
     "default_cache_dir",
     "export_artifact",
     "extract_pretrained",

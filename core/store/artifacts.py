@@ -26,9 +26,9 @@ import dill
 from ..errors import StoreError
 from .cache import VerifiedArtifact
 from .manifest import Manifest, build_manifest
-from .signing import sign
+from .signing import current_key, sign
 from .streams import HashingWriter, copy_stream
-from .uri import EXTENSIONS, artifact_format, manifest_name
+from .uri import EXTENSIONS, implied_format, manifest_name
 
 METADATA_FILE = "modeldeploy.json"
 PRETRAINED_FORMAT_VERSION = 1
@@ -67,11 +67,8 @@ class PretrainedFiles:
 def export_artifact(wrapper: ExportableModel, output: Path, format: str = "dill",
                     origin: PluginOrigin | None = None) -> Manifest:
     """Write ``wrapper`` (loaded) to ``output`` in ``format`` and its (signed) manifest beside it."""
-    if format not in EXTENSIONS:
-        raise StoreError(f"unknown artifact format {format!r}; use one of {', '.join(EXTENSIONS)}")
     output = Path(output)
-    if artifact_format(output.name) != format:
-        raise StoreError(f"a {format} artifact's file name must end in {EXTENSIONS[format]}, got {output.name!r}")
+    check_export_target(output, format)
     origin = origin or PluginOrigin()
     wrapper.ensure_loaded()
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -90,6 +87,15 @@ def export_artifact(wrapper: ExportableModel, output: Path, format: str = "dill"
     finally:
         Path(handle.name).unlink(missing_ok=True)
     return manifest
+
+
+def check_export_target(output: Path, format: str) -> None:
+    """Refuse a bad format, file name or signing key before any model is loaded to export."""
+    if format not in EXTENSIONS:
+        raise StoreError(f"unknown artifact format {format!r}; use one of {', '.join(EXTENSIONS)}")
+    if implied_format(Path(output).name) != format:
+        raise StoreError(f"a {format} artifact's file name must end in {EXTENSIONS[format]}, got {Path(output).name!r}")
+    current_key()  # a signing key that is set but too short is a ConfigError now, not after the export
 
 
 def _write_pretrained(wrapper: ExportableModel, target: HashingWriter) -> None:

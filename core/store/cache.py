@@ -40,7 +40,8 @@ class VerifiedArtifact:
     path: Path
     format: str
     manifest: Manifest | None
-    verified_by: str
+    #: How it is trusted: "verified by signature (key id ...)", "verified by pinned sha256", "NOT verified (...)"
+    verification: str
     sha256: str
 
 
@@ -96,7 +97,7 @@ def fetch(
             handle.flush()
             os.fsync(handle.fileno())
         label = store.describe(filename)
-        verified_by = verify(label, manifest, writer.hexdigest(), writer.size, policy)
+        verification = verify(label, manifest, writer.hexdigest(), writer.size, policy)
         sidecar = destination.parent / manifest_name(destination.name)
         if manifest is not None:
             _write_atomically(sidecar, manifest.to_json())
@@ -105,20 +106,22 @@ def fetch(
         os.replace(partial, destination)
     finally:
         partial.unlink(missing_ok=True)
-    log.info("fetched %s to %s (verified by %s)", label, destination, verified_by)
-    return VerifiedArtifact(destination, format_name, manifest, verified_by, writer.hexdigest())
+    log.info("fetched %s to %s (%s)", label, destination, verification)
+    return VerifiedArtifact(destination, format_name, manifest, verification, writer.hexdigest())
 
 
-def verify_local(path: Path, policy: TrustPolicy, expected_name: str | None = None) -> VerifiedArtifact:
-    """Verify a local artifact file against the manifest beside it (if any) and the policy."""
+def verify_local(path: Path, policy: TrustPolicy, expected_name: str | None = None,
+                 label: str | None = None) -> VerifiedArtifact:
+    """Verify a local artifact file against the manifest beside it (if any) and the policy;
+    ``label`` names it in errors (the source the user gave, for a cached copy)."""
     sidecar = path.parent / manifest_name(path.name)
     manifest = None
     if sidecar.is_file():
         manifest = Manifest.from_json(sidecar.read_bytes(), str(sidecar))
         check_identity(manifest, path.name, str(sidecar), expected_name)
     sha256, size = sha256_file(path)
-    verified_by = verify(str(path), manifest, sha256, size, policy)
-    return VerifiedArtifact(path, artifact_format_of(path.name, manifest), manifest, verified_by, sha256)
+    verification = verify(label or str(path), manifest, sha256, size, policy)
+    return VerifiedArtifact(path, artifact_format_of(path.name, manifest), manifest, verification, sha256)
 
 
 def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy,
@@ -134,13 +137,13 @@ def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy,
         remote = read_manifest(store, filename, expected_name)
         if remote is not None and target.is_file() and _cached_manifest(target) == remote:
             log.info("artifact %s is already cached at %s", source, target)
-            return verify_local(target, policy, expected_name)
+            return verify_local(target, policy, expected_name, label=source)
         return fetch(store, filename, target, policy, manifest=remote)
     except StoreUnavailableError as exc:
         if not target.is_file():
             raise StoreUnavailableError(f"{exc}; no cached copy of {source} in {target.parent}") from exc
         try:
-            cached = verify_local(target, policy, expected_name)
+            cached = verify_local(target, policy, expected_name, label=f"{source} (cached copy {target})")
         except ArtifactVerificationError as bad:
             raise StoreUnavailableError(f"{exc}; the cached copy is unusable: {bad}") from exc
         log.warning("store unreachable (%s); using the verified cached copy %s", exc, target)

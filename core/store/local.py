@@ -62,6 +62,8 @@ class LocalStore(ArtifactStore):
         self.upload(target_key, self.path(source_key))
 
     def list(self, folder: str) -> list[str]:
+        if not self.root.is_dir():
+            raise ObjectNotFoundError(f"store {self.uri} does not exist (no folder {self.root})")
         directory = self.path(folder)
         if not directory.is_dir():
             return []

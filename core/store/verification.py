@@ -29,7 +29,8 @@ class TrustPolicy:
 
 
 def verify(label: str, manifest: Manifest | None, sha256: str, size: int, policy: TrustPolicy) -> str:
-    """Say how the artifact ``label`` with these bytes is verified, or raise ArtifactVerificationError."""
+    """Say how the artifact ``label`` with these bytes is trusted ("verified by signature (key id
+    ...)", "verified by pinned sha256", "NOT verified: ..."), or raise ArtifactVerificationError."""
 
     def refuse(reason: str) -> ArtifactVerificationError:
         return ArtifactVerificationError(f"refusing artifact {label}: {reason}")
@@ -49,9 +50,9 @@ def verify(label: str, manifest: Manifest | None, sha256: str, size: int, policy
     if policy.sha256 is not None:
         if sha256 != policy.sha256:
             raise refuse(f"its sha256 {sha256} differs from the sha256 pinned in config ({policy.sha256})")
-        return "pinned sha256"
+        return "verified by pinned sha256"
     if status == "valid":
-        return f"signature (key id {manifest.key_id})"
+        return f"verified by signature (key id {manifest.key_id})"
     if manifest is None:
         why = "it has no manifest"
     elif status == "unsigned":
@@ -61,8 +62,9 @@ def verify(label: str, manifest: Manifest | None, sha256: str, size: int, policy
                f"(set {SIGNING_KEY_ENV} or {PREVIOUS_KEYS_ENV})")
     if not policy.trust_unsigned:
         raise refuse(
-            f"{why} and no sha256 is pinned; sign it with {SIGNING_KEY_ENV}, pin its sha256 in "
-            "config.yaml, or set trust_unsigned: true for this model"
+            f"{why} and no sha256 is pinned; sign it with {SIGNING_KEY_ENV}, pin its sha256 (sha256: in "
+            "config.yaml, --sha256 on the command line), or accept it unverified (trust_unsigned: true, "
+            "--trust-unsigned)"
         )
     log.warning("loading UNVERIFIED artifact %s (%s) because trust_unsigned is true", label, why)
-    return "unverified (trust_unsigned)"
+    return f"NOT verified ({why}; accepted because trust_unsigned is set)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import testing
 from ..wrapper import ModelWrapper
 
 
@@ -13,6 +14,7 @@ class TextClassificationWrapper(ModelWrapper):
     task = "text-classification"
 
     auto_model_class = "AutoModelForSequenceClassification"
+    demo_builder = staticmethod(testing.build_sentiment)
 
     def predict_batch(self, items: list[str]) -> list[dict[str, Any]]:
         logits = self.model(**self.encode(items)).logits

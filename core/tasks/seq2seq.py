@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import testing
 from ..wrapper import ModelWrapper
 
 _GENERATION_KEYS = (
@@ -45,6 +46,7 @@ class Seq2SeqWrapper(ModelWrapper):
     }
 
     auto_model_class = "AutoModelForSeq2SeqLM"
+    demo_builder = staticmethod(testing.build_summarization)
 
     def _task_params(self) -> dict[str, Any]:
         params = getattr(self.model.config, "task_specific_params", None) or {}

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from .. import testing
 from ..wrapper import ModelWrapper
 
 AGGREGATIONS = ("first", "average", "max")
@@ -38,6 +39,7 @@ class TokenClassificationWrapper(ModelWrapper):
     default_settings = {"aggregation": "average", "stride": 32}
 
     auto_model_class = "AutoModelForTokenClassification"
+    demo_builder = staticmethod(testing.build_ner)
 
     @classmethod
     def resolve_settings(cls, overrides):

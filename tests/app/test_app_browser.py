@@ -1,9 +1,4 @@
-"""The homepage in a real browser: headless Debian chromium driven by playwright.
-
-``playwright install`` cannot download browsers offline, so the tests drive the system
-chromium (``apt-get install chromium``; scripts/setup does it with MODELDEPLOY_SETUP_APT=1).
-Every request the page makes is checked to stay on the test server.
-"""
+"""The homepage in a real browser (headless Debian chromium, see ``tests/browser.py``)."""
 
 from __future__ import annotations
 
@@ -12,12 +7,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+from browser import launched_browser, open_homepage
 from live_server import running_server, tiny_models_config
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-CHROMIUM = os.environ.get("MODELDEPLOY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "homepage.png"
 XSS = '<script>window.pwned = 1</script><img src="x" onerror="window.pwned = 2"> Angela Merkel in Paris'
 
@@ -29,27 +22,8 @@ TEXT_WITHOUT_TYPE_LABELS = (
 
 @pytest.fixture(scope="module")
 def browser() -> Browser:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
-
-
-def open_homepage(browser: Browser, url: str) -> tuple[Page, list[str]]:
-    """A fresh page on the homepage; the list collects requests that tried to leave the server."""
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
-    outside: list[str] = []
-
-    def only_local(route):
-        if route.request.url.startswith(url):
-            route.continue_()
-        else:
-            outside.append(route.request.url)
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.goto(url + "/")
-    return page, outside
+    with launched_browser() as launched:
+        yield launched
 
 
 @pytest.fixture

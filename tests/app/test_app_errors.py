@@ -11,7 +11,7 @@ import echo_plugin
 from markupsafe import escape
 from prometheus_client import REGISTRY
 
-ECHO = {"models": {"echo": {}}}
+ECHO = {"models": {"echo": {}}, "serve": ["echo"]}
 
 
 def predict(client, data, name="echo"):
@@ -44,7 +44,7 @@ def test_more_items_than_allowed_is_413(echo, app_for):
 
 def test_model_that_failed_to_load_is_503_with_reason_everywhere(app_for, tmp_path):
     missing = tmp_path / "no-such-model"
-    client, _ = app_for({"models": {"sentiment": {"source": str(missing)}}})
+    client, _ = app_for({"models": {"sentiment": {"source": str(missing)}}, "serve": ["sentiment"]})
     response = predict(client, "hi", name="sentiment")
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "60"
@@ -59,7 +59,7 @@ def test_model_that_failed_to_load_is_503_with_reason_everywhere(app_for, tmp_pa
 
 
 def test_lazy_model_is_503_while_it_loads_then_serves(echo, app_for):
-    client, registry = app_for({"models": {"echo": {"lazy": True}}}, start=False)
+    client, registry = app_for({"models": {"echo": {"lazy": True}}, "serve": ["echo"]}, start=False)
     assert client.get("/models").json["models"][0]["status"]["state"] == "idle"
     response = predict(client, "hi")
     assert response.status_code == 503
@@ -69,7 +69,7 @@ def test_lazy_model_is_503_while_it_loads_then_serves(echo, app_for):
 
 
 def test_full_queue_is_503_overloaded(echo, app_for):
-    client, _ = app_for({"models": {"echo": {"batch": {"max_queue": 1}}}})
+    client, _ = app_for({"models": {"echo": {"batch": {"max_queue": 1}}}, "serve": ["echo"]})
     answers = {}
     first = threading.Thread(target=lambda: answers.setdefault("first", predict(client, "block")))
     first.start()
@@ -88,7 +88,7 @@ def test_full_queue_is_503_overloaded(echo, app_for):
 
 
 def test_request_outlasting_its_timeout_is_504(echo, app_for):
-    client, _ = app_for({"models": {"echo": {"batch": {"timeout": 0.2}}}})
+    client, _ = app_for({"models": {"echo": {"batch": {"timeout": 0.2}}}, "serve": ["echo"]})
     response = predict(client, "block")
     assert response.status_code == 504
     assert response.json["error"]["status"] == 504

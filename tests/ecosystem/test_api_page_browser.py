@@ -3,26 +3,20 @@ reached from the homepage, it renders every documented operation and loads nothi
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
+from browser import launched_browser
 from live_server import LiveServer
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from modeldeploy.app.openapi import openapi_document
-
-CHROMIUM = os.environ.get("MODELDEPLOY_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield browser
-        browser.close()
+    with launched_browser() as launched:
+        yield launched
 
 
 @pytest.fixture

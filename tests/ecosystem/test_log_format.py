@@ -69,7 +69,7 @@ def test_text_access_line_of_an_in_process_request(restore_logging: None) -> Non
     configure_logging("WARNING", "text")
     stream = io.StringIO()
     logging.getLogger().handlers[0].setStream(stream)
-    app = create_app(registry=Registry(parse_config({"models": {"sentiment": {}}})))
+    app = create_app(registry=Registry(parse_config({"serve": ["sentiment"]})))
     response = app.test_client().get("/v2/models/sentiment", headers={"X-Request-ID": "text-line-1"})
     assert response.status_code == 200
     line = stream.getvalue().strip()

@@ -22,7 +22,7 @@ INFER = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": 
 @pytest.fixture
 def failed_app(tmp_path) -> Flask:
     """A server whose only model failed to load (its source folder does not exist)."""
-    registry = Registry(parse_config({"models": {"sentiment": {"source": str(tmp_path / "missing")}},
+    registry = Registry(parse_config({"models": {"sentiment": {"source": str(tmp_path / "missing")}}, "serve": ["sentiment"],
                                       "server": {"max_body_bytes": 2048}}))
     registry.start(background=False)
     assert registry.status("sentiment").state == "failed"

@@ -20,7 +20,7 @@ IGNORED_METHODS = {"HEAD", "OPTIONS"}
 @pytest.fixture
 def app() -> Flask:
     """The real app over a registry that is never started: routes and pages only."""
-    return create_app(registry=Registry(parse_config({"models": {"sentiment": {}}})))
+    return create_app(registry=Registry(parse_config({"serve": ["sentiment"]})))
 
 
 @pytest.fixture

@@ -62,6 +62,7 @@ def test_the_registry_serves_a_renamed_pinned_artifact(exported, tmp_path, refer
         modeldeploy.load("sentiment", source=str(renamed), sha256=sha256, cache_dir=tmp_path / "cache")
     shutil.copy(manifest, tmp_path / "blob.manifest.json")
     config = parse_config({"models": {"sentiment": {"source": str(renamed), "sha256": sha256, "device": "cpu"}},
+                           "serve": ["sentiment"],
                            "cache_dir": str(tmp_path / "cache")})
     registry = Registry(config)
     registry.start(background=False)

@@ -57,7 +57,7 @@ def test_history_lists_versions_and_a_server_can_pin_one(gcs_store, exported, tm
     assert third.history_uri not in [v.uri for v in versions]
 
     pinned = second.history_uri
-    config = parse_config({"cache_dir": str(tmp_path / "cache"),
+    config = parse_config({"cache_dir": str(tmp_path / "cache"), "serve": ["sentiment"],
                            "models": {"sentiment": {"source": pinned, "device": "cpu"}}})
     registry = Registry(config)
     registry.start(background=False)
@@ -127,7 +127,7 @@ def test_unreachable_bucket_uses_a_verified_cached_copy(gcs_store, exported, tmp
 def test_unreachable_bucket_without_cache_fails_that_model_only(tiny_models, tmp_path, monkeypatch, signing_key):
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{free_port()}")
     monkeypatch.setenv(RETRY_DEADLINE_ENV, "0.5")
-    config = parse_config({"cache_dir": str(tmp_path / "cache"), "models": {
+    config = parse_config({"cache_dir": str(tmp_path / "cache"), "serve": ["ner", "sentiment"], "models": {
         "sentiment": {"source": "gs://nowhere/models/sentiment.dill"},
         "ner": {"source": str(tiny_models["ner"])},
     }})
@@ -159,7 +159,7 @@ def test_transient_outage_is_retried_until_the_bucket_answers(exported, tmp_path
 def test_pinned_sha256_from_config_through_the_registry(gcs_store, exported, tmp_path):
     artifact = exported("ner", "pretrained")
     pushed = store.push(artifact, gcs_store)
-    config = parse_config({"cache_dir": str(tmp_path / "cache"), "models": {
+    config = parse_config({"cache_dir": str(tmp_path / "cache"), "serve": ["ner", "sentiment"], "models": {
         "ner": {"source": pushed.current_uri, "sha256": sha256_file(artifact)[0], "settings": {"stride": 8}},
         "sentiment": {"source": pushed.current_uri.replace("ner.pretrained.tar", "sentiment.dill")},
     }})
