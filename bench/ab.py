@@ -5,9 +5,10 @@ Used to show that a change to the request path costs nothing (or what it costs).
 (``pip install --no-deps --target DIR <checkout>``), put first on that server's ``PYTHONPATH``;
 without ``--after`` the "after" server runs the package installed in this environment. Freeze
 both when the working tree may change while the benchmark runs. Each server runs alone; the
-versions alternate A B B A so that drift of the shared machine falls on both alike.
+versions alternate A B B A A B B A (``--rounds``) so that drift of the shared machine falls on both alike.
 
-    python bench/ab.py --models-dir bench/.work/models --before /tmp/md_before_site
+    pip install --no-deps --target ../before-site <checkout of the other version>
+    python bench/ab.py --models-dir bench/.work/models --before ../before-site
 """
 
 from __future__ import annotations
