@@ -136,8 +136,13 @@ def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | Non
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
         try:
             builder(staging)
-            shutil.rmtree(folder, ignore_errors=True)  # a half-built folder of an earlier crash
-            os.replace(staging, folder)
+            if folder.exists() and not (folder / "config.json").is_file():
+                shutil.rmtree(folder, ignore_errors=True)  # left half-built by a crash
+            try:
+                os.replace(staging, folder)
+            except OSError:  # another process published its build first: use that one
+                if not (folder / "config.json").is_file():
+                    raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return entry.wrapper_class(source=str(folder), device=device, settings=settings).ensure_loaded()

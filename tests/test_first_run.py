@@ -198,3 +198,23 @@ def test_the_server_log_names_the_configured_source_of_an_artifact(tiny_models, 
     registry.close()
     assert "model sentiment ready in" in caplog.text and f"(source {source}, device" in caplog.text
     assert str(tiny_models["sentiment"]) not in caplog.text
+
+
+def test_a_demo_build_that_loses_the_race_uses_the_winners(tmp_path, monkeypatch):
+    """Two servers sharing a cache build the same demo model at once: the loser keeps the winner's."""
+    from modeldeploy import testing
+    from modeldeploy.plugins import get_catalog
+
+    winner = tmp_path / "demo-models" / "sentiment"
+
+    def racing_builder(folder: Path) -> Path:
+        testing.build_sentiment(winner)  # the other process publishes while this one builds
+        (winner / "published-by-the-winner").touch()
+        return testing.build_sentiment(folder)
+
+    monkeypatch.setattr(get_catalog().entry("sentiment").wrapper_class, "demo_builder", staticmethod(racing_builder))
+    wrapper = loading.load_demo("sentiment", device="cpu", cache_dir=tmp_path)
+    assert wrapper.source == str(winner)
+    assert (winner / "published-by-the-winner").exists(), "the winner's folder was not replaced under it"
+    assert wrapper.predict("I love it")["label"] in {"POSITIVE", "NEGATIVE"}
+    assert sorted(p.name for p in winner.parent.iterdir()) == ["sentiment"]  # no staging folder left
