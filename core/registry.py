@@ -107,7 +107,7 @@ class ServedModel:
 
 
 class Registry:
-    """Serves the models a config names (or every installed one) and tracks their status."""
+    """Serves every installed model (or those the config's ``serve`` lists) and tracks their status."""
 
     def __init__(self, config: Config, catalog: Catalog | None = None) -> None:
         self.config = config
