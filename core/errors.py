@@ -104,3 +104,8 @@ class ArtifactConflictError(StoreError):
 
 class ArtifactVerificationError(StoreError):
     """An artifact failed verification (or could not be verified) and was not loaded."""
+
+
+def failure_reason(exc: BaseException) -> str:
+    """A failure as users read it: our own errors by their message, others with their type too."""
+    return str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ guessed from the file name; nothing is unpickled before the store verified the b
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -18,9 +19,11 @@ from typing import Any
 
 from . import hub, store
 from .devices import resolve_device, validate_device
-from .errors import ModelLoadError, StoreError
+from .errors import ModelLoadError, StoreError, failure_reason
 from .plugins import Catalog, get_catalog
 from .wrapper import ModelWrapper
+
+log = logging.getLogger(__name__)
 
 HUB_OFF_FIX = ("serve real weights from a local folder (a save_pretrained copy), from a signed artifact "
                "(modeldeploy pull), or on a machine that reaches the hub")
@@ -146,6 +149,24 @@ def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | Non
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return entry.wrapper_class(source=str(folder), device=device, settings=settings).ensure_loaded()
+
+
+def load_or_demo(name: str, source: str | None, device: str = "auto", settings: Mapping[str, Any] | None = None,
+                 *, sha256: str | None = None, trust_unsigned: bool = False, cache_dir: str | Path | None = None,
+                 catalog: Catalog | None = None) -> tuple[ModelWrapper, str | None]:
+    """:func:`load`, or when that fails, the demo model of the task and why it stands in (the
+    ``demo_fallback`` policy). An artifact never falls back: a refused one must stay failed."""
+    catalog = catalog or get_catalog()
+    try:
+        return load(name, source, device, settings, sha256=sha256, trust_unsigned=trust_unsigned,
+                    cache_dir=cache_dir, catalog=catalog), None
+    except Exception as exc:
+        wrapper_class = catalog.entry(name).wrapper_class
+        if wrapper_class.demo_builder is None or store.is_artifact_source(source or wrapper_class.default_source):
+            raise
+        reason = failure_reason(exc)
+    log.warning("model %s serves DEMO weights (answers are not meaningful): %s", name, reason)
+    return load_demo(name, device, settings, cache_dir=cache_dir, catalog=catalog), reason
 
 
 def export(wrapper: ModelWrapper, output: str | Path, format: str = "dill",

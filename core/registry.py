@@ -20,10 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import loading, metrics, store
+from . import loading, metrics
 from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
-from .errors import ModelDeployError, ModelNotReadyError, ModelNotServedError, UnknownModelError
+from .errors import ModelDeployError, ModelNotReadyError, ModelNotServedError, UnknownModelError, failure_reason
 from .inputs import normalize_texts
 from .plugins import Catalog, ModelEntry, get_catalog
 from .wrapper import ModelWrapper
@@ -175,7 +175,7 @@ class Registry:
             wrapper, demo = self._load_wrapper(served)
             batcher = Batcher(wrapper, served.config.batch, served.name).start()
         except Exception as exc:  # any failure is this model's alone
-            reason = _reason(exc)
+            reason = failure_reason(exc)
             log.error("model %s failed to load: %s", served.name, reason,
                       exc_info=not isinstance(exc, ModelDeployError))
             fix = getattr(exc, "fix", None) or (f"fix models.{served.name} in the server's config (source, "
@@ -189,25 +189,14 @@ class Registry:
                  wrapper.source if demo else served.source, wrapper.device)
 
     def _load_wrapper(self, served: ServedModel) -> tuple[ModelWrapper, str | None]:
-        """The model's own wrapper; or, when that fails and the config allows it, the demo model
-        of its task with the reason it stands in (never for an artifact: a refused one stays failed)."""
+        """The model's wrapper, and why it is its task's demo model instead, if the config allows one."""
         model_config = served.config
-        try:
-            wrapper = loading.load(
-                served.name, model_config.source, model_config.device, model_config.settings,
-                sha256=model_config.sha256, trust_unsigned=model_config.trust_unsigned,
-                cache_dir=self.config.cache_dir, catalog=self.catalog,
-            )
-            return wrapper, None
-        except Exception as exc:
-            if (not self.config.demo_fallback or served.entry.wrapper_class.demo_builder is None
-                    or store.is_artifact_source(served.source)):
-                raise
-            reason = _reason(exc)
-        log.warning("model %s serves DEMO weights (answers are not meaningful): %s", served.name, reason)
-        wrapper = loading.load_demo(served.name, model_config.device, model_config.settings,
-                                    cache_dir=self.config.cache_dir, catalog=self.catalog)
-        return wrapper, reason
+        options = dict(sha256=model_config.sha256, trust_unsigned=model_config.trust_unsigned,
+                       cache_dir=self.config.cache_dir, catalog=self.catalog)
+        arguments = (served.name, model_config.source, model_config.device, model_config.settings)
+        if self.config.demo_fallback:
+            return loading.load_or_demo(*arguments, **options)
+        return loading.load(*arguments, **options), None
 
     def _start_lazy_load(self, served: ServedModel) -> None:
         with self._lock:
@@ -232,7 +221,3 @@ class Registry:
             if served.batcher is not None:
                 served.batcher.close()
 
-
-def _reason(exc: Exception) -> str:
-    """A load failure as users read it: our own errors as they are, others with their type."""
-    return str(exc) if isinstance(exc, ModelDeployError) else f"{type(exc).__name__}: {exc}"
