@@ -61,6 +61,8 @@ class Catalog:
     models: dict[str, ModelEntry] = field(default_factory=dict)
     failures: list[PluginFailure] = field(default_factory=list)
     filtered_out: dict[str, str | None] = field(default_factory=dict)
+    #: ``MODELDEPLOY_PLUGINS`` names that match no installed plugin's entry point or distribution.
+    unmatched_allowed: list[str] = field(default_factory=list)
 
     def entry(self, name: str) -> ModelEntry:
         """The entry registered as ``name``, or an error listing the names that exist."""
@@ -107,7 +109,11 @@ def _load_entry_points(catalog: Catalog) -> dict[str, tuple[str | None, str | No
     if _autoload_disabled():
         return origins
     allowed = _allow_list()
-    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name):
+    installed = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
+    if allowed is not None:
+        known = {ep.name for ep in installed} | {_dist_of(ep)[0] for ep in installed}
+        catalog.unmatched_allowed = sorted(allowed - known)
+    for ep in installed:
         dist_name, version = _dist_of(ep)
         if allowed is not None and ep.name not in allowed and dist_name not in allowed:
             catalog.filtered_out[ep.name] = dist_name
@@ -200,14 +206,10 @@ def register_plugin(plugin: object, name: str | None = None) -> None:
 
 def allow_list_report(catalog: Catalog) -> list[str]:
     """Lines saying what ``MODELDEPLOY_PLUGINS`` left out and which of its names match nothing."""
-    allowed = _allow_list()
-    if allowed is None:
-        return []
-    installed = {ep.name: dist for ep in entry_points(group=ENTRY_POINT_GROUP) for dist in [_dist_of(ep)[0]]}
     lines = []
-    unmatched = sorted(n for n in allowed if n not in installed and n not in installed.values())
-    if unmatched:
-        lines.append(f"{ALLOW_LIST_ENV} names {', '.join(map(repr, unmatched))}, which match(es) no installed plugin")
+    if catalog.unmatched_allowed:
+        names = ", ".join(map(repr, catalog.unmatched_allowed))
+        lines.append(f"{ALLOW_LIST_ENV} names {names}, which match(es) no installed plugin")
     if catalog.filtered_out:
         left_out = ", ".join(f"{name} ({dist})" if dist and dist != name else name
                              for name, dist in sorted(catalog.filtered_out.items()))
