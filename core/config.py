@@ -281,6 +281,24 @@ def _parse_serve(value: Any, names: set[str] | None) -> tuple[str, ...]:
     return tuple(value)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key written twice in one mapping (plain YAML keeps the last one,
+    silently dropping the first setting)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may be overridden on purpose
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise ConfigError(f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line}); "
+                                  "keep one of them")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | os.PathLike[str] | None,
                 available: Iterable[str] | Mapping[str, Any] | None = None) -> Config:
     """Read and validate a YAML file (``None``: defaults, every installed model)."""
@@ -288,13 +306,18 @@ def load_config(path: str | os.PathLike[str] | None,
         return parse_config({}, available)
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {str(file)!r} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at "
+                          f"offset {exc.start}); is it the YAML file you meant?") from None
     except FileNotFoundError:
         raise ConfigError(f"config file {str(file)!r} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"config file {str(file)!r} cannot be read: {exc.strerror}") from None
     try:
-        document = yaml.safe_load(text)
+        document = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {str(file)!r} is not valid YAML: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"config file {str(file)!r}: {exc}") from None
     return parse_config(document if document is not None else {}, available)

@@ -124,13 +124,23 @@ def _load_entry_points(catalog: Catalog) -> dict[str, tuple[str | None, str | No
         try:
             module = ep.load()
             pm.register(module, name=ep.name)
-        except Exception as exc:  # a broken plugin must not take the others down
-            catalog.failures.append(
-                PluginFailure(ep.name, f"failed to import: {type(exc).__name__}: {exc}", dist_name)
-            )
+        except PLUGIN_FAULTS as exc:  # a broken plugin must not take the others down
+            catalog.failures.append(PluginFailure(ep.name, f"failed to import: {_describe(exc)}", dist_name))
             continue
         origins[ep.name] = (dist_name, version)
     return origins
+
+
+#: What a plugin's import or registration may raise without taking discovery down: any error, and
+#: ``sys.exit()``, which would otherwise end ``modeldeploy list``, ``serve`` and ``import modeldeploy``.
+#: KeyboardInterrupt still stops everything, as the user asked.
+PLUGIN_FAULTS = (Exception, SystemExit)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, SystemExit):
+        return f"the plugin called sys.exit({exc.code!r})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _validate(wrapper_class: object) -> type[ModelWrapper]:
@@ -158,10 +168,8 @@ def _collect_models(catalog: Catalog, origins: dict[str, tuple[str | None, str |
 
         try:
             impl.function(register=register)
-        except Exception as exc:
-            catalog.failures.append(
-                PluginFailure(plugin_name, f"failed to register: {type(exc).__name__}: {exc}", dist_name)
-            )
+        except PLUGIN_FAULTS as exc:
+            catalog.failures.append(PluginFailure(plugin_name, f"failed to register: {_describe(exc)}", dist_name))
             continue
         for entry in found:
             existing = catalog.models.get(entry.name)

@@ -19,12 +19,13 @@ FIXTURE_PLUGINS = Path(__file__).parent / "fixtures" / "plugins"
 
 @pytest.fixture(scope="session")
 def extra_plugins_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A folder where the test plugins ``modeldeploy-wordcount`` and ``modeldeploy-broken`` are
-    really pip-installed (``--target``); put it on sys.path or PYTHONPATH to discover them."""
+    """A folder where the test plugins ``modeldeploy-wordcount``, ``modeldeploy-broken`` (fails to
+    import) and ``modeldeploy-exits`` (calls ``sys.exit()`` on import) are really pip-installed (``--target``); put it on sys.path or PYTHONPATH to discover them."""
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(FIXTURE_PLUGINS / "wordcount"), str(FIXTURE_PLUGINS / "broken")],
+         "--target", str(target), str(FIXTURE_PLUGINS / "wordcount"), str(FIXTURE_PLUGINS / "broken"),
+         str(FIXTURE_PLUGINS / "exits")],
         check=True,
     )
     return target

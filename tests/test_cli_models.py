@@ -35,6 +35,15 @@ def test_list_reports_broken_plugins_and_json(extra_plugins_path):
     assert "not installed" in listing["failed_plugins"][0]["error"]
     text = run_cli("list", env_extra={"PYTHONPATH": str(extra_plugins_path)}).stdout
     assert "FAILED plugin modeldeploy-broken: failed to import: ImportError" in text
+    assert "FAILED plugin modeldeploy-exits: failed to import: the plugin called sys.exit(3)" in text
+
+
+def test_a_plugin_calling_sys_exit_does_not_end_import_modeldeploy(extra_plugins_path):
+    code = "import modeldeploy; print(sorted(modeldeploy.list_models()))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "PYTHONPATH": str(extra_plugins_path)})
+    assert result.returncode == 0, result.stderr
+    assert "'wordcount'" in result.stdout and "'sentiment'" in result.stdout
 
 
 def test_allow_list_applies_to_the_cli():

@@ -133,6 +133,37 @@ def test_file_problems_are_config_errors(tmp_path):
     assert load_config(write(tmp_path, "")).models is None
 
 
+def test_a_binary_file_gets_one_clear_message(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"server:\n  port: 80\xff\xfe\x00 model weights, not YAML")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert str(caught.value) == (f"config file {str(path)!r} is not UTF-8 text (byte 0xff at offset 18); "
+                                 "is it the YAML file you meant?")
+
+
+@pytest.mark.parametrize("text, key, lines", [
+    ("server:\n  port: 9000\n  host: 0.0.0.0\n  port: 9001\n", "port", (2, 4)),
+    ("models:\n  sentiment: {lazy: true}\n  sentiment: {lazy: false}\n", "sentiment", (2, 3)),
+    ("demo_fallback: true\ndemo_fallback: false\n", "demo_fallback", (1, 2)),
+])
+def test_a_key_written_twice_is_refused_not_silently_overridden(tmp_path, text, key, lines):
+    with pytest.raises(ConfigError, match=rf"key {key!r} appears twice in one mapping \(lines {lines[0]} and "
+                                          rf"{lines[1]}\); keep one of them"):
+        load_config(write(tmp_path, text), AVAILABLE)
+
+
+def test_yaml_merge_keys_still_work_and_may_override_what_they_merge(tmp_path):
+    config = load_config(write(tmp_path, """
+        models:
+          sentiment: &common {lazy: true, device: cpu}
+          ner:
+            <<: *common
+            lazy: false
+    """), AVAILABLE)
+    assert (config.model("ner").lazy, config.model("ner").device) == (False, "cpu")
+
+
 def test_http_threads_cover_every_models_queue_and_batch_unless_set():
     auto = parse_config({"models": {"sentiment": {"batch": {"max_queue": 10, "max_batch_size": 4}}, "ner": {}}},
                         AVAILABLE, environ={})

@@ -36,6 +36,26 @@ def test_broken_plugin_is_reported_and_others_still_work(with_extra_plugins):
     assert {"wordcount", "sentiment"} <= set(catalog.models)
 
 
+def test_plugin_calling_sys_exit_on_import_is_reported_not_fatal(with_extra_plugins):
+    catalog = plugins.get_catalog()  # SystemExit would end the test run here if it escaped
+    failure = next(f for f in catalog.failures if f.plugin == "exits")
+    assert failure.distribution == "modeldeploy-exits"
+    assert failure.error == "failed to import: the plugin called sys.exit(3)"
+    assert "wordcount" in catalog.models
+
+
+def test_plugin_calling_sys_exit_while_registering_is_reported():
+    class Quitter:
+        @modeldeploy.hookimpl
+        def register_models(self, register):
+            raise SystemExit("bye")
+
+    plugins.register_plugin(Quitter(), name="quitter")
+    failure = next(f for f in plugins.get_catalog().failures if f.plugin == "quitter")
+    assert failure.error == "failed to register: the plugin called sys.exit('bye')"
+    assert "sentiment" in plugins.get_catalog().models
+
+
 def test_allow_list_loads_only_named_plugins(with_extra_plugins, monkeypatch):
     monkeypatch.setenv(plugins.ALLOW_LIST_ENV, "wordcount, modeldeploy-sentiment")
     catalog = plugins.get_catalog(refresh=True)
