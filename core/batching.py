@@ -31,6 +31,7 @@ from .errors import (
     ModelDeployError,
     ModelNotReadyError,
     OverloadedError,
+    PluginContractError,
     PredictionError,
     PredictionTimeoutError,
 )
@@ -249,6 +250,11 @@ class Batcher:
         """One padded forward pass; on failure, bisect so only the culprit item(s) fail."""
         try:
             outputs = self.wrapper.run_prepared([item.text for item in items])
+        except PluginContractError as exc:  # the plugin's fault, whatever the items: no bisecting it away
+            log.error("model %s: %s", self.name, exc)
+            for item in items:
+                self._fail(item, exc)
+            return
         except Exception as exc:
             if len(items) == 1:
                 self._fail(items[0], exc)
@@ -269,7 +275,9 @@ class Batcher:
         if request.error is None:
             where = f"item {item.index}" if request.size > 1 else "the input"
             log.warning("model %s failed on %s: %s: %s", self.name, where, type(exc).__name__, exc)
-            request.error = PredictionError(f"model {self.name!r} failed on {where}: {type(exc).__name__}: {exc}")
+            message = (f"model {self.name!r} failed: {exc}" if isinstance(exc, PluginContractError)
+                       else f"model {self.name!r} failed on {where}: {type(exc).__name__}: {exc}")
+            request.error = PredictionError(message)
         self._finish(request)
 
     @staticmethod

@@ -64,6 +64,11 @@ class PluginError(ModelDeployError, RuntimeError):
     """A plugin registered something that is not a usable ModelWrapper."""
 
 
+class PluginContractError(PluginError):
+    """A plugin's wrapper broke the ModelWrapper contract at run time (e.g. one output per input);
+    a bug in that plugin, not in the request, so it is never retried item by item."""
+
+
 class ModelNotReadyError(ModelDeployError):
     """The model exists but is still loading (or failed to load); try again later."""
 

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 from .batch_planner import CostModel, plan_batches
 from .devices import resolve_device, validate_device
-from .errors import ConfigError, ModelDeployError, ModelLoadError
+from .errors import ConfigError, ModelDeployError, ModelLoadError, PluginContractError
 from .inputs import normalize_texts
 from .jsonsafe import to_jsonable
 
@@ -214,8 +214,10 @@ class ModelWrapper:
         with self._lock, torch.inference_mode():
             outputs = self.predict_batch(list(prepared))
         if len(outputs) != len(prepared):
-            raise ModelDeployError(
-                f"{type(self).__name__}.predict_batch returned {len(outputs)} outputs for {len(prepared)} inputs"
+            cls = type(self)
+            raise PluginContractError(
+                f"plugin bug: {cls.__module__}.{cls.__qualname__}.predict_batch returned {len(outputs)} outputs "
+                f"for {len(prepared)} inputs; it must return exactly one output per input, in order"
             )
         return [to_jsonable(self.postprocess(output)) for output in outputs]
 

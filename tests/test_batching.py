@@ -350,6 +350,27 @@ def test_a_poisoned_item_fails_alone(gated) -> None:
     assert any(len(b) > 1 and any("POISON" in t for t in b) for b in gated.batches)
 
 
+class DeduplicatingSentiment(SentimentWrapper):
+    """A plugin bug batch splitting used to hide: identical texts in one batch get one output."""
+
+    def predict_batch(self, items: list[str]) -> list[Any]:
+        return super().predict_batch(list(dict.fromkeys(items)))
+
+
+def test_a_batch_with_dropped_results_is_an_error_naming_the_plugin(tiny_models) -> None:
+    wrapper = DeduplicatingSentiment(source=str(tiny_models["sentiment"]), device="cpu").ensure_loaded()
+    assert wrapper.run_batch(["fine"]) == SentimentWrapper.run_batch(wrapper, ["fine"])  # alone, it works
+    batcher = started(wrapper, max_batch_size=8)
+    try:
+        with pytest.raises(PredictionError) as caught:
+            batcher.predict(["same text", "same text", "other"])
+    finally:
+        batcher.close()
+    assert str(caught.value) == (
+        "model 'sentiment' failed: plugin bug: test_batching.DeduplicatingSentiment.predict_batch returned 2 "
+        "outputs for 3 inputs; it must return exactly one output per input, in order")
+
+
 def test_close_fails_queued_work_and_refuses_new_work(gated) -> None:
     batcher = started(gated)
     gated.gate.clear()
