@@ -50,6 +50,8 @@ class ModelConfig:
     batch: BatchConfig = field(default_factory=BatchConfig)
     sha256: str | None = None
     trust_unsigned: bool = False
+    #: Seconds one load attempt may take before it is abandoned (and retried like a failure).
+    load_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,19 @@ class ServerConfig:
     max_items: int = 256
     #: torch intra-op threads for the inference threads; 0 means one per CPU the process may use.
     torch_threads: int = 0
+    #: A model that failed to load is tried again after this many seconds, doubling up to the max.
+    load_retry_seconds: float = 5.0
+    load_retry_max_seconds: float = 300.0
+    #: A kept-alive connection with no request in progress is closed after this many seconds.
+    idle_timeout_seconds: float = 75.0
+    #: A request whose next bytes do not arrive for this long, or that is not whole after
+    #: ``request_timeout_seconds``, is answered 408 and its connection closed.
+    read_timeout_seconds: float = 5.0
+    request_timeout_seconds: float = 60.0
+    #: Open connections at most; 0: as many as the process may open files, less a reserve.
+    connection_limit: int = 0
+    #: On SIGTERM, how long requests in flight may take to finish before the server exits.
+    shutdown_grace_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +178,12 @@ def _positive(value: float, path: str, allow_zero: bool = False) -> None:
         raise ConfigError(f"{path} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
 
 
+def _positive_number(value: Any, path: str) -> float:
+    number = _check(value, float, path)
+    _positive(number, path)
+    return number
+
+
 def _parse_batch(data: Any, path: str) -> BatchConfig:
     data = _mapping(data, path)
     _no_unknown(data, BatchConfig, path)
@@ -209,6 +230,7 @@ def _parse_model(data: Any, path: str) -> ModelConfig:
         batch=_parse_batch(data.get("batch"), f"{path}.batch"),
         sha256=sha256,
         trust_unsigned=_check(data.get("trust_unsigned", False), bool, f"{path}.trust_unsigned"),
+        load_timeout=_positive_number(data.get("load_timeout", ModelConfig.load_timeout), f"{path}.load_timeout"),
     )
 
 
@@ -225,6 +247,13 @@ def _parse_server(data: Any) -> ServerConfig:
         _positive(getattr(server, key), f"server.{key}")
     _positive(server.threads, "server.threads", allow_zero=True)
     _positive(server.torch_threads, "server.torch_threads", allow_zero=True)
+    _positive(server.connection_limit, "server.connection_limit", allow_zero=True)
+    for key in ("load_retry_seconds", "load_retry_max_seconds", "idle_timeout_seconds", "read_timeout_seconds",
+                "request_timeout_seconds", "shutdown_grace_seconds"):
+        _positive(getattr(server, key), f"server.{key}")
+    if server.load_retry_max_seconds < server.load_retry_seconds:
+        raise ConfigError(f"server.load_retry_max_seconds ({server.load_retry_max_seconds:g}) must be at least "
+                          f"server.load_retry_seconds ({server.load_retry_seconds:g})")
     return server
 
 

@@ -89,6 +89,10 @@ class PredictionTimeoutError(ModelDeployError, TimeoutError):
     """The request waited longer than its timeout; its work was dropped (HTTP 504)."""
 
 
+class AttemptTimeoutError(ModelDeployError, TimeoutError):
+    """A call did not finish within its deadline and was abandoned (see ``modeldeploy.retrying``)."""
+
+
 class PredictionError(ModelDeployError):
     """The model raised while computing this item (HTTP 500); the companions in its batch are unaffected."""
 

@@ -1,10 +1,13 @@
 """The registry: the served models by name, each with its status, wrapper and batcher.
 
 The app, the CLI and health checks read it; they never touch torch or a plugin directly. Models
-load in one background thread at start-up (the server answers while they load) or, when the
-config says ``lazy: true``, on first use. A model that fails to load is ``failed`` with its reason
-and never stops the others. Every model loads through :func:`modeldeploy.loading.load`, the same
-path as ``modeldeploy.load()``.
+load in the background at start-up, all at once (the server answers while they load), or, when
+the config says ``lazy: true``, on first use. Each load attempt may take ``load_timeout`` seconds;
+a model whose attempt fails or times out is ``failed`` with its reason and the time of its next
+attempt, and is tried again with backoff (``server.load_retry_seconds``, doubling up to
+``load_retry_max_seconds``) until it is ready: a bucket briefly down or a folder mounted late
+heals without a restart, and one model never holds back another. Every model loads through
+:func:`modeldeploy.loading.load`, the same path as ``modeldeploy.load()``.
 
 A request looks its model up once (:meth:`Registry.model`, unknown names raise) and hands the
 :class:`ServedModel` its validated texts (:meth:`ServedModel.predict_texts`), which are prepared
@@ -14,18 +17,28 @@ once and queued on the model's batcher.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
 from typing import Any
 
 from . import loading, metrics
 from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
-from .errors import ModelDeployError, ModelNotReadyError, ModelNotServedError, UnknownModelError, failure_reason
+from .errors import (
+    AttemptTimeoutError,
+    ModelDeployError,
+    ModelNotReadyError,
+    ModelNotServedError,
+    UnknownModelError,
+    failure_reason,
+)
 from .inputs import normalize_texts
-from .plugins import Catalog, ModelEntry, get_catalog
+from .plugins import PLUGIN_FAULTS, Catalog, ModelEntry, get_catalog
+from .retrying import Backoff, call_with_timeout
 from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
@@ -44,10 +57,21 @@ class ModelStatus:
     demo: str | None = None
     #: What to do about a failure, when the reason does not say.
     fix: str | None = None
+    #: Load attempts made so far, and when (epoch seconds) the next one starts after a failure.
+    attempts: int = 0
+    retry_at: float | None = None
+
+    def retry_in(self, now: float | None = None) -> float | None:
+        """Seconds until the next load attempt, or None when none is scheduled."""
+        return None if self.retry_at is None else max(0.0, self.retry_at - (time.time() if now is None else now))
 
     def as_dict(self) -> dict[str, Any]:
+        retry_in = self.retry_in()
         return {"state": self.state, "reason": self.reason, "fix": self.fix, "load_seconds": self.load_seconds,
-                "demo": self.demo}
+                "demo": self.demo, "attempts": self.attempts,
+                "next_retry_at": None if self.retry_at is None else
+                datetime.fromtimestamp(self.retry_at, timezone.utc).isoformat(timespec="seconds"),
+                "next_retry_in_seconds": None if retry_in is None else math.ceil(retry_in)}
 
 
 class ServedModel:
@@ -91,7 +115,11 @@ class ServedModel:
             raise ModelNotReadyError(f"model {self.name!r} is loading (lazy start); retry shortly")
         if state == LOADING:
             raise ModelNotReadyError(f"model {self.name!r} is still loading; retry shortly")
-        raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
+        retry_in = self.status.retry_in()
+        if retry_in is None:
+            raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
+        raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason} (next attempt in "
+                                 f"{math.ceil(retry_in)} s)", retry_after=max(1, math.ceil(retry_in)))
 
     def predict_texts(self, texts: Sequence[str]) -> list[Any]:
         """Results for validated texts, in order: each prepared once, then batched."""
@@ -116,10 +144,13 @@ class Registry:
         if missing:
             raise UnknownModelError(missing[0], self.catalog.models)
         self.names: list[str] = config.served_names(self.catalog.models)
-        self._models = {name: ServedModel(self.catalog.models[name], config.model(name), self._start_lazy_load)
+        self._models = {name: ServedModel(self.catalog.models[name], config.model(name), self._start_loading)
                         for name in self.names}
         self._lock = threading.Lock()
-        self._loader: threading.Thread | None = None
+        self._closing = threading.Event()
+        self._first_attempts: dict[str, threading.Event] = {}
+        server = config.server
+        self._backoff = Backoff(server.load_retry_seconds, server.load_retry_max_seconds)
 
     # ------------------------------------------------------------------ lookup
     def model(self, name: str) -> ServedModel:
@@ -147,46 +178,82 @@ class Registry:
 
     # ------------------------------------------------------------------ loading
     def start(self, background: bool = True) -> None:
-        """Load every non-lazy model, in a background thread unless ``background=False``."""
+        """Load every non-lazy model, each in its own thread; ``background=False`` returns once
+        each has been tried (failed models keep retrying in the background)."""
         configure_torch_threads(self.config.server.torch_threads)
-        eager = [m for m in self._models.values() if not m.config.lazy]
-        with self._lock:
-            for served in eager:
-                if served.status.state == IDLE:
-                    served.set_status(ModelStatus(LOADING))
+        for served in self._models.values():
+            if not served.config.lazy:
+                self._start_loading(served)
         if not background:
-            for served in eager:
-                self._load(served)
-            return
-        self._loader = threading.Thread(target=lambda: [self._load(m) for m in eager],
-                                        name="modeldeploy-loader", daemon=True)
-        self._loader.start()
+            self.wait_until_loaded()
 
     def wait_until_loaded(self, timeout: float | None = None) -> bool:
-        """Block until the start-up loader has finished (True) or ``timeout`` passed (False)."""
-        if self._loader is not None:
-            self._loader.join(timeout)
-            return not self._loader.is_alive()
+        """Block until every model being loaded has been tried once (True), or ``timeout`` passed."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for tried in list(self._first_attempts.values()):
+            if not tried.wait(None if deadline is None else max(0.0, deadline - time.monotonic())):
+                return False
         return True
 
-    def _load(self, served: ServedModel) -> None:
+    def _start_loading(self, served: ServedModel) -> None:
+        with self._lock:
+            if served.status.state != IDLE or self._closing.is_set():
+                return
+            served.set_status(ModelStatus(LOADING))
+            tried = self._first_attempts[served.name] = threading.Event()
+        threading.Thread(target=self._keep_loading, args=(served, tried), name=f"modeldeploy-load-{served.name}",
+                         daemon=True).start()
+
+    def _keep_loading(self, served: ServedModel, tried: threading.Event) -> None:
+        """Attempt, and after a failure wait out the backoff and attempt again, until ready or closed."""
+        attempt = 0
+        while not self._closing.is_set():
+            attempt += 1
+            served.set_status(replace(served.status, state=LOADING, attempts=attempt, retry_at=None))
+            ready = self._attempt(served, attempt)
+            tried.set()
+            if ready:
+                return
+            delay = self._backoff.delay(attempt)
+            served.set_status(replace(served.status, retry_at=time.time() + delay))
+            log.info("model %s: load attempt %d failed; next attempt in %.1fs", served.name, attempt, delay)
+            if self._closing.wait(delay):
+                return
+
+    def _attempt(self, served: ServedModel, attempt: int) -> bool:
+        """One load, bounded by ``load_timeout``; True when the model is ready."""
         started = time.perf_counter()
+        timeout = served.config.load_timeout
         try:
-            wrapper, demo = self._load_wrapper(served)
-            batcher = Batcher(wrapper, served.config.batch, served.name).start()
-        except Exception as exc:  # any failure is this model's alone
-            reason = failure_reason(exc)
+            wrapper, demo, batcher = call_with_timeout(
+                lambda: self._load(served), timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
+                discard=lambda late: late[2].close())
+        except PLUGIN_FAULTS as exc:  # any failure is this model's alone
+            elapsed = time.perf_counter() - started
+            if isinstance(exc, AttemptTimeoutError):
+                reason = (f"loading did not finish within models.{served.name}.load_timeout ({timeout:g} s); "
+                          "that attempt was abandoned")
+            else:
+                reason = failure_reason(exc)
             log.error("model %s failed to load: %s", served.name, reason,
                       exc_info=not isinstance(exc, ModelDeployError))
             fix = getattr(exc, "fix", None) or (f"fix models.{served.name} in the server's config (source, "
-                                                "settings) and restart; the server log has the details")
-            served.set_status(ModelStatus(FAILED, reason, time.perf_counter() - started, fix=fix))
-            return
-        elapsed = time.perf_counter() - started
-        served.batcher = batcher
-        served.set_status(ModelStatus(READY, None, elapsed, demo))
-        log.info("model %s ready in %.2fs (source %s, device %s)", served.name, elapsed,
+                                                "settings) if retrying does not help; the server log has the details")
+            served.set_status(ModelStatus(FAILED, reason, elapsed, fix=fix, attempts=attempt))
+            return False
+        with self._lock:
+            if self._closing.is_set():  # closed while loading: nothing may serve any more
+                batcher.close()
+                return False
+            served.batcher = batcher
+            served.set_status(ModelStatus(READY, None, time.perf_counter() - started, demo, attempts=attempt))
+        log.info("model %s ready in %.2fs (source %s, device %s)", served.name, served.status.load_seconds,
                  wrapper.source if demo else served.source, wrapper.device)
+        return True
+
+    def _load(self, served: ServedModel) -> tuple[ModelWrapper, str | None, Batcher]:
+        wrapper, demo = self._load_wrapper(served)
+        return wrapper, demo, Batcher(wrapper, served.config.batch, served.name).start()
 
     def _load_wrapper(self, served: ServedModel) -> tuple[ModelWrapper, str | None]:
         """The model's wrapper, and why it is its task's demo model instead, if the config allows one."""
@@ -198,14 +265,6 @@ class Registry:
             return loading.load_or_demo(*arguments, **options)
         return loading.load(*arguments, **options), None
 
-    def _start_lazy_load(self, served: ServedModel) -> None:
-        with self._lock:
-            if served.status.state != IDLE:
-                return
-            served.set_status(ModelStatus(LOADING))
-        threading.Thread(target=self._load, args=(served,), name=f"modeldeploy-load-{served.name}",
-                         daemon=True).start()
-
     # ------------------------------------------------------------------ serving
     def predict(self, name: str, data: str | Sequence[str]) -> Any:
         """Validate ``data`` and run it through the named model's batcher (one result or a list,
@@ -216,7 +275,10 @@ class Registry:
         return results[0] if single else results
 
     def close(self) -> None:
-        """Stop every model's inference thread (queued requests fail as 'shutting down')."""
+        """Stop loading and retrying, and every model's inference thread (queued requests fail as
+        'shutting down')."""
+        with self._lock:
+            self._closing.set()
         for served in self._models.values():
             if served.batcher is not None:
                 served.batcher.close()
