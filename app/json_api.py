@@ -6,13 +6,12 @@ POST: the original app documented ``GET /predict`` with a JSON body, and clients
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
-from modeldeploy.inputs import normalize_texts
+from modeldeploy.inputs import decode_json, normalize_texts
 
 from .models import describe_models
 from .observability import record_model
@@ -24,16 +23,12 @@ BODY_HELP = 'send a JSON object such as {"model_name": "sentiment", "data": "som
 
 
 def read_json_body() -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 that says what is wrong with it."""
+    """The request body as a JSON object, or a 400 that says what is wrong with it (``decode_json``
+    refuses invalid UTF-8, deep nesting, huge numbers and lone surrogates, naming where)."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise BadRequest(f"request body is empty; {BODY_HELP}")
-    try:
-        body = json.loads(raw)
-    except UnicodeDecodeError:
-        raise BadRequest("request body is not UTF-8 text") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"request body is not valid JSON ({exc}); {BODY_HELP}") from None
+    body = decode_json(raw)
     if not isinstance(body, dict):
         raise BadRequest(f"request body must be a JSON object, got {_json_type(body)}; {BODY_HELP}")
     return body

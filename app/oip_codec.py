@@ -13,19 +13,20 @@ the raw tensors, and ``BYTES`` elements travel as a 4-byte little-endian length 
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from modeldeploy.errors import InvalidInputError
+from modeldeploy.inputs import decode_json
 
 INPUT_NAME = "text"
 OUTPUT_NAME = "result"
 DATATYPE = "BYTES"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _LENGTH_PREFIX = struct.Struct("<I")
+_INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,7 @@ def tensor_metadata(name: str) -> dict[str, Any]:
 def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
     """Validate an infer request body (JSON, or JSON + binary tensors); 400 on any mistake."""
     header, binary = _split_body(body, header_length)
-    try:
-        document = json.loads(header)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidInputError(f"request body is not valid JSON: {exc}") from None
+    document = decode_json(header)  # bounded: no deep nesting, huge numbers or lone surrogates
     if not isinstance(document, dict):
         raise InvalidInputError(f"request body must be a JSON object, got {type(document).__name__}")
     request_id = document.get("id")
@@ -115,13 +113,26 @@ def _parse_inputs(inputs: Any, binary: bytes) -> tuple[list[str], list[int], int
                 f"input {INPUT_NAME!r} binary_data_size must be an integer within the {len(binary)} binary bytes sent"
             )
         texts, used = _binary_elements(binary[:size]), size
-    if len(texts) != math.prod(shape):
+    elements = _element_count(shape)
+    if elements != len(texts):
+        counted = "more than 2**63-1" if elements is None else elements
         raise InvalidInputError(
-            f"input {INPUT_NAME!r} has shape {shape} ({math.prod(shape)} elements) but {len(texts)} data elements"
+            f"input {INPUT_NAME!r} has shape {shape} ({counted} elements) but {len(texts)} data elements"
         )
     if not texts:
         raise InvalidInputError(f"input {INPUT_NAME!r} has no elements; send at least one text")
     return texts, shape, used
+
+
+def _element_count(shape: list[int]) -> int | None:
+    """The product of ``shape``, or None once it is past what the protocol's int64 holds: a hostile
+    shape (a thousand 1000-digit dimensions) would make a product too slow to compute or print."""
+    count = 0 if 0 in shape else 1
+    for dimension in shape:
+        count *= dimension
+        if count > _INT64_MAX:
+            return None
+    return count
 
 
 def _json_elements(data: Any) -> list[str]:
