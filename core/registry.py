@@ -274,12 +274,12 @@ class Registry:
         results = served.predict_texts(texts)
         return results[0] if single else results
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 10.0) -> None:
         """Stop loading and retrying, and every model's inference thread (queued requests fail as
-        'shutting down')."""
+        'shutting down'); waits up to ``timeout`` seconds for each running round to end."""
         with self._lock:
             self._closing.set()
         for served in self._models.values():
             if served.batcher is not None:
-                served.batcher.close()
+                served.batcher.close(timeout)
 

@@ -84,7 +84,8 @@ class LiveServer:
 
     def wait_listening(self, timeout: float) -> None:
         if not self._listening.wait(timeout) or not self.url:
-            raise RuntimeError(f"modeldeploy serve did not start listening:\n{self.output()}")
+            status = self.process.poll()
+            raise RuntimeError(f"modeldeploy serve did not start listening (exit status {status}):\n{self.output()}")
 
     def wait_ready(self, timeout: float) -> None:
         """Poll ``/health/ready`` until it answers 200."""

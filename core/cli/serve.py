@@ -2,8 +2,9 @@
 
 waitress is pure Python (no compiler, runs wherever the core runs, Windows included), serves
 from a pool of threads, which suits models that release the GIL inside torch, and buffers
-request bodies before the app sees them. The command prints the address it listens on, with
-the real port when ``--port 0`` asks for any free one.
+request bodies before the app sees them; :mod:`.http_server` adds connection timeouts and the
+drain on SIGTERM. The command prints the address it listens on, with the real port when
+``--port 0`` asks for any free one.
 """
 
 from __future__ import annotations
@@ -12,10 +13,8 @@ import argparse
 import dataclasses
 import logging
 import os
-import signal
 import sys
-from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from ..config import load_config
 from ..errors import ConfigError
@@ -23,6 +22,7 @@ from ..hub import go_offline_if_unreachable
 from ..logs import LOG_FORMATS
 from ..plugins import get_catalog
 from ..registry import Registry
+from .http_server import HttpServer
 
 log = logging.getLogger(__name__)
 
@@ -42,13 +42,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=run_serve)
 
 
-def _stop(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(0)
-
-
 def run_serve(args: argparse.Namespace) -> int:
-    from waitress import create_server
-
     from ..app import create_app
 
     go_offline_if_unreachable()
@@ -64,44 +58,32 @@ def run_serve(args: argparse.Namespace) -> int:
     threads = config.http_threads(registry.names)
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:
-        server = create_server(
-            app,
-            host=server_config.host,
-            port=server_config.port,
-            threads=threads,
-            # waitress's default of 100 connections would leave threads idle while clients wait
-            connection_limit=max(100, 2 * threads),
-            max_request_body_size=server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
-            ident="modeldeploy",
-        )
+        server = HttpServer(app, server_config, threads, server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR)
     except OSError as exc:
         print(f"error: cannot listen on {server_config.host}:{server_config.port}: {exc.strerror or exc}",
               file=sys.stderr)
         return 1
+    server.stop_on_signals()
     registry.start()  # in the background, once the port is ours: the server answers while models load
-    signal.signal(signal.SIGTERM, _stop)
-    for host, port in listen_addresses(server):
+    for host, port in server.addresses:
         print(f"modeldeploy listening on {url(host, port)}", flush=True)
-    server.run()  # returns on SIGTERM or Ctrl-C, once waitress has stopped its threads
-    registry.close()  # queued requests get "shutting down" rather than silence
-    _close_and_exit(server, 0)
-
-
-def listen_addresses(server: Any) -> list[tuple[str, int]]:
-    """The (host, port) pairs waitress really bound: one server or several (``localhost``)."""
-    listen = getattr(server, "effective_listen", None)
-    return list(listen) if listen else [(server.effective_host, server.effective_port)]
+    server.serve()  # until SIGTERM or Ctrl-C
+    # past the grace period, queued requests get "shutting down" rather than silence
+    unfinished = server.drain(stop_models=lambda: registry.close(timeout=0))
+    if unfinished:
+        log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
+    log.info("stopped")
+    _exit(0)
 
 
 def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _close_and_exit(server: Any, status: int) -> NoReturn:
-    """Close the sockets, then leave without interpreter teardown: a model still loading in a background thread would
+def _exit(status: int) -> NoReturn:
+    """Leave without interpreter teardown: a model still loading in a background thread would
     otherwise abort the process inside torch's C++ code ("terminate called without an active
     exception") instead of letting it exit with status 0."""
-    server.close()
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -1,0 +1,198 @@
+"""The HTTP server under the app: waitress, with connection timeouts and a graceful drain.
+
+waitress reads sockets in one event loop and runs requests on a thread pool. What it lacks for a
+server behind an orchestrator is added here:
+
+- **Idle connections never lock anyone out.** waitress stops accepting once its connection cap
+  is reached, and idle keep-alive sockets count towards it; with the cap at twice the thread pool,
+  a few hundred idle clients kept new clients and health checks out. The cap now follows the
+  process's open-file limit (raised to its hard limit), the loop uses ``poll()`` (``select()``
+  cannot watch more than 1024 sockets), and an idle connection is closed after
+  ``server.idle_timeout_seconds``.
+- **A request that stops arriving is answered.** One that has started but whose next bytes do not
+  come for ``read_timeout_seconds`` (a ``Content-Length`` longer than the body), or that is not
+  whole after ``request_timeout_seconds`` (a slow-drip client), gets a JSON 408 and is closed.
+- **SIGTERM drains.** The listening sockets close at once (new connections are refused), requests
+  in flight finish and their answers are sent, for up to ``shutdown_grace_seconds``; then the
+  models stop (what is still queued is answered 503) and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import resource
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from waitress import wasyncore
+from waitress.adjustments import Adjustments
+from waitress.channel import HTTPChannel
+from waitress.server import TcpWSGIServer
+from waitress.task import ThreadedTaskDispatcher
+
+from ..config import ServerConfig
+
+log = logging.getLogger(__name__)
+
+#: File descriptors kept back from the connection cap for model files, logs and pipes.
+FD_RESERVE = 256
+#: How often (seconds) connections are checked for timeouts, and the longest the loop sleeps.
+CHECK_INTERVAL = 0.5
+#: After the grace period, how long answers to cancelled requests may take to go out.
+FINAL_FLUSH_SECONDS = 2.0
+
+
+@dataclass(frozen=True)
+class ConnectionTimeouts:
+    """Seconds: idle keep-alive, silence in the middle of a request, and one whole request."""
+
+    idle: float
+    read: float
+    request: float
+
+
+class _Channel(HTTPChannel):
+    """A connection that remembers when the request it is receiving began."""
+
+    request_started = 0.0
+
+    def received(self, data: bytes) -> bool:
+        if self.request is None and data:
+            self.request_started = time.time()
+        return super().received(data)
+
+
+class _Server(TcpWSGIServer):
+    """One listening socket whose periodic maintenance enforces :class:`ConnectionTimeouts`."""
+
+    channel_class = _Channel
+
+    def __init__(self, *args: Any, timeouts: ConnectionTimeouts, **kwargs: Any) -> None:
+        self.timeouts = timeouts
+        super().__init__(*args, **kwargs)
+
+    def maintenance(self, now: float) -> None:
+        for channel in list(self.active_channels.values()):
+            if channel.requests or channel.will_close or channel.close_when_flushed:
+                continue  # a request is being answered, or the connection is closing already
+            if channel.request is None:
+                if channel.last_activity < now - self.timeouts.idle and not channel.total_outbufs_len:
+                    channel.will_close = True
+            elif channel.last_activity < now - self.timeouts.read:
+                _answer_408(channel, f"no bytes of the request arrived for {self.timeouts.read:g} s (is "
+                                     "Content-Length larger than the body sent?)")
+            elif channel.request_started < now - self.timeouts.request:
+                _answer_408(channel, f"the request was not received in full within {self.timeouts.request:g} s")
+
+
+def _answer_408(channel: HTTPChannel, why: str) -> None:
+    """Answer the half-received request with a JSON 408 and close the connection once it is sent."""
+    body = json.dumps({"error": {"status": 408, "message": f"request timeout: {why}; send the whole request "
+                                                           "promptly"}}).encode()
+    head = (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            "Connection: close\r\nServer: modeldeploy\r\n\r\n").encode()
+    with channel.outbuf_lock:
+        channel.outbufs[-1].append(head + body)
+        channel.current_outbuf_count += len(head) + len(body)
+        channel.total_outbufs_len += len(head) + len(body)
+    channel.request = None
+    channel.close_when_flushed = True
+    log.info("408 to %s: %s", channel.addr, why)
+
+
+def connection_limit(configured: int) -> int:
+    """``configured``, or (0) as many connections as the open-file limit allows, less a reserve;
+    the soft limit is raised to the hard one first, as most servers do."""
+    if configured:
+        return configured
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 65536)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError):
+            pass
+    return max(100, soft - FD_RESERVE)
+
+
+class HttpServer:
+    """The app on every address ``host`` resolves to, served until a stop signal, then drained."""
+
+    def __init__(self, app: Callable[..., Any], config: ServerConfig, threads: int, max_body_bytes: int) -> None:
+        self.config = config
+        self.adjustments = Adjustments(
+            host=config.host, port=config.port, threads=threads, ident="modeldeploy",
+            connection_limit=connection_limit(config.connection_limit), asyncore_use_poll=True,
+            max_request_body_size=max_body_bytes, cleanup_interval=1,
+        )
+        timeouts = ConnectionTimeouts(config.idle_timeout_seconds, config.read_timeout_seconds,
+                                      config.request_timeout_seconds)
+        self.map: dict[int, Any] = {}
+        self.dispatcher = ThreadedTaskDispatcher()
+        self.dispatcher.set_thread_count(threads)
+        self.listeners = [
+            _Server(app, self.map, dispatcher=self.dispatcher, adj=self.adjustments, sockinfo=sockinfo,
+                    timeouts=timeouts)
+            for sockinfo in self.adjustments.listen
+        ]
+        self._stop = threading.Event()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [(listener.effective_host, int(listener.effective_port)) for listener in self.listeners]
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM and Ctrl-C start the drain (the loop notices within :data:`CHECK_INTERVAL`)."""
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: self._stop.set())
+
+    def serve(self) -> None:
+        """Answer requests until a stop signal."""
+        while not self._stop.is_set():
+            self._run_loop_once()
+
+    def drain(self, stop_models: Callable[[], None]) -> int:
+        """Refuse new connections, let requests in flight finish within the grace period, then
+        ``stop_models()`` and send what that answers. Returns how many requests were still running."""
+        for listener in self.listeners:
+            listener.accepting = False
+            listener.del_channel()
+            listener.socket.close()
+        log.info("stopping: no new connections; waiting up to %gs for requests in flight",
+                 self.config.shutdown_grace_seconds)
+        deadline = time.monotonic() + self.config.shutdown_grace_seconds
+        while self._close_idle_channels() and time.monotonic() < deadline:
+            self._run_loop_once()
+        still_running = self._close_idle_channels()
+        stop_models()
+        flush_until = time.monotonic() + FINAL_FLUSH_SECONDS
+        while self._close_idle_channels() and time.monotonic() < flush_until:
+            self._run_loop_once()
+        self.dispatcher.shutdown(cancel_pending=True, timeout=1)
+        wasyncore.close_all(self.map)
+        return still_running
+
+    def _run_loop_once(self) -> None:
+        wasyncore.loop(timeout=CHECK_INTERVAL, map=self.map, use_poll=True, count=1)
+        if self._stop.is_set():  # the closed listeners are no longer polled, so their upkeep runs here
+            for listener in self.listeners:
+                listener.maintenance(time.time())
+
+    def _close_idle_channels(self) -> int:
+        """Close connections with nothing in flight; return how many still have a request."""
+        busy = 0
+        for channel in list(self.map.values()):
+            if not isinstance(channel, HTTPChannel) or channel.will_close:
+                continue
+            if channel.requests or channel.request is not None or channel.total_outbufs_len:
+                busy += 1
+            else:
+                channel.will_close = True
+        return busy
