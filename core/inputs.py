@@ -112,7 +112,7 @@ def _check_depth_and_numbers(raw: bytes, text: str, what: str) -> None:
         elif first in "]}":
             depth -= 1
         else:
-            raise InvalidInputError(f"{_subject(what, key)} has a number with {len(token.group())} digits, "
+            raise InvalidInputError(f"{_subject(what, key)} has a number with {len(token.group())} digits in a row, "
                                     f"at most {MAX_NUMBER_DIGITS} are accepted, at {_place(text, token.start())}")
 
 

@@ -83,7 +83,8 @@ def test_lone_surrogate_in_infer_data_and_id_is_400(client):
 
 def test_python_api_refuses_lone_surrogates_before_the_tokenizer():
     """``normalize_texts`` validates every predict call (HTTP, Registry.predict, Batcher.predict)."""
-    with pytest.raises(InvalidInputError, match=r"^data\[1\] is not valid Unicode text: lone surrogate U\+D800 at index 2"):
+    expected = r"^data\[1\] is not valid Unicode text: lone surrogate U\+D800 at index 2"
+    with pytest.raises(InvalidInputError, match=expected):
         normalize_texts(["ok", "ab\ud800"])
     with pytest.raises(InvalidInputError, match=r"^data is not valid Unicode"):
         normalize_texts("\udfff")
@@ -117,7 +118,7 @@ def test_brackets_inside_strings_are_not_nesting(client):
 # --------------------------------------------------------------------------- huge numbers
 def test_number_with_thousands_of_digits_is_400(client):
     message = predict_error(client, '{"model_name": "echo", "data": ' + "7" * 5000 + "}")
-    assert message == ("request body field 'data' has a number with 5000 digits, "
+    assert message == ("request body field 'data' has a number with 5000 digits in a row, "
                        f"at most {MAX_NUMBER_DIGITS} are accepted, at line 1 column 32 (char 31)")
     negative = '{"model_name": "echo", "data": "x", "n": -' + "1" * 4301 + "}"
     assert "field 'n' has a number with 4301 digits" in predict_error(client, negative)
