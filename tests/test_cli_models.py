@@ -2,10 +2,14 @@
 
 import json
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 
 import pytest
+from live_server import running_server
 
 
 def run_cli(*args, env_extra=None, stdin=None):
@@ -44,6 +48,40 @@ def test_a_plugin_calling_sys_exit_does_not_end_import_modeldeploy(extra_plugins
                             env={**os.environ, "PYTHONPATH": str(extra_plugins_path)})
     assert result.returncode == 0, result.stderr
     assert "'wordcount'" in result.stdout and "'sentiment'" in result.stdout
+
+
+def test_list_server_shows_what_failed_to_load_and_when_it_is_tried_again(tiny_models, tmp_path):
+    config = {"serve": ["ner", "sentiment"],
+              "models": {"sentiment": {"source": str(tmp_path / "not-mounted-yet")},
+                         "ner": {"source": str(tiny_models["ner"])}},
+              "server": {"load_retry_seconds": 60, "load_retry_max_seconds": 60}}
+    with running_server(config, tmp_path, ready=False) as server:
+        for _ in range(600):
+            statuses = {m["name"]: m["status"] for m in server.request("GET", "/models").json()["models"]}
+            if statuses["sentiment"]["state"] == "failed" and statuses["ner"]["state"] == "ready":
+                break
+            time.sleep(0.1)
+        failed = statuses["sentiment"]
+        assert failed["attempts"] == 1 and 40 <= failed["next_retry_in_seconds"] <= 72
+        assert failed["next_retry_at"].endswith("+00:00")
+        assert statuses["ner"]["next_retry_in_seconds"] is None
+        result = run_cli("list", "--server", server.url)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "STATE", "ATTEMPTS", "NEXT", "ATTEMPT", "REASON"]
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert rows["ner"].split()[1:4] == ["ready", "1", "-"]
+    assert rows["sentiment"].split()[1:3] == ["failed", "1"]
+    assert re.search(r" in \d+ s +could not load model 'sentiment'", rows["sentiment"])
+
+
+def test_list_server_says_when_the_server_cannot_be_reached():
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+    result = run_cli("list", "--server", f"http://127.0.0.1:{port}")
+    assert result.returncode != 0
+    assert f"error: cannot read http://127.0.0.1:{port}/models:" in result.stderr
 
 
 def test_allow_list_applies_to_the_cli():

@@ -144,6 +144,11 @@ function showStatus(model) {
   reason.textContent = model.status.reason || "";
   reason.title = model.status.reason || "";
   reason.hidden = !model.status.reason;
+  const retry = card.querySelector('[data-role="retry"]');
+  const retryIn = model.status.next_retry_in_seconds;
+  retry.hidden = retryIn === null || retryIn === undefined;
+  retry.textContent = retry.hidden ? "" :
+    "Tried " + model.status.attempts + " time(s); next attempt in " + retryIn + " s";
   card.querySelector('[data-role="fix-text"]').textContent = model.status.fix || "";
   card.querySelector('[data-role="fix"]').hidden = !model.status.fix;
   const demo = card.querySelector('[data-role="demo"]');
@@ -166,7 +171,8 @@ async function refreshStatuses() {
     const models = (await (await fetch("/models")).json()).models;
     models.forEach(showStatus);
     showDemoBanner(models);
-    again = models.some((m) => m.status.state === "loading") ? STATUS_POLL_MS : 0;
+    const retrying = models.some((m) => m.status.next_retry_in_seconds !== null);
+    again = models.some((m) => m.status.state === "loading") ? STATUS_POLL_MS : retrying ? STATUS_POLL_MS * 5 : 0;
   } catch (error) {
     // the server may be restarting: try again later
   } finally {
@@ -182,4 +188,4 @@ for (const card of document.querySelectorAll(".card")) {
     run(card, form);
   });
 }
-if (document.querySelector(".status-loading, .status-idle")) refreshStatuses();
+if (document.querySelector(".status-loading, .status-idle, .retry:not([hidden])")) refreshStatuses();

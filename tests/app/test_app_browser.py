@@ -134,3 +134,23 @@ def test_homepage_screenshot(browser, tiny_server, tmp_path):
     assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     if os.environ.get("MODELDEPLOY_UPDATE_SCREENSHOT") == "1":
         shutil.copyfile(target, SCREENSHOT)
+
+
+def test_a_failed_model_shows_its_next_attempt_and_turns_ready_when_its_folder_appears(browser, tiny_models,
+                                                                                       tmp_path):
+    late = tmp_path / "mounted-late"
+    config = {"serve": ["sentiment"], "models": {"sentiment": {"source": str(late)}},
+              "server": {"load_retry_seconds": 2, "load_retry_max_seconds": 2}}
+    with running_server(config, tmp_path, ready=False) as server:
+        page, outside = open_homepage(browser, server.url)
+        card = page.locator("#model-sentiment")
+        expect(card.locator(".status")).to_have_text("failed", timeout=60_000)
+        expect(card.locator('[data-role="retry"]')).to_contain_text("next attempt in")
+        expect(card.get_by_role("button", name="Run")).to_be_disabled()
+        shutil.copytree(tiny_models["sentiment"], late)
+        expect(card.locator(".status")).to_have_text("ready", timeout=60_000)  # no reload, no restart
+        expect(card.locator('[data-role="retry"]')).to_be_hidden()
+        run(page, "sentiment", "I love it")
+        expect(card.locator(".label")).to_have_count(1)
+        page.close()
+        assert outside == []
