@@ -85,7 +85,7 @@ def run_pull(args: argparse.Namespace) -> int:
     output = pull_destination(args.output, filename)
     source = store.open_store(store_uri)
     policy = store.TrustPolicy(args.sha256.lower() if args.sha256 else None, args.trust_unsigned)
-    with _progress(f"pull {filename}", source.size(filename)) as bar:
+    with _progress(f"pull {filename}", source.size(store.resolve(source, filename))) as bar:
         artifact = store.fetch(source, filename, output, policy, on_bytes=bar.update)
     print(f"pulled {args.uri} to {artifact.path} (sha256 {artifact.sha256}, {artifact.verification})")
     return 0

@@ -24,6 +24,7 @@ from .artifacts import (
 )
 from .backend import ArtifactStore
 from .cache import VerifiedArtifact, default_cache_dir, fetch, pull_to_cache
+from .current import resolve
 from .factory import open_store
 from .history import Version, history
 from .manifest import Manifest
@@ -50,6 +51,7 @@ __all__ = [
     "open_store",
     "pull_to_cache",
     "push",
+    "resolve",
     "split_artifact_uri",
     "unpickle_artifact",
 ]

@@ -1,13 +1,14 @@
 """One interface for every store: a local folder and a GCS bucket behave the same to the rest.
 
-Keys are ``/``-separated names relative to the store's prefix (``sentiment.dill``,
-``historic/<ts>_sentiment.dill``); every implementation checks them with ``uri.check_key`` so
+Keys are ``/``-separated names relative to the store's prefix (``sentiment.dill.current.json``,
+``historic/<id>_sentiment.dill``); every implementation checks them with ``uri.check_key`` so
 nothing outside the prefix can be read or written.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,6 +19,14 @@ from .uri import StoreURI
 
 class ObjectNotFoundError(StoreError):
     """The store answered, and the object is not there."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A small object as read, plus what a conditional write needs to tell whether it changed since."""
+
+    data: bytes | None  # None: the object did not exist
+    generation: object  # the GCS generation; for a local folder, the bytes themselves
 
 
 class ArtifactStore(ABC):
@@ -47,8 +56,12 @@ class ArtifactStore(ABC):
         """Write a small object; ``create_only`` as for ``upload``."""
 
     @abstractmethod
-    def copy(self, source_key: str, target_key: str) -> None:
-        """Copy one object to another key of the same store (server-side where possible)."""
+    def read_snapshot(self, key: str) -> Snapshot:
+        """A small object (a pointer) for a later ``replace_if_unchanged``; ``data`` None when missing."""
+
+    @abstractmethod
+    def replace_if_unchanged(self, key: str, data: bytes, snapshot: Snapshot) -> None:
+        """Atomically write a small object unless it changed since ``snapshot`` (ArtifactConflictError)."""
 
     @abstractmethod
     def list(self, folder: str) -> list[str]:

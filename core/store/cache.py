@@ -4,7 +4,11 @@ renamed into place only after verification, so an interrupted or rejected downlo
 The cache (``cache_dir`` in config.yaml, else ``MODELDEPLOY_CACHE_DIR``, else
 ``~/.cache/modeldeploy``) mirrors the store: ``<cache>/gs/<bucket>/<prefix>/<file>`` or
 ``<cache>/file/<hash of folder>/<file>``. A cached copy is re-verified on every use; when the store
-is unreachable a cached copy that still verifies stands in, and the log says so.
+is unreachable a cached copy that still verifies stands in, and the log says so. A cached copy
+whose bytes no longer match its manifest is downloaded again when the store is reachable.
+
+A name with a current-version pointer in the store (see ``current.py``) is downloaded from the
+version the pointer names, with that version's manifest: one whole pair.
 
 What an artifact holds (model, format) is read from its manifest, never from its file name: a
 pulled ``anything.bin`` loads like the ``sentiment.dill`` it came from. Only a file without a
@@ -16,14 +20,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ArtifactVerificationError, StoreUnavailableError
 from .backend import ArtifactStore, ObjectNotFoundError
+from .current import resolve
 from .factory import open_store
 from .manifest import Manifest, artifact_format_of, check_identity
+from .partials import partial_file, remove_stale_partials
 from .streams import HashingWriter, OnBytes, sha256_file
 from .uri import StoreURI, manifest_name, split_artifact_uri
 from .verification import TrustPolicy, verify
@@ -75,28 +80,29 @@ def fetch(
     filename: str,
     destination: Path,
     policy: TrustPolicy,
-    manifest: Manifest | None = None,
     on_bytes: OnBytes | None = None,
 ) -> VerifiedArtifact:
-    """Download ``filename`` to ``destination`` (and its manifest beside it), verified, atomically.
+    """Download ``filename`` (its current version, when a pointer names one) to ``destination`` and
+    its manifest beside it, verified, atomically."""
+    key = resolve(store, filename)
+    return _download(store, key, read_manifest(store, key), destination, policy, on_bytes)
 
-    ``manifest`` is the store's manifest when the caller already read it.
-    """
-    if manifest is None:
-        manifest = read_manifest(store, filename)
-    format_name = artifact_format_of(filename, manifest)
+
+def _download(store: ArtifactStore, key: str, manifest: Manifest | None, destination: Path,
+              policy: TrustPolicy, on_bytes: OnBytes | None = None) -> VerifiedArtifact:
+    """Stream ``key`` into a locked partial file beside ``destination``, verify it, rename it into
+    place; partial files that earlier, killed downloads left in that folder are removed first."""
+    format_name = artifact_format_of(key, manifest)
     if manifest is not None:  # the copy's name must not contradict what it holds either
-        check_identity(manifest, destination.name, store.describe(manifest_name(filename)), None)
+        check_identity(manifest, destination.name, store.describe(manifest_name(key)), None)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile(dir=destination.parent, prefix=".partial-", delete=False)
-    partial = Path(handle.name)
-    try:
-        with handle:
-            writer = HashingWriter(handle, on_bytes)
-            store.download(filename, writer)
-            handle.flush()
-            os.fsync(handle.fileno())
-        label = store.describe(filename)
+    remove_stale_partials(destination.parent)
+    label = store.describe(key)
+    with partial_file(destination.parent) as (handle, partial):
+        writer = HashingWriter(handle, on_bytes)
+        store.download(key, writer)
+        handle.flush()
+        os.fsync(handle.fileno())
         verification = verify(label, manifest, writer.hexdigest(), writer.size, policy)
         sidecar = destination.parent / manifest_name(destination.name)
         if manifest is not None:
@@ -104,8 +110,6 @@ def fetch(
         else:
             sidecar.unlink(missing_ok=True)
         os.replace(partial, destination)
-    finally:
-        partial.unlink(missing_ok=True)
     log.info("fetched %s to %s (%s)", label, destination, verification)
     return VerifiedArtifact(destination, format_name, manifest, verification, writer.hexdigest())
 
@@ -134,11 +138,9 @@ def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy,
     store = open_store(store_uri)
     target = cache_folder(Path(cache_dir) if cache_dir else default_cache_dir(), store_uri) / filename
     try:
-        remote = read_manifest(store, filename, expected_name)
-        if remote is not None and target.is_file() and _cached_manifest(target) == remote:
-            log.info("artifact %s is already cached at %s", source, target)
-            return verify_local(target, policy, expected_name, label=source)
-        return fetch(store, filename, target, policy, manifest=remote)
+        key = resolve(store, filename)
+        remote = read_manifest(store, key, expected_name)
+        return _intact_cached_copy(target, remote, policy, source) or _download(store, key, remote, target, policy)
     except StoreUnavailableError as exc:
         if not target.is_file():
             raise StoreUnavailableError(f"{exc}; no cached copy of {source} in {target.parent}") from exc
@@ -150,6 +152,21 @@ def pull_to_cache(source: str, cache_dir: Path | None, policy: TrustPolicy,
         return cached
 
 
+def _intact_cached_copy(target: Path, remote: Manifest | None, policy: TrustPolicy,
+                        label: str) -> VerifiedArtifact | None:
+    """The cached copy, when it holds exactly what the store's manifest describes; None when it is
+    missing, outdated or damaged (a damaged copy is never trusted again: it is downloaded anew)."""
+    if remote is None or not target.is_file() or _cached_manifest(target) != remote:
+        return None
+    sha256, size = sha256_file(target)
+    if (sha256, size) != (remote.sha256, remote.size):
+        log.warning("the cached copy %s is damaged (its bytes no longer match its manifest); downloading it again",
+                    target)
+        return None
+    log.info("artifact %s is already cached at %s", label, target)
+    return VerifiedArtifact(target, remote.format, remote, verify(label, remote, sha256, size, policy), sha256)
+
+
 def _cached_manifest(path: Path) -> Manifest | None:
     sidecar = path.parent / manifest_name(path.name)
     try:
@@ -159,6 +176,7 @@ def _cached_manifest(path: Path) -> Manifest | None:
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".partial-", delete=False) as handle:
+    with partial_file(path.parent) as (handle, partial):
         handle.write(data)
-    os.replace(handle.name, path)
+        handle.flush()
+        os.replace(partial, path)

@@ -8,13 +8,15 @@ from dataclasses import dataclass
 from ..errors import ArtifactVerificationError
 from .backend import ArtifactStore
 from .cache import read_manifest
+from .current import resolve
 from .factory import open_store
 from .manifest import Manifest
 from .signing import signature_status
 from .uri import EXTENSIONS, HISTORY_FOLDER, StoreURI
 
-#: ``20240131T120000.123456Z`` (this project) or ``2024_01_31`` (the seed app's daily copies).
-_TIMESTAMP = r"(?P<timestamp>\d{8}T\d{6}\.\d{6}Z|\d{4}_\d{2}_\d{2})"
+#: ``20240131T120000.123456Z-1a2b3c4d`` (this project; versions pushed before the random part
+#: existed lack it) or ``2024_01_31`` (the seed app's daily copies).
+_VERSION = r"(?P<timestamp>\d{8}T\d{6}\.\d{6}Z|\d{4}_\d{2}_\d{2})(?:-[0-9a-f]{8})?"
 
 
 @dataclass(frozen=True)
@@ -32,8 +34,9 @@ def history(name: str, store_uri: str | StoreURI) -> list[Version]:
     """Every history version of ``name`` in the store, newest first."""
     store = open_store(store_uri)
     extensions = "|".join(map(re.escape, EXTENSIONS.values()))
-    pattern = re.compile(rf"^{_TIMESTAMP}_{re.escape(name)}(?P<extension>{extensions})$")
-    current = {fmt: _manifest_or_none(store, f"{name}{extension}")[0] for fmt, extension in EXTENSIONS.items()}
+    pattern = re.compile(rf"^{_VERSION}_{re.escape(name)}(?P<extension>{extensions})$")
+    current = {fmt: _manifest_or_none(store, resolve(store, f"{name}{extension}"))[0]
+               for fmt, extension in EXTENSIONS.items()}
     versions = []
     for filename in store.list(HISTORY_FOLDER):
         match = pattern.match(filename)
@@ -51,7 +54,7 @@ def history(name: str, store_uri: str | StoreURI) -> list[Version]:
             signature=signature,
             current=bool(manifest and live and live.sha256 == manifest.sha256),
         ))
-    return sorted(versions, key=lambda v: v.timestamp.replace("_", ""), reverse=True)
+    return sorted(versions, key=lambda v: (v.timestamp.replace("_", ""), v.uri), reverse=True)
 
 
 def _manifest_or_none(store: ArtifactStore, key: str) -> tuple[Manifest | None, str]:

@@ -1,7 +1,9 @@
-"""A store in a local folder: same layout as a bucket, atomic renames instead of generations."""
+"""A store in a local folder: same layout as a bucket, atomic renames and a folder lock instead of
+generations."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from collections.abc import Iterator
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..errors import ArtifactConflictError, StoreError
-from .backend import ArtifactStore, ObjectNotFoundError
+from .backend import ArtifactStore, ObjectNotFoundError, Snapshot
 from .streams import OnBytes, copy_stream
 from .uri import check_key
 
@@ -21,7 +23,8 @@ PUBLISHED_MODE = 0o644
 class LocalStore(ArtifactStore):
     """Objects are files under the store folder. Writes go to a temporary file first and are then
     published atomically: ``os.replace`` to overwrite, ``os.link`` for create-only (it fails when
-    the name exists, so a history entry is never overwritten, nor ever seen half-written)."""
+    the name exists, so a history entry is never overwritten, nor ever seen half-written). A
+    conditional replace compares and renames under an exclusive ``flock`` on the object's folder."""
 
     @property
     def root(self) -> Path:
@@ -57,9 +60,13 @@ class LocalStore(ArtifactStore):
         with self._publishing(key, create_only) as target:
             target.write(data)
 
-    def copy(self, source_key: str, target_key: str) -> None:
-        self.size(source_key)  # a clear not-found error before anything is written
-        self.upload(target_key, self.path(source_key))
+    def read_snapshot(self, key: str) -> Snapshot:
+        data = self._read_or_none(key)
+        return Snapshot(data, data)
+
+    def replace_if_unchanged(self, key: str, data: bytes, snapshot: Snapshot) -> None:
+        with self._publishing(key, create_only=False, unless_changed_since=snapshot) as target:
+            target.write(data)
 
     def list(self, folder: str) -> list[str]:
         if not self.root.is_dir():
@@ -69,8 +76,26 @@ class LocalStore(ArtifactStore):
             return []
         return sorted(entry.name for entry in directory.iterdir() if entry.is_file())
 
+    def _read_or_none(self, key: str) -> bytes | None:
+        try:
+            return self.path(key).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    @staticmethod
     @contextmanager
-    def _publishing(self, key: str, create_only: bool) -> Iterator[BinaryIO]:
+    def _locked(folder: Path) -> Iterator[None]:
+        """An exclusive lock on ``folder``, released when the block ends or the process dies."""
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
+
+    @contextmanager
+    def _publishing(self, key: str, create_only: bool,
+                    unless_changed_since: Snapshot | None = None) -> Iterator[BinaryIO]:
         final = self.path(key)
         try:
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -91,6 +116,11 @@ class LocalStore(ArtifactStore):
                     raise ArtifactConflictError(
                         f"{self.describe(key)} already exists; history objects are create-only"
                     ) from None
+            elif unless_changed_since is not None:
+                with self._locked(final.parent):
+                    if self._read_or_none(key) != unless_changed_since.generation:
+                        raise ArtifactConflictError(f"{self.describe(key)} changed since it was read")
+                    os.replace(temporary, final)
             else:
                 os.replace(temporary, final)
         finally:

@@ -1,23 +1,26 @@
-"""Publishing an artifact file to a store: an immutable history copy first, then the current one.
+"""Publishing an artifact file to a store: an immutable history version, then the pointer to it.
 
 Layout under the store prefix::
 
-    <name>.dill                                  current version (the seed app's layout)
-    <name>.manifest.json                         its manifest
-    historic/<UTC timestamp>_<name>.dill         every version ever pushed, create-only
-    historic/<UTC timestamp>_<name>.manifest.json
+    historic/<id>_<name>.dill                    every version ever pushed, create-only
+    historic/<id>_<name>.manifest.json           its manifest, create-only
+    <name>.dill.current.json                     the current version: {"version": "historic/<id>_<name>.dill"}
 
-(``.pretrained.tar`` instead of ``.dill`` for the pickle-free format.)
+(``.pretrained.tar`` instead of ``.dill`` for the pickle-free format.) A version id is the UTC
+time of the push plus 32 random bits (``20240131T120000.123456Z-1a2b3c4d``), so pushes in the
+same microsecond get distinct versions. See ``current.py`` for what the pointer guarantees.
 """
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ArtifactVerificationError, StoreError
 from ..names import MODEL_NAME_PATTERN
+from .current import make_current
 from .factory import open_store
 from .manifest import Manifest, build_manifest, check_identity
 from .signing import current_key, sign, signature_status
@@ -32,6 +35,8 @@ class PushResult:
     history_uri: str
     current_uri: str
     manifest: Manifest
+    #: The history version that was current before this push (None: none, or an old-layout copy).
+    replaced_uri: str | None = None
 
 
 def local_manifest(path: Path) -> Manifest:
@@ -57,8 +62,9 @@ def push(path: Path, destination: str | StoreURI, on_bytes: OnBytes | None = Non
          now: datetime | None = None) -> PushResult:
     """Upload ``path`` as a new history version and make it the current one.
 
-    The manifest is (re-)signed with ``MODELDEPLOY_SIGNING_KEY`` when it is set. Two pushes that
-    pick the same timestamp cannot both win: the history write is create-only.
+    The manifest is (re-)signed with ``MODELDEPLOY_SIGNING_KEY`` when it is set. The version is
+    complete (artifact, then manifest, both create-only) before the pointer names it, so a push
+    that dies midway leaves the previous version current.
     """
     path = Path(path)
     if not path.is_file():
@@ -69,10 +75,11 @@ def push(path: Path, destination: str | StoreURI, on_bytes: OnBytes | None = Non
     store = open_store(destination)
     extension = EXTENSIONS[manifest.format]
     moment = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
-    history_key = f"{HISTORY_FOLDER}/{moment.strftime(TIMESTAMP_FORMAT)}_{manifest.name}{extension}"
-    current_key_name = f"{manifest.name}{extension}"
+    version_id = f"{moment.strftime(TIMESTAMP_FORMAT)}-{secrets.token_hex(4)}"
+    filename = f"{manifest.name}{extension}"
+    history_key = f"{HISTORY_FOLDER}/{version_id}_{filename}"
     store.upload(history_key, path, create_only=True, on_bytes=on_bytes)
     store.write_bytes(manifest_name(history_key), manifest.to_json(), create_only=True)
-    store.copy(history_key, current_key_name)
-    store.write_bytes(manifest_name(current_key_name), manifest.to_json())
-    return PushResult(store.describe(history_key), store.describe(current_key_name), manifest)
+    replaced = make_current(store, filename, history_key)
+    return PushResult(store.describe(history_key), store.describe(filename), manifest,
+                      store.describe(replaced) if replaced else None)

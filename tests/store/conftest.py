@@ -11,7 +11,9 @@ from gcs_emulator import Emulator
 from modeldeploy import loading, store
 from modeldeploy.store.cache import CACHE_DIR_ENV
 from modeldeploy.store.gcs import RETRY_DEADLINE_ENV
+from modeldeploy.store.manifest import build_manifest
 from modeldeploy.store.signing import PREVIOUS_KEYS_ENV, SIGNING_KEY_ENV
+from modeldeploy.store.streams import sha256_file
 
 SIGNING_KEY = "test-signing-key-0123456789"
 SAMPLES = {
@@ -78,3 +80,14 @@ def reference_predictions(tiny_models: dict[str, Path]):
     """What each tiny model predicts when loaded straight from its folder."""
     return {name: loading.load(name, source=str(tiny_models[name]), device="cpu").predict(SAMPLES[name])
             for name in SAMPLES}
+
+
+def artifact_file(folder: Path, content: bytes, name: str = "sentiment") -> Path:
+    """``folder/<name>.dill`` holding ``content`` with its (unsigned) manifest: a version to push
+    and pull where no model needs to load (nothing here is ever unpickled)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.dill"
+    path.write_bytes(content)
+    manifest = build_manifest(name, "dill", *sha256_file(path))
+    (folder / f"{name}.manifest.json").write_bytes(manifest.to_json())
+    return path

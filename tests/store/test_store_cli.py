@@ -55,7 +55,7 @@ def test_export_push_history_pull_predict(cli, gcs_store, tiny_models, tmp_path)
 def test_cli_refuses_a_tampered_artifact_with_one_clear_line(cli, tiny_models, tmp_path):
     cli("export", "sentiment", "--source", str(tiny_models["sentiment"]), "--output", "sentiment.dill")
     cli("push", "sentiment.dill", "store")
-    target = tmp_path / "store" / "sentiment.dill"
+    target = next((tmp_path / "store" / "historic").glob("*_sentiment.dill"))  # the current version
     target.write_bytes(target.read_bytes()[:-10])
     refused = cli("pull", "store/sentiment.dill", "--output", "copy.dill", check=False)
     assert refused.returncode == 1

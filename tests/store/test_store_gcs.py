@@ -66,44 +66,24 @@ def test_history_lists_versions_and_a_server_can_pin_one(gcs_store, exported, tm
     assert registry.wrapper("sentiment").source.endswith(second.manifest.sha256)  # the pretrained one
 
 
-def test_history_objects_are_create_only(gcs_store, exported, tmp_path):
-    artifact = exported("sentiment")
-    store.push(artifact, gcs_store, now=MOMENT)
-    with pytest.raises(ArtifactConflictError, match="already exists"):
-        store.push(artifact, gcs_store, now=MOMENT)
+def test_history_objects_are_create_only(gcs_store):
     remote = store.open_store(gcs_store)
     remote.write_bytes("historic/small.json", b"first", create_only=True)
-    with pytest.raises(ArtifactConflictError):
+    with pytest.raises(ArtifactConflictError, match="already exists"):
         remote.write_bytes("historic/small.json", b"second", create_only=True)
     assert remote.read_bytes("historic/small.json") == b"first"
 
 
 def test_local_history_objects_are_create_only(exported, tmp_path):
-    artifact = exported("sentiment")
-    destination = str(tmp_path / "store")
-    store.push(artifact, destination, now=MOMENT)
+    remote = store.open_store(str(tmp_path / "store"))
+    remote.write_bytes("historic/small.json", b"first", create_only=True)
     with pytest.raises(ArtifactConflictError, match="already exists"):
-        store.push(artifact, destination, now=MOMENT)
-    assert len(store.history("sentiment", destination)) == 1
+        remote.write_bytes("historic/small.json", b"second", create_only=True)
+    assert remote.read_bytes("historic/small.json") == b"first"
+    store.push(exported("sentiment"), str(tmp_path / "store"), now=MOMENT)
+    store.push(exported("sentiment"), str(tmp_path / "store"), now=MOMENT)  # same instant: another version
+    assert len(store.history("sentiment", str(tmp_path / "store"))) == 2
     assert not [p for p in (tmp_path / "store").rglob(".upload-*")], "no temporary files left behind"
-
-
-def test_concurrent_pushes_of_the_same_instant_cannot_both_win(gcs_store, exported):
-    artifact = exported("sentiment")
-    outcomes = []
-
-    def push():
-        try:
-            outcomes.append(store.push(artifact, gcs_store, now=MOMENT))
-        except ArtifactConflictError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=push) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sum(isinstance(o, ArtifactConflictError) for o in outcomes) == 3
 
 
 def test_unreachable_bucket_uses_a_verified_cached_copy(gcs_store, exported, tmp_path, signing_key,

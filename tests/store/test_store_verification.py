@@ -8,6 +8,7 @@ import json
 import logging
 import pickle
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from modeldeploy.errors import ArtifactVerificationError, ConfigError, StoreErro
 from modeldeploy.store.manifest import build_manifest
 from modeldeploy.store.signing import PREVIOUS_KEYS_ENV, SIGNING_KEY_ENV, sign
 from modeldeploy.store.streams import sha256_file
+from modeldeploy.store.uri import manifest_name
 
 
 class CreatesFile:
@@ -49,6 +51,12 @@ def load(uri, tmp_path, **options):
     return load_artifact(uri, name="sentiment", cache_dir=tmp_path / "cache", **options)
 
 
+def stored(pushed):
+    """The files of a pushed version in a local store: (artifact, manifest)."""
+    artifact = Path(pushed.history_uri.removeprefix("file://"))
+    return artifact, artifact.with_name(manifest_name(artifact.name))
+
+
 def test_the_malicious_payload_is_live_when_signed(malicious, marker, tmp_path, signing_key):
     """Control: a validly signed artifact is trusted and unpickled, so the payload really runs."""
     pushed = store.push(malicious, str(tmp_path / "store"))
@@ -77,7 +85,7 @@ def test_artifact_without_manifest_is_refused(malicious, marker, tmp_path):
 @pytest.mark.parametrize("damage", ["flip a byte", "truncate", "append"])
 def test_damaged_bytes_are_refused_even_with_trust_unsigned(damage, malicious, marker, tmp_path, signing_key):
     pushed = store.push(malicious, str(tmp_path / "store"))
-    target = tmp_path / "store" / "sentiment.dill"
+    target = stored(pushed)[0]
     data = bytearray(target.read_bytes())
     if damage == "flip a byte":
         data[len(data) // 2] ^= 0x01
@@ -96,11 +104,11 @@ def test_a_swapped_manifest_is_refused(malicious, marker, tmp_path, signing_key,
     """A valid, signed manifest of another version (or another model) does not vouch for these bytes."""
     good = store.push(exported("sentiment"), str(tmp_path / "store"))
     bad = store.push(malicious, str(tmp_path / "other"))
-    shutil.copy(tmp_path / "store" / "sentiment.manifest.json", tmp_path / "other" / "sentiment.manifest.json")
+    shutil.copy(stored(good)[1], stored(bad)[1])
     with pytest.raises(ArtifactVerificationError, match="but its manifest says"):
         load(bad.current_uri, tmp_path)
     ner = store.push(exported("ner"), str(tmp_path / "store"))
-    shutil.copy(tmp_path / "store" / "ner.manifest.json", tmp_path / "other" / "sentiment.manifest.json")
+    shutil.copy(stored(ner)[1], stored(bad)[1])
     with pytest.raises(ArtifactVerificationError, match="swapped manifest"):
         load(bad.current_uri, tmp_path)
     assert not marker.exists()
@@ -109,9 +117,8 @@ def test_a_swapped_manifest_is_refused(malicious, marker, tmp_path, signing_key,
 
 def test_an_edited_manifest_breaks_its_signature(malicious, marker, tmp_path, signing_key, exported):
     """Replace the artifact and fix up the manifest's sha256/size: the signature no longer matches."""
-    store.push(exported("sentiment"), str(tmp_path / "store"))
-    shutil.copy(malicious, tmp_path / "store" / "sentiment.dill")
-    manifest_path = tmp_path / "store" / "sentiment.manifest.json"
+    artifact, manifest_path = stored(store.push(exported("sentiment"), str(tmp_path / "store")))
+    shutil.copy(malicious, artifact)
     manifest = json.loads(manifest_path.read_text())
     manifest["sha256"], manifest["size"] = sha256_file(malicious)
     manifest_path.write_text(json.dumps(manifest))
