@@ -10,6 +10,7 @@ of thousands of digits raises, and huge integers make arithmetic slow), and lone
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -82,7 +83,8 @@ def decode_json(raw: bytes, what: str = "request body") -> Any:
         ) from None
     _check_depth_and_numbers(raw, text, what)
     try:
-        document = json.loads(text, parse_constant=lambda name: _no_constant(name, what))
+        document = json.loads(text, parse_constant=lambda name: _no_constant(name, what),
+                              parse_float=lambda literal: _finite_float(literal, what))
     except json.JSONDecodeError as exc:
         raise InvalidInputError(f"{what} is not valid JSON: {exc}") from None
     if _SURROGATE_ESCAPE.search(text):  # the only way a lone surrogate gets into strictly decoded UTF-8
@@ -92,6 +94,14 @@ def decode_json(raw: bytes, what: str = "request body") -> Any:
 
 def _no_constant(name: str, what: str) -> Any:
     raise InvalidInputError(f"{what} is not valid JSON: {name} is not a JSON number")
+
+
+def _finite_float(literal: str, what: str) -> float:
+    """Like NaN and Infinity, a number past the float range (``1e999`` would be inf) is refused."""
+    value = float(literal)
+    if not math.isfinite(value):
+        raise InvalidInputError(f"{what} has a number out of the 64-bit float range: {literal[:40]}")
+    return value
 
 
 def _check_depth_and_numbers(raw: bytes, text: str, what: str) -> None:

@@ -147,6 +147,13 @@ def test_nan_and_infinity_are_not_json(client):
         "request body is not valid JSON: -Infinity is not a JSON number")
 
 
+def test_numbers_past_the_float_range_are_refused_like_infinity(client):
+    """Found by the atheris campaign (tests/fuzz/corpus/found-float-overflow-to-inf.json)."""
+    assert predict_error(client, '{"model_name": "echo", "data": "x", "n": 9999997e806}') == (
+        "request body has a number out of the 64-bit float range: 9999997e806")
+    assert client.post("/predict", data='{"model_name": "echo", "data": "x", "n": -1.5e308}').status_code == 200
+
+
 def test_a_utf8_byte_order_mark_is_still_accepted(client):
     response = client.post("/predict", data=b"\xef\xbb\xbf" + json.dumps({"model_name": "echo", "data": "x"}).encode())
     assert response.status_code == 200
