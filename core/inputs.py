@@ -5,6 +5,7 @@ a 400 over HTTP) before any expensive work: JSON nested deeper than :data:`MAX_J
 decoder would raise ``RecursionError``), numbers longer than :data:`MAX_NUMBER_DIGITS` (``int()``
 of thousands of digits raises, and huge integers make arithmetic slow), and lone UTF-16 surrogates
 (an escape like ``"\\ud800"`` decodes fine but fails when a tokenizer or an encoder meets it).
+Bodies must be UTF-8 (RFC 8259); NaN, Infinity and numbers past the float range are not JSON.
 """
 
 from __future__ import annotations
