@@ -6,6 +6,7 @@ busy for S seconds), so what is measured is the server, not a model.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import resource
@@ -87,11 +88,16 @@ def test_idle_connections_never_lock_out_new_clients_or_health_checks(tmp_path, 
 
 def test_an_idle_kept_alive_connection_is_closed_after_the_idle_timeout(tmp_path, wordcount_env):
     with running_server(config(idle_timeout_seconds=1), tmp_path, env=wordcount_env) as server:
-        with connect(server, timeout=10) as sock:
-            sock.sendall(predict_request("one two"))
-            first = sock.recv(65536)
-            assert first.startswith(b"HTTP/1.1 200") and b'"words": 2' in first.replace(b'":2', b'": 2')
-            assert read_until_closed(sock) == b""  # closed by the server, with nothing more sent
+        connection = http.client.HTTPConnection(*address(server), timeout=10)
+        try:
+            connection.request("POST", "/predict", body=json.dumps({"model_name": "wordcount", "data": "one two"}),
+                               headers={"Content-Type": "application/json"})
+            answer = connection.getresponse()
+            assert (answer.status, json.loads(answer.read())["body"]) == (200, {"words": 2})
+            assert not answer.will_close  # kept alive ...
+            assert read_until_closed(connection.sock) == b""  # ... until the server closes it, sending nothing
+        finally:
+            connection.close()
 
 
 def test_a_body_shorter_than_its_content_length_is_answered_408(tmp_path, wordcount_env):
