@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,17 @@ HUB_OFF_FIX = ("serve real weights from a local folder (a save_pretrained copy),
                "(modeldeploy pull), or on a machine that reaches the hub")
 #: Sources starting like this are local paths, never hub ids (``org/name`` is both, so it is not).
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
+
+#: Building a model in memory is one at a time per process: transformers initialises models under
+#: process-global patches of ``torch.nn.Module`` (empty weights on the meta device), so two
+#: ``from_pretrained`` calls in threads hand each other meta tensors ("Cannot copy out of meta
+#: tensor"). Fetching artifacts, the slow and I/O-bound part of a load, happens outside the lock.
+BUILD_LOCK = threading.RLock()
+
+
+def _build(wrapper: ModelWrapper) -> ModelWrapper:
+    with BUILD_LOCK:
+        return wrapper.ensure_loaded()
 
 
 def load(
@@ -55,13 +67,13 @@ def load(
                              trust_unsigned=trust_unsigned, cache_dir=cache_dir, catalog=catalog)
     wrapper = entry.wrapper_class(source=source, device=device, settings=settings)
     if Path(source).expanduser().exists():
-        return wrapper.ensure_loaded()
+        return _build(wrapper)
     if source.startswith(_PATH_PREFIXES):
         raise ModelLoadError(f"could not load model {name!r} from {source!r}: the folder does not exist",
                              fix="point the model's source at a folder holding a save_pretrained copy")
     offline = hub.go_offline_if_unreachable()  # a hub id: fail in seconds, not after a minute of retries
     try:
-        return wrapper.ensure_loaded()
+        return _build(wrapper)
     except ModelLoadError as exc:
         if offline and not hub.is_cached(source):
             raise ModelLoadError(
@@ -91,7 +103,9 @@ def load_artifact(
     policy = store.TrustPolicy(sha256.lower() if sha256 else None, trust_unsigned)
     artifact = store.pull_to_cache(uri, cache, policy, expected_name=name)
     if artifact.format == "dill":
-        wrapper = _loaded_wrapper(store.unpickle_artifact(artifact), artifact, name)
+        with BUILD_LOCK:
+            unpickled = store.unpickle_artifact(artifact)
+        wrapper = _loaded_wrapper(unpickled, artifact, name)
         if settings:
             wrapper.settings = wrapper.resolve_settings({**wrapper.settings, **settings})
         return _place(wrapper, device)
@@ -100,7 +114,7 @@ def load_artifact(
         raise StoreError(f"artifact {artifact.path} holds model {files.model!r}, not {name!r}")
     wrapper_class = (catalog or get_catalog()).entry(files.model).wrapper_class
     merged = {**files.settings, **(settings or {})}
-    return wrapper_class(source=str(files.folder), device=device, settings=merged).ensure_loaded()
+    return _build(wrapper_class(source=str(files.folder), device=device, settings=merged))
 
 
 def _loaded_wrapper(unpickled: Any, artifact: store.VerifiedArtifact, name: str | None) -> ModelWrapper:
@@ -138,7 +152,8 @@ def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | Non
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
         try:
-            builder(staging)
+            with BUILD_LOCK:
+                builder(staging)
             if folder.exists() and not (folder / "config.json").is_file():
                 shutil.rmtree(folder, ignore_errors=True)  # left half-built by a crash
             try:
@@ -148,7 +163,7 @@ def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | Non
                     raise
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    return entry.wrapper_class(source=str(folder), device=device, settings=settings).ensure_loaded()
+    return _build(entry.wrapper_class(source=str(folder), device=device, settings=settings))
 
 
 def load_or_demo(name: str, source: str | None, device: str = "auto", settings: Mapping[str, Any] | None = None,

@@ -169,3 +169,17 @@ def test_backoff_doubles_up_to_its_cap_within_its_jitter():
         delay = backoff.delay(attempt, rng)
         assert base * 0.8 <= delay <= base * 1.2, (attempt, delay)
     assert Backoff(initial=1, maximum=8, jitter=0).delay(4) == 8
+
+
+def test_real_models_loading_at_the_same_time_are_all_built_whole(tiny_models):
+    """transformers builds models under process-global patches, so the builds must not overlap:
+    without loading.BUILD_LOCK one model here gets another's meta tensors and fails to load."""
+    config = {"serve": sorted(tiny_models), "models": {name: {"source": str(path)} for name, path in tiny_models.items()}}
+    for _ in range(2):
+        registry = Registry(parse_config(config))
+        try:
+            registry.start(background=False)
+            assert {name: registry.status(name).reason for name in tiny_models} == dict.fromkeys(tiny_models)
+            assert registry.predict("summarization", "The council approved the park plan.")["summary_text"]
+        finally:
+            registry.close()
