@@ -14,7 +14,8 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +32,54 @@ HUB_OFF_FIX = ("serve real weights from a local folder (a save_pretrained copy),
 #: Sources starting like this are local paths, never hub ids (``org/name`` is both, so it is not).
 _PATH_PREFIXES = ("/", "./", "../", "~", ".\\", "..\\")
 
-#: Building a model in memory is one at a time per process: transformers initialises models under
-#: process-global patches of ``torch.nn.Module`` (empty weights on the meta device), so two
-#: ``from_pretrained`` calls in threads hand each other meta tensors ("Cannot copy out of meta
-#: tensor"). Fetching artifacts, the slow and I/O-bound part of a load, happens outside the lock.
-BUILD_LOCK = threading.RLock()
+class BuildTurn:
+    """Models are built in memory one at a time per process.
+
+    transformers initialises models under process-global patches of ``torch.nn.Module`` and of
+    ``torch`` itself (empty weights on the meta device, the default dtype), so two overlapping
+    ``from_pretrained`` calls in threads hand each other meta tensors ("Cannot copy out of meta
+    tensor"). Fetching artifacts, the slow and I/O-bound part of a load, happens outside the turn.
+    A build abandoned past its ``load_timeout`` gives its turn up (:meth:`give_up`), so a hung
+    build (a stuck mount, a plugin waiting on the network) cannot hold every other model back.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._holder: int | None = None
+        self._depth = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        """Wait for the turn (re-entrant within one thread), build, pass it on."""
+        me = threading.get_ident()
+        with self._cond:
+            while self._holder not in (None, me):
+                self._cond.wait()
+            self._holder, self._depth = me, self._depth + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                if self._holder == me:
+                    self._depth -= 1
+                    if self._depth == 0:
+                        self._holder = None
+                        self._cond.notify_all()
+
+    def give_up(self, thread_id: int | None) -> None:
+        """The thread ``thread_id`` was abandoned: take the turn from it if it holds it."""
+        with self._cond:
+            if thread_id is not None and self._holder == thread_id:
+                log.warning("an abandoned model build gave up its turn; the next model builds now")
+                self._holder, self._depth = None, 0
+                self._cond.notify_all()
+
+
+BUILD_TURN = BuildTurn()
 
 
 def _build(wrapper: ModelWrapper) -> ModelWrapper:
-    with BUILD_LOCK:
+    with BUILD_TURN.hold():
         return wrapper.ensure_loaded()
 
 
@@ -103,7 +143,7 @@ def load_artifact(
     policy = store.TrustPolicy(sha256.lower() if sha256 else None, trust_unsigned)
     artifact = store.pull_to_cache(uri, cache, policy, expected_name=name)
     if artifact.format == "dill":
-        with BUILD_LOCK:
+        with BUILD_TURN.hold():
             unpickled = store.unpickle_artifact(artifact)
         wrapper = _loaded_wrapper(unpickled, artifact, name)
         if settings:
@@ -152,7 +192,7 @@ def load_demo(name: str, device: str = "auto", settings: Mapping[str, Any] | Non
         folder.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{name}-"))
         try:
-            with BUILD_LOCK:
+            with BUILD_TURN.hold():
                 builder(staging)
             if folder.exists() and not (folder / "config.json").is_file():
                 shutil.rmtree(folder, ignore_errors=True)  # left half-built by a crash

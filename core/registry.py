@@ -227,7 +227,8 @@ class Registry:
         try:
             wrapper, demo, batcher = call_with_timeout(
                 lambda: self._load(served), timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
-                discard=lambda late: late[2].close())
+                discard=lambda late: late[2].close(),
+                on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
         except PLUGIN_FAULTS as exc:  # any failure is this model's alone
             elapsed = time.perf_counter() - started
             if isinstance(exc, AttemptTimeoutError):

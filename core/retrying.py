@@ -74,12 +74,16 @@ class _Attempt(Generic[T]):
 
 
 def call_with_timeout(call: Callable[[], T], timeout: float | None, *, name: str,
-                      discard: Callable[[T], None] = lambda result: None) -> T:
+                      discard: Callable[[T], None] = lambda result: None,
+                      on_abandon: Callable[[threading.Thread], None] = lambda thread: None) -> T:
     """``call()`` in a daemon thread named ``name``; its result, its exception, or
-    AttemptTimeoutError after ``timeout`` seconds (the late result then goes to ``discard``)."""
+    AttemptTimeoutError after ``timeout`` seconds (``on_abandon`` then gets the thread, and its
+    late result goes to ``discard``)."""
     attempt: _Attempt[T] = _Attempt(call, discard)
-    threading.Thread(target=attempt.run, name=name, daemon=True).start()
+    thread = threading.Thread(target=attempt.run, name=name, daemon=True)
+    thread.start()
     if not attempt.wait(timeout):
+        on_abandon(thread)
         raise AttemptTimeoutError(f"did not finish within {timeout:g} s")
     if attempt.error is not None:
         raise attempt.error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import shutil
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -16,6 +17,7 @@ from modeldeploy import ModelWrapper, plugins
 from modeldeploy.config import parse_config
 from modeldeploy.registry import FAILED, LOADING, READY, Registry
 from modeldeploy.retrying import Backoff
+from modeldeploy.store.gcs import RETRY_DEADLINE_ENV
 
 #: What each test model's ``load`` runs first, set per test (by model name).
 LOAD_HOOKS: dict[str, Callable[[], None]] = {}
@@ -79,13 +81,40 @@ def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
-def test_models_load_at_the_same_time(hooked_registry):
-    both_loading = threading.Barrier(2, timeout=20)  # one load after the other would break it
-    LOAD_HOOKS.update(alpha=both_loading.wait, beta=both_loading.wait)
-    registry = hooked_registry()
-    registry.start(background=False)
-    assert registry.status("alpha").state == READY, registry.status("alpha").reason
-    assert registry.status("beta").state == READY, registry.status("beta").reason
+@pytest.fixture
+def silent_bucket(monkeypatch):
+    """A GCS endpoint on loopback that accepts connections and never answers."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://127.0.0.1:{listener.getsockname()[1]}")
+    monkeypatch.setenv(RETRY_DEADLINE_ENV, "120")
+    yield
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+def test_a_model_stuck_fetching_from_its_bucket_does_not_hold_back_the_others(tiny_models, silent_bucket):
+    config = {"serve": ["ner", "sentiment"],  # ner, first in order, fetches from a bucket that never answers
+              "models": {"ner": {"source": "gs://silent/models/ner.dill", "load_timeout": 60},
+                         "sentiment": {"source": str(tiny_models["sentiment"])}}}
+    registry = Registry(parse_config(config))
+    try:
+        registry.start()
+        wait_for(lambda: registry.status("sentiment").state == READY, timeout=60)
+        assert registry.status("ner").state == LOADING  # still waiting on its bucket: loaded side by side
+        assert registry.predict("sentiment", "I love it")["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        registry.close()
 
 
 def test_a_hung_load_is_abandoned_after_its_timeout_and_holds_no_other_model(hooked_registry):
@@ -173,7 +202,7 @@ def test_backoff_doubles_up_to_its_cap_within_its_jitter():
 
 def test_real_models_loading_at_the_same_time_are_all_built_whole(tiny_models):
     """transformers builds models under process-global patches, so the builds must not overlap:
-    without loading.BUILD_LOCK one model here gets another's meta tensors and fails to load."""
+    without loading.BUILD_TURN one model here gets another's meta tensors and fails to load."""
     config = {"serve": sorted(tiny_models), "models": {name: {"source": str(path)} for name, path in tiny_models.items()}}
     for _ in range(2):
         registry = Registry(parse_config(config))
