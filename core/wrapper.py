@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from . import devices
 from .batch_planner import CostModel, plan_batches
 from .devices import resolve_device, validate_device
 from .errors import ConfigError, ModelDeployError, ModelLoadError, PluginContractError
@@ -213,6 +214,9 @@ class ModelWrapper:
         self.ensure_loaded()
         with self._lock, torch.inference_mode():
             outputs = self.predict_batch(list(prepared))
+        # varied shapes leave freed activations fragmented in the malloc heaps: give their pages
+        # back to the OS once they pile up (bounded RSS; see devices.HeapTrimmer)
+        devices.HEAP_TRIMMER.after_pass()
         if len(outputs) != len(prepared):
             cls = type(self)
             raise PluginContractError(
