@@ -66,6 +66,8 @@ class ServerConfig:
     max_items: int = 256
     #: torch intra-op threads for the inference threads; 0 means one per CPU the process may use.
     torch_threads: int = 0
+    #: Free heap memory allowed to pile up before it is given back to the OS (see modeldeploy.heap).
+    heap_trim_slack_mb: int = 256
     #: A model that failed to load is tried again after this many seconds, doubling up to the max.
     load_retry_seconds: float = 5.0
     load_retry_max_seconds: float = 300.0
@@ -248,6 +250,7 @@ def _parse_server(data: Any) -> ServerConfig:
     _positive(server.threads, "server.threads", allow_zero=True)
     _positive(server.torch_threads, "server.torch_threads", allow_zero=True)
     _positive(server.connection_limit, "server.connection_limit", allow_zero=True)
+    _positive(server.heap_trim_slack_mb, "server.heap_trim_slack_mb", allow_zero=True)
     for key in ("load_retry_seconds", "load_retry_max_seconds", "idle_timeout_seconds", "read_timeout_seconds",
                 "request_timeout_seconds", "shutdown_grace_seconds"):
         _positive(getattr(server, key), f"server.{key}")

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import loading, metrics
+from . import heap, loading, metrics
 from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
 from .errors import (
@@ -181,6 +181,7 @@ class Registry:
         """Load every non-lazy model, each in its own thread; ``background=False`` returns once
         each has been tried (failed models keep retrying in the background)."""
         configure_torch_threads(self.config.server.torch_threads)
+        heap.HEAP_TRIMMER.slack_bytes = self.config.server.heap_trim_slack_mb << 20
         for served in self._models.values():
             if not served.config.lazy:
                 self._start_loading(served)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import devices
+from . import heap
 from .batch_planner import CostModel, plan_batches
 from .devices import resolve_device, validate_device
 from .errors import ConfigError, ModelDeployError, ModelLoadError, PluginContractError
@@ -215,8 +215,8 @@ class ModelWrapper:
         with self._lock, torch.inference_mode():
             outputs = self.predict_batch(list(prepared))
         # varied shapes leave freed activations fragmented in the malloc heaps: give their pages
-        # back to the OS once they pile up (bounded RSS; see devices.HeapTrimmer)
-        devices.HEAP_TRIMMER.after_pass()
+        # back to the OS once they pile up (bounded RSS; see heap.HeapTrimmer)
+        heap.HEAP_TRIMMER.after_pass()
         if len(outputs) != len(prepared):
             cls = type(self)
             raise PluginContractError(

@@ -2,7 +2,7 @@
 
 torch allocates CPU tensors with glibc malloc; with ever-changing batch shapes the freed
 activations stay fragmented and resident in the malloc heaps (see
-:class:`modeldeploy.devices.HeapTrimmer`). The bound: the batch path gives the heaps' free pages
+:class:`modeldeploy.heap.HeapTrimmer`). The bound: the batch path gives the heaps' free pages
 back to the OS once resident memory is a slack above the last post-trim level.
 ``bench/memory_soak.py`` measures the server's RSS over 10 minutes (``bench/results-memory.md``).
 """
@@ -20,7 +20,9 @@ from pathlib import Path
 import pytest
 from modeldeploy_sentiment import SentimentWrapper
 
-from modeldeploy import devices
+from modeldeploy import heap
+from modeldeploy.config import parse_config
+from modeldeploy.registry import Registry
 
 GLIBC = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
 
@@ -36,8 +38,8 @@ def test_the_batch_path_trims_once_resident_memory_exceeds_the_slack(tiny_models
         trims.append(resident[0])
         resident[0] = 500 * MIB  # what a trim gives back
 
-    trimmer = devices.HeapTrimmer(slack_bytes=100 * MIB, rss=lambda: resident[0], trim=trim)
-    monkeypatch.setattr(devices, "HEAP_TRIMMER", trimmer)
+    trimmer = heap.HeapTrimmer(slack_bytes=100 * MIB, rss=lambda: resident[0], trim=trim)
+    monkeypatch.setattr(heap, "HEAP_TRIMMER", trimmer)
     wrapper = SentimentWrapper(source=str(tiny_models["sentiment"]), device="cpu").ensure_loaded()
     for rss_mib in (500, 560, 600, 601, 550, 600, 900):
         resident[0] = rss_mib * MIB
@@ -50,7 +52,7 @@ def test_the_batch_path_trims_once_resident_memory_exceeds_the_slack(tiny_models
 
 def test_a_slack_of_zero_trims_after_every_growing_pass():
     resident, trims = [10], []
-    trimmer = devices.HeapTrimmer(slack_bytes=0, rss=lambda: resident[0], trim=lambda: trims.append(1))
+    trimmer = heap.HeapTrimmer(slack_bytes=0, rss=lambda: resident[0], trim=lambda: trims.append(1))
     for _ in range(3):
         resident[0] += 1
         assert trimmer.after_pass()
@@ -58,8 +60,8 @@ def test_a_slack_of_zero_trims_after_every_growing_pass():
 
 
 def test_the_default_bound_is_documented_and_applied():
-    assert devices.HEAP_TRIMMER.slack_bytes == 256 * MIB
-    assert "slack_bytes" in devices.HeapTrimmer.__doc__
+    assert heap.HEAP_TRIMMER.slack_bytes == 256 * MIB
+    assert "slack_bytes" in heap.HeapTrimmer.__doc__
 
 
 @pytest.mark.skipif(not GLIBC, reason="malloc_trim is glibc's")
@@ -71,11 +73,13 @@ def test_varied_lengths_leave_no_free_heap_memory_resident(tiny_models):
     code = """
         import ctypes, json, random, sys
         from pathlib import Path
-        from modeldeploy import devices
         from modeldeploy_sentiment import SentimentWrapper
 
-        if hasattr(devices, "HEAP_TRIMMER"):  # old main has none: nothing to configure
-            devices.HEAP_TRIMMER.slack_bytes = 0
+        try:
+            from modeldeploy.heap import HEAP_TRIMMER
+            HEAP_TRIMMER.slack_bytes = 0
+        except ImportError:  # old main has none: nothing to configure
+            pass
 
         def rss_kib():
             for line in Path("/proc/self/status").read_text().splitlines():
@@ -108,3 +112,14 @@ def test_varied_lengths_leave_no_free_heap_memory_resident(tiny_models):
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["shapes"] >= 25, result  # the workload really varied the shapes
     assert result["released_mib"] < 4, result
+
+
+def test_the_slack_is_a_server_setting(tiny_models, monkeypatch):
+    monkeypatch.setattr(heap, "HEAP_TRIMMER", heap.HeapTrimmer())
+    registry = Registry(parse_config({"serve": ["sentiment"], "server": {"heap_trim_slack_mb": 64},
+                                      "models": {"sentiment": {"source": str(tiny_models["sentiment"])}}}))
+    try:
+        registry.start(background=False)
+        assert heap.HEAP_TRIMMER.slack_bytes == 64 * MIB
+    finally:
+        registry.close()
