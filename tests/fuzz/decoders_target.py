@@ -27,6 +27,19 @@ REFUSALS = (InvalidInputError, InputTypeError)
 _REFUSED = object()
 
 
+def binary_infer_seed() -> bytes:
+    """A valid ``/v2`` infer request with a binary BYTES tensor (two texts, ``a`` and ``b``), in the
+    ``LEN\\n`` form :func:`check` splits: built here so no binary file is kept in the corpus."""
+    header = json.dumps({"inputs": [{"name": "text", "datatype": "BYTES", "shape": [2],
+                                     "parameters": {"binary_data_size": 10}}]}).encode()
+    tensor = b"".join(len(text).to_bytes(4, "little") + text for text in (b"a", b"b"))
+    return str(len(header)).encode() + b"\n" + header + tensor
+
+
+#: Seeds built in code, beside the files of ``corpus/``.
+GENERATED_SEEDS = {"seed-infer-binary": binary_infer_seed()}
+
+
 def check(data: bytes) -> None:
     """Raise (AssertionError or the unexpected exception) when ``data`` finds a bug."""
     document = _refused_or(decode_json, data)

@@ -3,8 +3,9 @@
 Each input goes through ``decoders_target.check``: ``decode_json``, ``normalize_texts``, and the
 OIP codec both ways. Only ``modeldeploy`` is instrumented, so coverage means our decoders' branches.
 
-A campaign (new interesting inputs go to the first folder; seeds and past findings in
-``tests/fuzz/corpus`` are read, not written; a finding is written as ``found-crash-<sha1>``)::
+A campaign (new interesting inputs go to the first folder, which also gets the seeds built in
+code, ``decoders_target.GENERATED_SEEDS``; seeds and past findings in ``tests/fuzz/corpus`` are
+read, not written; a finding is written as ``found-crash-<sha1>``)::
 
     mkdir -p /tmp/fuzz-corpus /tmp/fuzz-found
     nice -n 10 .venv/bin/python tests/fuzz/fuzz_decoders.py /tmp/fuzz-corpus tests/fuzz/corpus \\
@@ -26,10 +27,14 @@ import atheris
 sys.path.insert(0, str(Path(__file__).parent))  # decoders_target, when run as a script
 
 with atheris.instrument_imports(include=["modeldeploy", "decoders_target"]):
-    from decoders_target import check
+    from decoders_target import GENERATED_SEEDS, check
 
 
 def main() -> None:
+    folders = [arg for arg in sys.argv[1:] if not arg.startswith("-")]
+    if folders:  # the writable corpus folder starts with the seeds that are built, not stored
+        for name, data in GENERATED_SEEDS.items():
+            (Path(folders[0]) / name).write_bytes(data)
     atheris.Setup(sys.argv, check)
     atheris.Fuzz()
 

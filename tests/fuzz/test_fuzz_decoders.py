@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from decoders_target import check
+from decoders_target import GENERATED_SEEDS, check
 
 HERE = Path(__file__).parent
 CORPUS = HERE / "corpus"
@@ -20,6 +20,11 @@ CORPUS = HERE / "corpus"
 @pytest.mark.parametrize("path", sorted(CORPUS.iterdir()), ids=lambda path: path.name)
 def test_corpus_input_is_refused_cleanly_or_decoded(path: Path) -> None:
     check(path.read_bytes())
+
+
+@pytest.mark.parametrize("name", sorted(GENERATED_SEEDS))
+def test_generated_seed_is_refused_cleanly_or_decoded(name: str) -> None:
+    check(GENERATED_SEEDS[name])
 
 
 def test_short_fuzzing_campaign_finds_nothing(tmp_path: Path) -> None:
