@@ -238,7 +238,25 @@ def build_summarization(directory: Path, size: str = "tiny") -> Path:
     return _save(BartForConditionalGeneration(config), tokenizer, directory)
 
 
-BUILDERS = {"sentiment": build_sentiment, "ner": build_ner, "summarization": build_summarization}
+def build_embeddings(directory: Path, size: str = "tiny") -> Path:
+    """A bare BERT encoder (``AutoModel``) like all-MiniLM-L6-v2, for sentence embeddings."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    dims = SIZES[size]
+    tokenizer = _train_tokenizer(BERT_SPECIALS, ("[CLS]", "[SEP]"), dims["vocab"], dims["positions"],
+                                 ["input_ids", "token_type_ids", "attention_mask"])
+    config = BertConfig(
+        vocab_size=len(tokenizer), hidden_size=dims["dim"], num_hidden_layers=dims["layers"],
+        num_attention_heads=dims["heads"], intermediate_size=dims["ffn"],
+        max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
+    )
+    torch.manual_seed(0)
+    return _save(BertModel(config), tokenizer, directory)
+
+
+BUILDERS = {"sentiment": build_sentiment, "ner": build_ner, "summarization": build_summarization,
+            "embeddings": build_embeddings}
 
 
 def _save(model: Any, tokenizer: Any, directory: Path) -> Path:
@@ -261,7 +279,7 @@ def build_all(directory: str | Path, size: str = "tiny") -> dict[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m modeldeploy.testing", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    build = sub.add_parser("build", help="write DIR/sentiment, DIR/ner and DIR/summarization")
+    build = sub.add_parser("build", help="write one model per task under DIR (DIR/sentiment, DIR/ner, ...)")
     build.add_argument("directory")
     build.add_argument("--size", choices=sorted(SIZES), default="tiny")
     args = parser.parse_args(argv)

@@ -55,6 +55,9 @@ class ModelWrapper:
     demo_builder: ClassVar[Callable[[Path], Path] | None] = None
     #: Estimated cost of a padded forward pass; the server's batcher refits it when the model loads.
     cost_model: CostModel = CostModel()
+    #: How results travel as an Open Inference Protocol tensor: ``"BYTES"`` (each result as its
+    #: JSON text) or ``"FP32"`` (each result a vector of floats of :meth:`result_shape`).
+    result_datatype: ClassVar[str] = "BYTES"
 
     def __init__(
         self,
@@ -205,6 +208,11 @@ class ModelWrapper:
     def postprocess(self, output: Any) -> Any:
         """Turn one raw output into the JSON-able result users see."""
         return output
+
+    def result_shape(self) -> list[int]:
+        """Shape of one item's result in an OIP tensor: ``[]`` for a BYTES element, the vector's
+        length for FP32 (``-1`` while unknown, before the model loads)."""
+        return []
 
     # ----------------------------------------------------------------- public
     def run_prepared(self, prepared: Sequence[str]) -> list[Any]:
