@@ -14,9 +14,9 @@ import sys
 from .. import __version__
 from ..errors import ModelDeployError
 from ..logs import LOG_FORMAT_ENV, LOG_FORMATS, configure_logging, default_log_format
-from . import models, serve, store
+from . import models, scaffold, serve, store
 
-COMMAND_GROUPS = [models, serve, store]
+COMMAND_GROUPS = [models, serve, store, scaffold]
 
 
 def build_parser() -> argparse.ArgumentParser:
