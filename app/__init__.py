@@ -12,13 +12,14 @@ from flask import Flask
 from modeldeploy.config import Config, load_config
 from modeldeploy.registry import Registry
 
-from . import errors, json_api, observability, oip, openapi, pages
+from . import errors, json_api, observability, oip, openapi, pages, plugins_json, repository
 from .state import attach_registry, get_registry
 
 __all__ = ["create_app", "get_registry"]
 
 #: Every blueprint the app serves; add new ones here (the single place routes are registered).
-BLUEPRINTS = (pages.blueprint, json_api.blueprint, oip.blueprint, observability.blueprint, openapi.blueprint)
+BLUEPRINTS = (pages.blueprint, json_api.blueprint, oip.blueprint, repository.blueprint, plugins_json.blueprint,
+              observability.blueprint, openapi.blueprint)
 
 
 def create_app(config: Config | None = None, registry: Registry | None = None) -> Flask:

@@ -61,7 +61,10 @@ def _served_model(name: str, version: str | None) -> ServedModel:
 
 @blueprint.get("")
 def server_metadata() -> Response:
-    return jsonify(name=SERVER_NAME, version=modeldeploy.__version__, extensions=EXTENSIONS)
+    """Name, version and extensions: ``model_repository`` once an admin token turns it on."""
+    managed = bool(get_registry().config.server.admin_token)
+    return jsonify(name=SERVER_NAME, version=modeldeploy.__version__,
+                   extensions=EXTENSIONS + (["model_repository"] if managed else []))
 
 
 @blueprint.get("/health/live")
@@ -81,14 +84,24 @@ def server_ready() -> tuple[Response, int]:
 @blueprint.get("/models/<name>")
 @blueprint.get("/models/<name>/versions/<version>")
 def model_metadata(name: str, version: str | None = None) -> Response:
-    wrapper_class = _served_model(name, version).entry.wrapper_class
+    served = _served_model(name, version)
+    wrapper_class = served.entry.wrapper_class
     return jsonify(
         name=name,
         versions=[MODEL_VERSION],
         platform=f"modeldeploy/{wrapper_class.task}",
         inputs=[oip_codec.tensor_metadata(oip_codec.INPUT_NAME)],
-        outputs=[oip_codec.tensor_metadata(oip_codec.OUTPUT_NAME)],
+        outputs=[oip_codec.tensor_metadata(oip_codec.OUTPUT_NAME, wrapper_class.result_datatype,
+                                           _item_shape(served))],
     )
+
+
+def _item_shape(served: ServedModel) -> list[int]:
+    """One result's shape in the output tensor; a vector's length is known once the model loaded."""
+    wrapper = served.wrapper
+    if wrapper is not None:
+        return wrapper.result_shape()
+    return [] if served.entry.wrapper_class.result_datatype == oip_codec.DATATYPE else [-1]
 
 
 @blueprint.get("/models/<name>/ready")
@@ -116,5 +129,6 @@ def infer(name: str, version: str | None = None) -> Response:
     parsed = oip_codec.parse_infer_request(request.get_data(), request.headers.get(oip_codec.HEADER_LENGTH))
     check_item_count(len(parsed.texts), f"input {oip_codec.INPUT_NAME!r}")
     results = served.predict_texts(parsed.texts)
-    body, headers = oip_codec.encode_infer_response(name, MODEL_VERSION, parsed, results)
+    body, headers = oip_codec.encode_infer_response(name, MODEL_VERSION, parsed, results,
+                                                    served.entry.wrapper_class.result_datatype)
     return Response(body, status=200, headers=headers)

@@ -1,9 +1,12 @@
 """Open Inference Protocol (KServe V2) tensors <-> modeldeploy texts and results.
 
 Every model takes one input, ``text`` (``BYTES``, any shape; each element is one text), and
-returns one output, ``result`` (``BYTES``, the input's shape; each element is the JSON text of
-that item's result, exactly what ``/predict`` returns for it). One generic mapping keeps every
-plugin's model reachable from any OIP client without per-task tensor layouts.
+returns one output, ``result``. For most models it is ``BYTES`` of the input's shape, each
+element the JSON text of that item's result, exactly what ``/predict`` returns for it: one
+generic mapping keeps every plugin's model reachable from any OIP client without per-task
+tensor layouts. A model whose results are vectors (``result_datatype = "FP32"``, embeddings)
+returns a real ``FP32`` tensor instead, of shape input shape + ``[dimension]``, its data in
+row-major order (JSON numbers, or little-endian 4-byte floats as binary data).
 
 The binary tensor data extension is supported both ways, because ``tritonclient`` uses it by
 default: an ``Inference-Header-Content-Length`` header splits the body into the JSON header and
@@ -18,12 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from modeldeploy.errors import InvalidInputError
+from modeldeploy.errors import InvalidInputError, PluginContractError
 from modeldeploy.inputs import decode_json
 
 INPUT_NAME = "text"
 OUTPUT_NAME = "result"
 DATATYPE = "BYTES"
+FP32 = "FP32"
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _LENGTH_PREFIX = struct.Struct("<I")
 _INT64_MAX = 2**63 - 1
@@ -39,8 +43,9 @@ class InferRequest:
     binary_output: bool
 
 
-def tensor_metadata(name: str) -> dict[str, Any]:
-    return {"name": name, "datatype": DATATYPE, "shape": [-1]}
+def tensor_metadata(name: str, datatype: str = DATATYPE, item_shape: Sequence[int] = ()) -> dict[str, Any]:
+    """A tensor's metadata: ``-1`` for the batch dimension, then each item's shape."""
+    return {"name": name, "datatype": datatype, "shape": [-1, *item_shape]}
 
 
 # --------------------------------------------------------------------------- request
@@ -188,18 +193,41 @@ def _parse_outputs(outputs: Any, binary_default: bool) -> bool:
 
 
 # --------------------------------------------------------------------------- response
-def encode_infer_response(
-    model_name: str, model_version: str, request: InferRequest, results: Sequence[Any]
-) -> tuple[bytes, dict[str, str]]:
-    """The response body and its extra headers (binary responses carry the JSON header length)."""
+def _bytes_output(request: InferRequest, results: Sequence[Any]) -> tuple[dict[str, Any], bytes]:
     elements = [json.dumps(result, ensure_ascii=False).encode("utf-8") for result in results]
     output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": DATATYPE, "shape": request.shape}
-    raw = b""
-    if request.binary_output:
-        raw = b"".join(_LENGTH_PREFIX.pack(len(e)) + e for e in elements)
-        output["parameters"] = {"binary_data_size": len(raw)}
-    else:
+    if not request.binary_output:
         output["data"] = [e.decode("utf-8") for e in elements]
+        return output, b""
+    raw = b"".join(_LENGTH_PREFIX.pack(len(e)) + e for e in elements)
+    output["parameters"] = {"binary_data_size": len(raw)}
+    return output, raw
+
+
+def _fp32_output(request: InferRequest, results: Sequence[Any]) -> tuple[dict[str, Any], bytes]:
+    """Vectors of one length -> an FP32 tensor of shape request shape + [length]."""
+    width = len(results[0]) if results and isinstance(results[0], list) else -1
+    if any(not isinstance(r, list) or len(r) != width for r in results):
+        raise PluginContractError(f"an FP32 model must return one vector of floats per text, all of one length; "
+                                  f"got {type(results[0]).__name__ if results else 'nothing'}")
+    flat = [value for vector in results for value in vector]
+    output: dict[str, Any] = {"name": OUTPUT_NAME, "datatype": FP32, "shape": [*request.shape, width]}
+    if not request.binary_output:
+        output["data"] = flat
+        return output, b""
+    raw = struct.pack(f"<{len(flat)}f", *flat)
+    output["parameters"] = {"binary_data_size": len(raw)}
+    return output, raw
+
+
+def encode_infer_response(
+    model_name: str, model_version: str, request: InferRequest, results: Sequence[Any], datatype: str = DATATYPE
+) -> tuple[bytes, dict[str, str]]:
+    """The response body and its extra headers (binary responses carry the JSON header length)."""
+    if datatype == FP32:
+        output, raw = _fp32_output(request, results)
+    else:
+        output, raw = _bytes_output(request, results)
     document: dict[str, Any] = {"model_name": model_name, "model_version": model_version, "outputs": [output]}
     if request.id is not None:
         document["id"] = request.id

@@ -28,6 +28,7 @@ from . import metrics
 from .batch_planner import CostModel, fit_cost_model, plan_batches
 from .config import BatchConfig
 from .errors import (
+    BatcherRetiredError,
     ModelDeployError,
     ModelNotReadyError,
     OverloadedError,
@@ -94,6 +95,7 @@ class Batcher:
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._stopping = False
+        self._retiring = False
         self._thread: threading.Thread | None = None
         self._last_round = _RoundSummary()
 
@@ -111,6 +113,17 @@ class Batcher:
         self._thread = threading.Thread(target=self._serve, name=f"modeldeploy-batcher-{self.name}", daemon=True)
         self._thread.start()
         return self
+
+    def retire(self, timeout: float | None = 60.0) -> None:
+        """Refuse new work but finish everything already queued, then stop: how a model version
+        leaves service without failing a request it accepted (a swap, an unload). What is still
+        queued after ``timeout`` seconds fails as in :meth:`close`."""
+        with self._cond:
+            self._retiring = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self.close(timeout=0)
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Refuse new work, fail what is still queued, finish the running round, stop the thread."""
@@ -146,6 +159,8 @@ class Batcher:
         timeout = self.config.timeout if timeout is None else timeout
         request = _Request(size=len(prepared), deadline=time.monotonic() + timeout)
         with self._cond:
+            if self._retiring:
+                raise BatcherRetiredError(f"model {self.name!r}: this version was retired")
             if self._stopping or self._thread is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
             queued = len(self._queue)
@@ -200,15 +215,15 @@ class Batcher:
         more latency by default, and nothing at all once the model has been idle that long.
         """
         with self._cond:
-            while not self._queue and not self._stopping:
+            while not self._queue and not self._stopping and not self._retiring:
                 self._cond.wait()
-            if self._stopping:
+            if self._stopping or not self._queue:  # closed, or retired with nothing left to answer
                 return None
             last = self._last_round
             wait_until = time.monotonic() + self.config.max_wait_ms / 1000
             regroup_until = last.ended + self.config.regroup_wait * last.duration
             expected = min(last.answered + last.queued_at_end, self.config.max_batch_size)
-            while len(self._queue) < self.config.max_batch_size and not self._stopping:
+            while len(self._queue) < self.config.max_batch_size and not (self._stopping or self._retiring):
                 deadline = max(wait_until, regroup_until) if len(self._queue) < expected else wait_until
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -81,6 +81,8 @@ class ServerConfig:
     connection_limit: int = 0
     #: On SIGTERM, how long requests in flight may take to finish before the server exits.
     shutdown_grace_seconds: float = 30.0
+    #: Bearer token of the model-repository routes (load, unload, index); empty: those routes are off.
+    admin_token: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
@@ -254,10 +256,27 @@ def _parse_server(data: Any) -> ServerConfig:
     for key in ("load_retry_seconds", "load_retry_max_seconds", "idle_timeout_seconds", "read_timeout_seconds",
                 "request_timeout_seconds", "shutdown_grace_seconds"):
         _positive(getattr(server, key), f"server.{key}")
+    _check_admin_token(server.admin_token)
     if server.load_retry_max_seconds < server.load_retry_seconds:
         raise ConfigError(f"server.load_retry_max_seconds ({server.load_retry_max_seconds:g}) must be at least "
                           f"server.load_retry_seconds ({server.load_retry_seconds:g})")
     return server
+
+
+#: A shorter admin token is too easy to guess for a route that changes what the server runs.
+MIN_ADMIN_TOKEN_LENGTH = 16
+
+
+def _check_admin_token(token: str) -> None:
+    if not token:
+        return
+    if len(token) < MIN_ADMIN_TOKEN_LENGTH:
+        raise ConfigError(f"server.admin_token must be at least {MIN_ADMIN_TOKEN_LENGTH} characters long "
+                          f"(it has {len(token)}); generate one with: python -c 'import secrets; "
+                          "print(secrets.token_urlsafe(32))'")
+    if not token.isascii() or not token.isprintable() or any(c.isspace() for c in token):
+        raise ConfigError("server.admin_token must be printable ASCII without spaces (it travels in an "
+                          "'Authorization: Bearer' header)")
 
 
 def parse_config(document: Any, available: Iterable[str] | Mapping[str, Any] | None = None,

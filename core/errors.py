@@ -77,6 +77,20 @@ class ModelNotReadyError(ModelDeployError):
         self.retry_after = retry_after
 
 
+class BatcherRetiredError(ModelNotReadyError):
+    """The model version a request reached was swapped out or unloaded before taking it; the
+    registry sends the request on to the version now serving, if there is one."""
+
+
+class ModelUnloadedError(ModelNotReadyError):
+    """An operator unloaded the model (``POST /v2/repository/models/NAME/unload``); it serves again
+    once an operator loads it. HTTP 503, like any model that is not ready."""
+
+    def __init__(self, name: str):
+        super().__init__(f"model {name!r} was unloaded by an operator; it serves again once loaded "
+                         f"(POST /v2/repository/models/{name}/load)", retry_after=60)
+
+
 class OverloadedError(ModelDeployError):
     """The model's queue is full; the caller should back off (HTTP 503 with Retry-After)."""
 

@@ -63,6 +63,9 @@ class Catalog:
     filtered_out: dict[str, str | None] = field(default_factory=dict)
     #: ``MODELDEPLOY_PLUGINS`` names that match no installed plugin's entry point or distribution.
     unmatched_allowed: list[str] = field(default_factory=list)
+    #: Every plugin that loaded, models or not: plugin name -> (distribution, version); None for
+    #: a plugin registered in process.
+    plugins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
     def entry(self, name: str) -> ModelEntry:
         """The entry registered as ``name``, or an error listing the names that exist."""
@@ -196,6 +199,8 @@ def get_catalog(refresh: bool = False) -> Catalog:
         origins = _load_entry_points(catalog)
         for name, plugin in _local_plugins.items():
             pm.register(plugin, name=name)
+        catalog.plugins = {name: origins.get(name, (None, None))
+                           for name in [*origins, *_local_plugins] if pm.get_plugin(name) is not None}
         _collect_models(catalog, origins)
         _catalog = catalog
         return catalog

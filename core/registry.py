@@ -12,10 +12,17 @@ heals without a restart, and one model never holds back another. Every model loa
 A request looks its model up once (:meth:`Registry.model`, unknown names raise) and hands the
 :class:`ServedModel` its validated texts (:meth:`ServedModel.predict_texts`), which are prepared
 once and queued on the model's batcher.
+
+Operators change what is served while it runs (:meth:`Registry.load_model`,
+:meth:`Registry.unload_model`, behind the app's admin-only model-repository routes). A new version
+loads beside the one serving and is swapped in when ready; the old one answers everything it had
+accepted before it stops (:meth:`Batcher.retire`), and a request that reaches it after the swap
+goes on to the new one, so no request is dropped.
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import math
 import threading
@@ -30,9 +37,12 @@ from .batching import Batcher, configure_torch_threads
 from .config import Config, ModelConfig
 from .errors import (
     AttemptTimeoutError,
+    BatcherRetiredError,
     ModelDeployError,
+    ModelLoadError,
     ModelNotReadyError,
     ModelNotServedError,
+    ModelUnloadedError,
     UnknownModelError,
     failure_reason,
 )
@@ -43,7 +53,10 @@ from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-IDLE, LOADING, READY, FAILED = "idle", "loading", "ready", "failed"
+IDLE, LOADING, READY, FAILED, UNLOADED = "idle", "loading", "ready", "failed", "unloaded"
+STATES = (IDLE, LOADING, READY, FAILED, UNLOADED)
+#: How often a request follows a swap to the next version before giving up (swaps are rare).
+_MAX_SWAPS_FOLLOWED = 3
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,9 @@ class ServedModel:
         self.config = config
         self.status = ModelStatus(IDLE)
         self.batcher: Batcher | None = None
+        #: Bumped by every operator load or unload: a background load of an older generation
+        #: neither swaps its result in nor retries.
+        self.generation = 0
         self._start_loading = start_loading
         self._record()
 
@@ -115,6 +131,8 @@ class ServedModel:
             raise ModelNotReadyError(f"model {self.name!r} is loading (lazy start); retry shortly")
         if state == LOADING:
             raise ModelNotReadyError(f"model {self.name!r} is still loading; retry shortly")
+        if state == UNLOADED:
+            raise ModelUnloadedError(self.name)
         retry_in = self.status.retry_in()
         if retry_in is None:
             raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
@@ -122,12 +140,18 @@ class ServedModel:
                                  f"{math.ceil(retry_in)} s)", retry_after=max(1, math.ceil(retry_in)))
 
     def predict_texts(self, texts: Sequence[str]) -> list[Any]:
-        """Results for validated texts, in order: each prepared once, then batched."""
-        batcher = self.ready_batcher()
-        return batcher.submit(batcher.wrapper.prepare_texts(texts))
+        """Results for validated texts, in order: each prepared once, then batched. A request that
+        reaches a version just swapped out goes on to the one now serving."""
+        for _ in range(_MAX_SWAPS_FOLLOWED):
+            batcher = self.ready_batcher()
+            try:
+                return batcher.submit(batcher.wrapper.prepare_texts(texts))
+            except BatcherRetiredError:
+                continue
+        raise ModelNotReadyError(f"model {self.name!r} is being swapped repeatedly; retry shortly", retry_after=1)
 
     def _record(self) -> None:
-        for state in (IDLE, LOADING, READY, FAILED):
+        for state in STATES:
             metrics.MODEL_STATE.labels(self.name, state).set(1 if self.status.state == state else 0)
         metrics.MODEL_READY.labels(self.name).set(1 if self.status.state == READY else 0)
         if self.status.load_seconds is not None:
@@ -147,6 +171,7 @@ class Registry:
         self._models = {name: ServedModel(self.catalog.models[name], config.model(name), self._start_loading)
                         for name in self.names}
         self._lock = threading.Lock()
+        self._manage_lock = threading.Lock()  # one operator load or unload at a time
         self._closing = threading.Event()
         self._first_attempts: dict[str, threading.Event] = {}
         server = config.server
@@ -174,7 +199,8 @@ class Registry:
         return self.model(name).wrapper
 
     def not_ready(self) -> dict[str, ModelStatus]:
-        return {name: m.status for name, m in self._models.items() if m.status.state != READY}
+        """Models that should serve and do not (an unloaded model was taken out on purpose)."""
+        return {name: m.status for name, m in self._models.items() if m.status.state not in (READY, UNLOADED)}
 
     # ------------------------------------------------------------------ loading
     def start(self, background: bool = True) -> None:
@@ -207,13 +233,13 @@ class Registry:
 
     def _keep_loading(self, served: ServedModel, tried: threading.Event) -> None:
         """Attempt, and after a failure wait out the backoff and attempt again, until ready or closed."""
-        attempt = 0
-        while not self._closing.is_set():
+        attempt, generation = 0, served.generation
+        while not self._closing.is_set() and served.generation == generation:
             attempt += 1
             served.set_status(replace(served.status, state=LOADING, attempts=attempt, retry_at=None))
-            ready = self._attempt(served, attempt)
+            ready = self._attempt(served, attempt, generation)
             tried.set()
-            if ready:
+            if ready or served.generation != generation:
                 return
             delay = self._backoff.delay(attempt)
             served.set_status(replace(served.status, retry_at=time.time() + delay))
@@ -221,13 +247,13 @@ class Registry:
             if self._closing.wait(delay):
                 return
 
-    def _attempt(self, served: ServedModel, attempt: int) -> bool:
+    def _attempt(self, served: ServedModel, attempt: int, generation: int) -> bool:
         """One load, bounded by ``load_timeout``; True when the model is ready."""
         started = time.perf_counter()
         timeout = served.config.load_timeout
         try:
             wrapper, demo, batcher = call_with_timeout(
-                lambda: self._load(served), timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
+                lambda: self._load(served.name, served.config, self.config.demo_fallback), timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
                 discard=lambda late: late[2].close(),
                 on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
         except PLUGIN_FAULTS as exc:  # any failure is this model's alone
@@ -241,10 +267,13 @@ class Registry:
                       exc_info=not isinstance(exc, ModelDeployError))
             fix = getattr(exc, "fix", None) or (f"fix models.{served.name} in the server's config (source, "
                                                 "settings) if retrying does not help; the server log has the details")
-            served.set_status(ModelStatus(FAILED, reason, elapsed, fix=fix, attempts=attempt))
+            with self._lock:
+                if served.generation == generation:
+                    served.set_status(ModelStatus(FAILED, reason, elapsed, fix=fix, attempts=attempt))
             return False
         with self._lock:
-            if self._closing.is_set():  # closed while loading: nothing may serve any more
+            # closed while loading: nothing may serve any more; an operator took over: theirs serves
+            if self._closing.is_set() or served.generation != generation:
                 batcher.close()
                 return False
             served.batcher = batcher
@@ -253,19 +282,112 @@ class Registry:
                  wrapper.source if demo else served.source, wrapper.device)
         return True
 
-    def _load(self, served: ServedModel) -> tuple[ModelWrapper, str | None, Batcher]:
-        wrapper, demo = self._load_wrapper(served)
-        return wrapper, demo, Batcher(wrapper, served.config.batch, served.name).start()
+    def _load(self, name: str, model_config: ModelConfig,
+              allow_demo: bool) -> tuple[ModelWrapper, str | None, Batcher]:
+        wrapper, demo = self._load_wrapper(name, model_config, allow_demo)
+        return wrapper, demo, Batcher(wrapper, model_config.batch, name).start()
 
-    def _load_wrapper(self, served: ServedModel) -> tuple[ModelWrapper, str | None]:
-        """The model's wrapper, and why it is its task's demo model instead, if the config allows one."""
-        model_config = served.config
+    def _load_wrapper(self, name: str, model_config: ModelConfig,
+                      allow_demo: bool) -> tuple[ModelWrapper, str | None]:
+        """The model's wrapper, and why it is its task's demo model instead, if that is allowed."""
         options = dict(sha256=model_config.sha256, trust_unsigned=model_config.trust_unsigned,
                        cache_dir=self.config.cache_dir, catalog=self.catalog)
-        arguments = (served.name, model_config.source, model_config.device, model_config.settings)
-        if self.config.demo_fallback:
+        arguments = (name, model_config.source, model_config.device, model_config.settings)
+        if allow_demo:
             return loading.load_or_demo(*arguments, **options)
         return loading.load(*arguments, **options), None
+
+    # ------------------------------------------------------------------ run-time management
+    def refresh_catalog(self) -> Catalog:
+        """Discover plugins again, so one pip-installed since start-up can be loaded; the models
+        already served keep the classes they were loaded with (a new version of an imported
+        plugin's code needs a restart)."""
+        importlib.invalidate_caches()
+        fresh = get_catalog(refresh=True)
+        with self._lock:
+            self.catalog = replace(fresh, models={**fresh.models, **self.catalog.models})
+        return self.catalog
+
+    def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
+        """Load ``name`` (from ``source``, else its configured one) and swap it in once ready.
+
+        Works for a served model (a reload: the version serving keeps answering until the swap,
+        then finishes what it accepted) and for an installed one the config did not serve. An
+        operator's load takes over from automatic retries, and never falls back to demo weights:
+        a failure raises, and whatever served before keeps serving.
+        """
+        if name not in self.catalog.models:
+            self.refresh_catalog()
+        entry = self.catalog.entry(name)  # UnknownModelError lists what is installed
+        with self._manage_lock:
+            with self._lock:
+                if self._closing.is_set():
+                    raise ModelNotReadyError("the server is shutting down", retry_after=5)
+                served = self._models.get(name)
+                if served is None:
+                    served = self._models[name] = ServedModel(entry, self.config.model(name), self._start_loading)
+                    self.names = [*self.names, name]
+                served.generation += 1
+                config = served.config if source is None else replace(served.config, source=source, sha256=sha256)
+                if served.batcher is None:
+                    served.set_status(ModelStatus(LOADING, attempts=served.status.attempts + 1))
+            started = time.perf_counter()
+            try:
+                wrapper, _, batcher = call_with_timeout(
+                    lambda: self._load(name, config, allow_demo=False), config.load_timeout,
+                    name=f"modeldeploy-load-{name}-operator", discard=lambda late: late[2].close(),
+                    on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
+            except PLUGIN_FAULTS as exc:
+                reason = self._operator_load_failed(served, config, exc, time.perf_counter() - started)
+                if isinstance(exc, ModelDeployError):
+                    raise
+                raise ModelLoadError(reason) from exc
+            with self._lock:
+                if self._closing.is_set():
+                    batcher.close()
+                    raise ModelNotReadyError("the server is shutting down", retry_after=5)
+                retired, served.batcher, served.config = served.batcher, batcher, config
+                served.set_status(ModelStatus(READY, None, time.perf_counter() - started,
+                                              attempts=served.status.attempts))
+        log.info("model %s: version from %s swapped in by an operator (device %s)", name,
+                 config.source or entry.wrapper_class.default_source, wrapper.device)
+        if retired is not None:
+            self._retire_in_background(retired, config.batch.timeout)
+        return served.status
+
+    def _operator_load_failed(self, served: ServedModel, config: ModelConfig, exc: BaseException,
+                              elapsed: float) -> str:
+        reason = (f"loading did not finish within models.{served.name}.load_timeout ({config.load_timeout:g} s)"
+                  if isinstance(exc, AttemptTimeoutError) else failure_reason(exc))
+        log.error("model %s: operator load from %s failed: %s", served.name, config.source, reason,
+                  exc_info=not isinstance(exc, ModelDeployError))
+        with self._lock:
+            if served.batcher is None:  # nothing serves: say why; an operator's next load tries again
+                served.set_status(ModelStatus(FAILED, reason, elapsed, attempts=served.status.attempts,
+                                              fix="load it again with a source that works"))
+        return reason
+
+    def unload_model(self, name: str) -> None:
+        """Stop serving ``name``: new requests get 503 'unloaded' at once; requests it already
+        accepted are answered (up to the model's request timeout) before this returns. A model
+        installed but not served is already unloaded."""
+        if name not in self._models:
+            self.catalog.entry(name)  # unknown: 404
+            return
+        with self._manage_lock:
+            with self._lock:
+                served = self._models[name]
+                served.generation += 1
+                retired, served.batcher = served.batcher, None
+                served.set_status(ModelStatus(UNLOADED, attempts=served.status.attempts))
+            if retired is not None:
+                retired.retire(served.config.batch.timeout)
+        log.info("model %s unloaded by an operator", name)
+
+    @staticmethod
+    def _retire_in_background(batcher: Batcher, timeout: float) -> None:
+        threading.Thread(target=batcher.retire, args=(timeout,), name=f"modeldeploy-retire-{batcher.name}",
+                         daemon=True).start()
 
     # ------------------------------------------------------------------ serving
     def predict(self, name: str, data: str | Sequence[str]) -> Any:
