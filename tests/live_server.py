@@ -134,11 +134,15 @@ def tiny_models_config(tiny_models: Mapping[str, Path], **extra: Any) -> dict[st
 
 @contextmanager
 def running_server(config: Mapping[str, Any], directory: Path, *, env: Mapping[str, str] | None = None,
-                   ready: bool = True, timeout: float = 120) -> Iterator[LiveServer]:
-    """Write ``config`` to ``directory/config.yaml``, serve it, yield the server, always stop it."""
+                   ready: bool = True, timeout: float = 120,
+                   python: str | Path = sys.executable) -> Iterator[LiveServer]:
+    """Write ``config`` to ``directory/config.yaml``, serve it, yield the server, always stop it.
+
+    ``python`` is the interpreter that serves, e.g. another virtual environment's.
+    """
     config_path = Path(directory) / "config.yaml"
     config_path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
-    command = [sys.executable, "-m", "modeldeploy", "--log-level", "INFO", "serve",
+    command = [str(python), "-m", "modeldeploy", "--log-level", "INFO", "serve",
                "--config", str(config_path), "--host", "127.0.0.1", "--port", "0"]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                    "PYTHONUNBUFFERED": "1", **(env or {})}
