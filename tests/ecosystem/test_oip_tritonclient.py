@@ -86,6 +86,43 @@ def test_infer_matches_predict(client: triton.InferenceServerClient, ecosystem_s
     assert response["outputs"][0]["shape"] == [len(texts)]
 
 
+def test_embeddings_metadata_names_an_fp32_vector_output(client: triton.InferenceServerClient) -> None:
+    metadata = client.get_model_metadata("embeddings")
+    assert metadata["platform"] == "modeldeploy/feature-extraction"
+    assert metadata["outputs"] == [{"name": "result", "datatype": "FP32", "shape": [-1, 32]}]  # the tiny encoder
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_embeddings_come_back_as_an_fp32_tensor_equal_to_predict(client: triton.InferenceServerClient,
+                                                                 ecosystem_server: LiveServer, binary: bool) -> None:
+    tensor = triton.InferInput("text", [len(SEVERAL_TEXTS)], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in SEVERAL_TEXTS], dtype=np.object_), binary_data=binary)
+    outputs = None if binary else [triton.InferRequestedOutput("result", binary_data=False)]
+    result = client.infer("embeddings", [tensor], outputs=outputs)
+    vectors = result.as_numpy("result")
+    assert vectors.dtype == np.float32 and vectors.shape == (3, 32)
+    assert result.get_output("result")["datatype"] == "FP32"
+    expected = np.array(predict(ecosystem_server, "embeddings", SEVERAL_TEXTS), dtype=np.float32)
+    assert np.allclose(vectors, expected, atol=1e-6)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_a_two_dimensional_input_gives_a_three_dimensional_fp32_tensor(client: triton.InferenceServerClient) -> None:
+    texts = np.array([[b"a", b"b", b"c"], [b"d", b"e", b"f"]], dtype=np.object_)
+    tensor = triton.InferInput("text", [2, 3], "BYTES")
+    tensor.set_data_from_numpy(texts)
+    vectors = client.infer("embeddings", [tensor]).as_numpy("result")
+    assert vectors.shape == (2, 3, 32)
+    flat = client.infer("embeddings", [_texts_tensor([t.decode() for t in texts.ravel()])]).as_numpy("result")
+    assert np.allclose(vectors.reshape(6, 32), flat, atol=1e-6)  # row-major, element by element
+
+
+def _texts_tensor(texts: list[str]) -> triton.InferInput:
+    tensor = triton.InferInput("text", [len(texts)], "BYTES")
+    tensor.set_data_from_numpy(np.array([t.encode() for t in texts], dtype=np.object_))
+    return tensor
+
+
 def test_infer_on_the_explicit_version(client: triton.InferenceServerClient) -> None:
     results, _ = infer(client, "sentiment", SEVERAL_TEXTS, binary=True, version="1")
     assert [r["label"] for r in results] == ["POSITIVE", "NEGATIVE", results[2]["label"]]
