@@ -5,7 +5,8 @@ checkpoints. These builders make the same architectures the plugins serve, with 
 and a WordPiece tokenizer trained on a few sentences (``tiny`` classifiers are then fitted for a
 few seconds on labelled examples, so demos answer sensibly), saved with ``save_pretrained`` so the
 plugins' real ``from_pretrained`` code loads them. ``tiny`` builds in seconds; ``base`` uses
-DistilBERT-base dimensions so benchmarks do realistic compute.
+DistilBERT-base dimensions so benchmarks do realistic compute. The translation model has a real
+``MarianTokenizer`` instead, over SentencePiece models trained here on CORPUS and German sentences.
 
     python -m modeldeploy.testing build DIR [--size tiny|base]
 """
@@ -255,8 +256,112 @@ def build_embeddings(directory: Path, size: str = "tiny") -> Path:
     return _save(BertModel(config), tokenizer, directory)
 
 
+#: English -> German pairs: the German side trains the target SentencePiece model, and ``tiny``
+#: translation models are fitted on the pairs for a moment so they answer in German and stop.
+TRANSLATION_PAIRS = [
+    ("The weather is lovely today.", "Das Wetter ist heute schön."),
+    ("Shall we go for a walk by the river?", "Sollen wir am Fluss spazieren gehen?"),
+    ("I love this movie.", "Ich liebe diesen Film."),
+    ("This was a terrible waste of time and money.", "Das war eine schreckliche Verschwendung von Zeit und Geld."),
+    ("Angela Merkel met Emmanuel Macron in Paris on Tuesday.", "Angela Merkel traf Emmanuel Macron am Dienstag in Paris."),
+    ("The weather in New York was cold, grey and windy all week.",
+     "Das Wetter in New York war die ganze Woche kalt, grau und windig."),
+    ("She said the food was delicious.", "Sie sagte, das Essen sei köstlich."),
+    ("Our team shipped the release on Friday.", "Unser Team hat die Version am Freitag ausgeliefert."),
+    ("The quick brown fox jumps over the lazy dog.", "Der schnelle braune Fuchs springt über den faulen Hund."),
+    ("Tokyo, Madrid, Cairo and Lima are busy capital cities.", "Tokio, Madrid, Kairo und Lima sind belebte Hauptstädte."),
+    ("Good morning!", "Guten Morgen!"),
+    ("Where is the station?", "Wo ist der Bahnhof?"),
+    ("Thank you very much.", "Vielen Dank."),
+    ("The book is on the table.", "Das Buch liegt auf dem Tisch."),
+    ("We are going home now.", "Wir gehen jetzt nach Hause."),
+    ("Günther bought a café in Zürich.", "Günther kaufte ein Café in Zürich."),
+]
+
+MARIAN_SPECIALS = {"eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
+
+
+def _train_sentencepiece(sentences: list[str], vocab_size: int, path: Path) -> list[str]:
+    """A unigram SentencePiece model like Marian's ``source.spm``/``target.spm``; returns its pieces.
+
+    One thread and a fixed sentence order make every build byte-identical.
+    """
+    import sentencepiece
+
+    with path.open("wb") as model_file:
+        sentencepiece.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences), model_writer=model_file, vocab_size=vocab_size,
+            model_type="unigram", character_coverage=1.0, hard_vocab_limit=False, num_threads=1,
+            unk_id=0, bos_id=-1, eos_id=-1, minloglevel=2,
+        )
+    processor = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    return [processor.id_to_piece(i) for i in range(processor.get_piece_size()) if not processor.is_unknown(i)]
+
+
+def _marian_tokenizer(workdir: Path, vocab_size: int, max_length: int) -> Any:
+    """A real ``MarianTokenizer``: SentencePiece models per side and one shared ``vocab.json``.
+
+    The vocabulary is laid out like opus-mt's: ``</s>`` 0, ``<unk>`` 1, the pieces of both sides,
+    and ``<pad>`` last (it is also the decoder's start token).
+    """
+    import json
+
+    from transformers import MarianTokenizer
+
+    english = CORPUS + [en for en, _ in TRANSLATION_PAIRS]
+    german = [de for _, de in TRANSLATION_PAIRS]
+    pieces = _train_sentencepiece(english, vocab_size, workdir / "source.spm")
+    pieces += _train_sentencepiece(german, vocab_size, workdir / "target.spm")
+    tokens = ["</s>", "<unk>", *dict.fromkeys(pieces), "<pad>"]
+    (workdir / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}, ensure_ascii=False))
+    return MarianTokenizer(
+        source_spm=str(workdir / "source.spm"), target_spm=str(workdir / "target.spm"),
+        vocab=str(workdir / "vocab.json"), source_lang="en", target_lang="de",
+        model_max_length=max_length, **MARIAN_SPECIALS,
+    )
+
+
+def _train_translation(model: Any, tokenizer: Any, steps: int) -> None:
+    batch = dict(tokenizer([en for en, _ in TRANSLATION_PAIRS],
+                           text_target=[de for _, de in TRANSLATION_PAIRS], padding=True, return_tensors="pt"))
+    batch["labels"][batch["labels"] == tokenizer.pad_token_id] = -100
+    _fit(model, [batch], steps=steps)
+
+
+def build_translation(directory: Path, size: str = "tiny") -> Path:
+    """Marian encoder-decoder with a real MarianTokenizer, like Helsinki-NLP/opus-mt-en-de."""
+    import tempfile
+
+    import torch
+    from transformers import GenerationConfig, MarianConfig, MarianMTModel
+
+    dims = SIZES[size]
+    with tempfile.TemporaryDirectory() as workdir:
+        tokenizer = _marian_tokenizer(Path(workdir), dims["vocab"], dims["positions"])
+        pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
+        config = MarianConfig(
+            vocab_size=len(tokenizer), d_model=dims["s2s_dim"],
+            encoder_layers=dims["s2s_layers"], decoder_layers=dims["s2s_layers"],
+            encoder_attention_heads=dims["s2s_heads"], decoder_attention_heads=dims["s2s_heads"],
+            encoder_ffn_dim=dims["s2s_ffn"], decoder_ffn_dim=dims["s2s_ffn"],
+            max_position_embeddings=dims["positions"], pad_token_id=pad, eos_token_id=eos,
+            decoder_start_token_id=pad, forced_eos_token_id=eos,
+        )
+        torch.manual_seed(0)
+        model = MarianMTModel(config)
+        # opus-mt's own generation settings: beam search, never the pad token, output up to the
+        # position table (the tiny model uses fewer beams)
+        model.generation_config = GenerationConfig(
+            num_beams=2 if size == "tiny" else 4, max_length=dims["positions"], bad_words_ids=[[pad]],
+            pad_token_id=pad, eos_token_id=eos, forced_eos_token_id=eos, decoder_start_token_id=pad,
+        )
+        if size == "tiny":
+            _train_translation(model, tokenizer, steps=100)
+        return _save(model, tokenizer, directory)
+
+
 BUILDERS = {"sentiment": build_sentiment, "ner": build_ner, "summarization": build_summarization,
-            "embeddings": build_embeddings}
+            "embeddings": build_embeddings, "translation": build_translation}
 
 
 def _save(model: Any, tokenizer: Any, directory: Path) -> Path:
