@@ -81,7 +81,71 @@ function singleText(result) {
   return null;
 }
 
-function renderResult(text, result) {
+function renderTranslation(text, result) {
+  const box = el("div", "side-by-side");
+  for (const [title, body] of [["Source", text], ["Translation", result.translation_text]]) {
+    const column = el("div", "column");
+    column.append(el("h3", "column-title", title), el("p", "generated", body));
+    box.append(column);
+  }
+  return box;
+}
+
+function cosine(a, b) {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) { dot += a[i] * b[i]; na += a[i] * a[i]; nb += b[i] * b[i]; }
+  return na && nb ? dot / Math.sqrt(na * nb) : 0;
+}
+
+function heatColor(similarity) {
+  // -1..1 -> white..blue; text stays readable on both ends
+  const t = Math.max(0, Math.min(1, (similarity + 1) / 2));
+  return "hsl(217, 91%, " + (97 - 55 * t * t).toFixed(1) + "%)";
+}
+
+function renderSimilarity(texts, vectors) {
+  const box = el("div", "similarity");
+  const table = el("table", "heatmap");
+  const head = el("tr");
+  head.append(el("th"));
+  texts.forEach((_, j) => head.append(el("th", "col-head", String(j + 1))));
+  table.append(head);
+  texts.forEach((text, i) => {
+    const row = el("tr");
+    const label = el("th", "row-head", (i + 1) + ". " + text);
+    label.title = text;
+    row.append(label);
+    vectors.forEach((other, j) => {
+      const similarity = cosine(vectors[i], other);
+      const cell = el("td", "cell", similarity.toFixed(2));
+      cell.style.backgroundColor = heatColor(similarity);
+      if (similarity > 0.75) cell.classList.add("strong");
+      cell.title = "cosine similarity of texts " + (i + 1) + " and " + (j + 1);
+      row.append(cell);
+    });
+    table.append(row);
+  });
+  box.append(table);
+  const dimension = vectors.length ? vectors[0].length : 0;
+  box.append(el("p", "legend", "Cosine similarity of the " + dimension + "-dimensional embeddings: 1 = same " +
+    "meaning, near 0 = unrelated."));
+  return box;
+}
+
+function isVectorList(result) {
+  return Array.isArray(result) && result.length > 0 &&
+    result.every((v) => Array.isArray(v) && v.every((x) => typeof x === "number"));
+}
+
+function embeddingInputs(text) {
+  return text.split("\n").map((line) => line.trim()).filter((line) => line.length > 0);
+}
+
+function renderResult(text, result, task) {
+  if (task === "feature-extraction" && isVectorList(result)) return renderSimilarity(embeddingInputs(text), result);
+  if (task === "translation" && result && typeof result.translation_text === "string") {
+    return renderTranslation(text, result);
+  }
   if (result && typeof result.label === "string" && typeof result.score === "number") return renderLabel(result);
   if (isEntityList(result)) return renderEntities(text, result);
   const generated = singleText(result);
@@ -103,7 +167,9 @@ async function run(card, form) {
   const button = form.querySelector("button");
   const parts = {};
   for (const node of card.querySelectorAll("[data-role]")) parts[node.dataset.role] = node;
-  const payload = { model_name: name, data: text };
+  const task = card.dataset.task;
+  // an embeddings card compares texts: one per line, sent as a list
+  const payload = { model_name: name, data: task === "feature-extraction" ? embeddingInputs(text) : text };
   button.disabled = true;
   parts.output.replaceChildren(el("p", "pending", "Running…"));
   parts.result.hidden = false;
@@ -117,7 +183,7 @@ async function run(card, form) {
     const answer = await response.json();
     const elapsed = performance.now() - started;
     if (response.ok) {
-      parts.output.replaceChildren(renderResult(text, answer.body));
+      parts.output.replaceChildren(renderResult(text, answer.body, task));
     } else {
       const message = (answer.error && answer.error.message) || response.statusText;
       parts.output.replaceChildren(el("p", "error", "Error " + response.status + ": " + message));
