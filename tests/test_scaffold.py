@@ -78,6 +78,8 @@ def test_the_generated_plugin_declares_its_entry_point_package_and_core_range(ge
     assert "TODO" in source and 'default_source = "your-org/your-model"' in source
     readme = (folder / "README.md").read_text()
     assert "pip install -e ./modeldeploy-my.ner" in readme and "`aggregation`" in readme
+    translation = tomllib.loads((generated["translation"] / "pyproject.toml").read_text())
+    assert translation["project"]["dependencies"] == [core_requirement(), "sentencepiece>=0.2"]
 
 
 def test_names_map_to_a_package_and_a_class() -> None:

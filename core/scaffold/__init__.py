@@ -93,7 +93,7 @@ def render_plugin(name: str, task: str) -> dict[str, str]:
     values = {
         "name": names.model, "distribution": names.distribution, "package": names.package,
         "class_name": names.wrapper_class, "task": task, "base": base.__name__,
-        "builder": _demo_builder_name(base), "requirement": core_requirement(),
+        "builder": _demo_builder_name(base), "dependencies": json.dumps([core_requirement(), *example.dependencies]),
         "source_placeholder": SOURCE_PLACEHOLDER, "example": example.example,
         "example_literal": json.dumps(example.example, ensure_ascii=False),
         "description_literal": json.dumps(example.description, ensure_ascii=False),

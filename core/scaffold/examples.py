@@ -17,8 +17,10 @@ class TaskExample:
     example: str
     #: The wrapper's ``description`` until its author writes their own.
     description: str
-    #: ``templates/checks/<check>.py.tmpl``: the generated tests' ``check_result`` for this result shape.
+    #: ``templates/check_<check>.py.tmpl``: the generated tests' ``check_result`` for this result shape.
     check: str
+    #: What the plugin needs besides modeldeploy for the task's usual checkpoints (and its test model).
+    dependencies: tuple[str, ...] = ()
 
 
 TASK_EXAMPLES: dict[str, TaskExample] = {
@@ -42,6 +44,7 @@ TASK_EXAMPLES: dict[str, TaskExample] = {
         example="The weather is lovely today. Shall we go for a walk by the river?",
         description="Translates a text into another language.",
         check="generated_text",
+        dependencies=("sentencepiece>=0.2",),  # Marian (opus-mt) tokenizers are SentencePiece models
     ),
     "feature-extraction": TaskExample(
         example="A sentence to turn into a vector for semantic search.",
