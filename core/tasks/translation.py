@@ -8,7 +8,7 @@ missing from the translation without a word. So each text is translated in piece
    every line break, but not after common abbreviations (``Dr.``, ``e.g.``, ``U.S.``), initials or
    list numbers, nor inside numbers (``3.14`` has no whitespace after its dot). It needs no
    language data and keeps the whitespace between sentences.
-2. :func:`plan_chunks` packs consecutive sentences of one paragraph into chunks of at most
+2. :func:`plan_chunks` packs consecutive sentences of one line into chunks of at most
    ``max_input_tokens`` tokens (the model's ``max_length`` unless configured lower); a sentence
    longer than that is cut at word boundaries, and a word longer than that between characters.
 3. The chunks of every text of the batch are translated together, ``batch_size`` chunks per

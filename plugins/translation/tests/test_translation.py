@@ -107,13 +107,20 @@ def test_a_word_longer_than_the_limit_is_cut_between_characters():
     assert "".join(c.text + c.separator for c in chunks) == "Go " + "x" * 45 + " now."
 
 
+def test_a_chunk_is_measured_whole_so_tokenizers_that_do_not_add_up_still_fit():
+    # counting characters, the joined chunk also counts the spaces its words' costs left out
+    chunks = plan_chunks("aaaa bbbb cccc dddd.", len, 12)
+    assert [c.text for c in chunks] == ["aaaa", "bbbb cccc", "dddd."]
+    assert all(len(c.text) <= 12 for c in chunks)
+
 def test_a_long_text_is_chunked_within_the_model_limit_covering_every_sentence(translator):
     assert token_count(translator, LONG_TEXT) > 20 * translator.max_input_tokens  # far past one window
     chunks = translator.chunks(LONG_TEXT)
     assert all(token_count(translator, c.text) <= translator.max_input_tokens == 128 for c in chunks)
     assert "".join(c.text + c.separator for c in chunks) == LONG_TEXT
-    assert [s.text for c in chunks for s in split_sentences(c.text)] == [s.text for s in split_sentences(LONG_TEXT)]
-    assert len(split_sentences(LONG_TEXT)) == 300
+    sentences = [s.text for s in split_sentences(LONG_TEXT)]
+    assert [s.text for c in chunks for s in split_sentences(c.text)] == sentences
+    assert len(sentences) == 300
 
 
 def test_a_long_translation_is_its_chunk_translations_joined(tiny_models):
@@ -146,7 +153,7 @@ def test_max_new_tokens_bounds_each_chunk(tiny_models, translator):
 
 def test_the_checkpoints_generation_config_applies_unless_configured(tiny_models, translator):
     assert translator.model.generation_config.num_beams == 2  # opus-mt-like generation_config.json
-    assert "num_beams" not in translator.generation_kwargs() and "max_new_tokens" not in translator.generation_kwargs()
+    assert not {"num_beams", "max_new_tokens"} & set(translator.generation_kwargs())
     encoded = translator.encode(["Where is the station?"])
     direct = translator.tokenizer.batch_decode(translator.model.generate(**encoded), skip_special_tokens=True)
     assert translator.predict("Where is the station?")["translation_text"] == direct[0].strip()
