@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -43,10 +44,10 @@ def run(page: Page, model: str, text: str | None = None):
     return card
 
 
-def test_cards_list_every_model_with_status(homepage):
+def test_cards_list_every_model_with_status(homepage, tiny_models):
     cards = homepage.locator(".card")
-    expect(cards).to_have_count(3)
-    for name in ("sentiment", "ner", "summarization"):
+    expect(cards).to_have_count(len(tiny_models))
+    for name in tiny_models:
         expect(homepage.locator(f"#model-{name} .status")).to_have_text("ready")
     expect(homepage.locator("#model-ner textarea")).to_have_value(
         "Angela Merkel met Emmanuel Macron in Paris to talk about Airbus.")
@@ -89,6 +90,34 @@ def test_summarization_shows_the_summary_text(homepage, tiny_server):
     expect(card.locator(".generated")).to_have_text(expected)
 
 
+def test_translation_shows_source_and_translation_side_by_side(homepage, tiny_server):
+    text = "The weather is lovely today.\nShall we walk?"
+    card = run(homepage, "translation", text)
+    answer = tiny_server.request("POST", "/predict", json={"model_name": "translation", "data": text}).json()
+    columns = card.locator(".side-by-side .column")
+    expect(columns).to_have_count(2)
+    expect(columns.nth(0).locator(".column-title")).to_have_text("Source")
+    assert columns.nth(0).locator(".generated").text_content() == text
+    expect(columns.nth(1).locator(".column-title")).to_have_text("Translation")
+    assert columns.nth(1).locator(".generated").text_content() == answer["body"]["translation_text"]
+
+
+def test_embeddings_compare_texts_in_a_similarity_heat_map(homepage, tiny_server):
+    texts = ["A man is playing a guitar.", "<b>Someone</b> plays an instrument.", "Markets fell today."]
+    card = run(homepage, "embeddings", "\n".join(texts) + "\n\n")  # blank lines are not texts
+    vectors = tiny_server.request("POST", "/predict", json={"model_name": "embeddings", "data": texts}).json()["body"]
+    cells = card.locator(".heatmap td.cell")
+    expect(cells).to_have_count(9)
+    for i, a in enumerate(vectors):
+        for j, b in enumerate(vectors):
+            cosine = sum(x * y for x, y in zip(a, b)) / (math.hypot(*a) * math.hypot(*b))
+            assert cells.nth(3 * i + j).text_content() == f"{cosine:.2f}"
+    assert card.locator(".heatmap .row-head").all_text_contents() == [f"{n}. {t}" for n, t in enumerate(texts, 1)]
+    expect(card.locator(".legend")).to_contain_text(f"{len(vectors[0])}-dimensional")
+    assert card.locator(".heatmap b").count() == 0  # input stays text
+    assert '"data":["A man is playing a guitar."' in card.locator(".curl").text_content()
+
+
 def test_script_in_input_is_shown_as_text(homepage):
     card = run(homepage, "ner", XSS)
     assert card.locator(".entity-text").evaluate(TEXT_WITHOUT_TYPE_LABELS) == XSS
@@ -125,7 +154,7 @@ def test_status_refreshes_while_a_lazy_model_loads(browser, tiny_models, tmp_pat
 def test_homepage_screenshot(browser, tiny_server, tmp_path):
     """Renders a filled-in homepage; MODELDEPLOY_UPDATE_SCREENSHOT=1 refreshes docs/homepage.png."""
     page, _ = open_homepage(browser, tiny_server.url)
-    for model in ("sentiment", "ner", "summarization"):
+    for model in ("sentiment", "ner", "summarization", "translation", "embeddings"):
         run(page, model)
     page.locator("#model-sentiment details").evaluate("details => { details.open = true; }")
     target = tmp_path / "homepage.png"
