@@ -9,4 +9,4 @@ from __future__ import annotations
 import re
 
 #: Lowercase letters and digits first, then also ``_``, ``.`` and ``-``; at most 64 characters.
-MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+MODEL_NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")  # \Z: no trailing newline either

@@ -107,7 +107,7 @@ def test_predict_reads_stdin(tiny_models):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (("predict", "nope", "x"), "error: unknown model 'nope'; available models: ner, sentiment, summarization"),
+        (("predict", "nope", "x"), "error: unknown model 'nope'; available models: embeddings, ner, sentiment, summarization, translation"),
         (("predict", "sentiment", "x", "--source", "/nonexistent/model"), "error: could not load model 'sentiment'"),
         (("predict", "sentiment", "x", "--device", "tpu"), "error: device must be one of"),
     ],

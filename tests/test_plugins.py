@@ -94,6 +94,7 @@ def test_autoload_can_be_disabled_but_local_plugins_still_register(monkeypatch):
         (int, "expects a ModelWrapper subclass"),
         (type("NoName", (modeldeploy.ModelWrapper,), {}), "must be a lowercase identifier"),
         (type("BadName", (modeldeploy.ModelWrapper,), {"name": "Has Space"}), "must be a lowercase identifier"),
+        (type("Newline", (modeldeploy.ModelWrapper,), {"name": "name\n"}), "must be a lowercase identifier"),
     ],
 )
 def test_invalid_registrations_are_recorded_not_raised(monkeypatch, registered, message):
