@@ -119,4 +119,5 @@ def test_unknown_model_lists_available_names():
     with pytest.raises(modeldeploy.UnknownModelError) as info:
         modeldeploy.load("nope")
     assert isinstance(info.value, LookupError)
-    assert "available models: ner, sentiment, summarization" in str(info.value)
+    assert f"available models: {', '.join(plugins.list_models())}" in str(info.value)
+    assert {"embeddings", "ner", "sentiment", "summarization", "translation"} <= set(plugins.list_models())
