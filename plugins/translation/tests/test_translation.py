@@ -63,6 +63,16 @@ def test_huge_and_unicode_inputs_do_not_crash(tiny_models):
         assert isinstance(short_outputs.predict(text)["translation_text"], str)
 
 
+def test_a_text_over_max_characters_is_refused_before_any_work(tiny_models):
+    limited = load(tiny_models, max_characters=100)
+    assert isinstance(limited.predict("x" * 100)["translation_text"], str)
+    with pytest.raises(modeldeploy.InvalidInputError, match="101 characters is over the 100.*'max_characters'"):
+        limited.predict(["short", "x" * 101])
+    assert load(tiny_models).settings["max_characters"] == 20_000
+    unlimited = load(tiny_models, max_characters=0, max_new_tokens=1)
+    assert isinstance(unlimited.predict("word " * 5000)["translation_text"], str)
+
+
 def test_sentences_are_not_split_after_abbreviations_or_inside_numbers():
     text = ("Dr. Smith paid $3.14 for coffee, e.g. an espresso, in the U.S. on Friday. "
             "J. K. Rowling wrote it!  Really? Yes… (It was 2.5 km.) Mr. Brown agreed.\n\n"
