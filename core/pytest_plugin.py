@@ -16,6 +16,7 @@ from . import testing
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{"sentiment": dir, "ner": dir, "summarization": dir}``, loadable with ``from_pretrained``."""
+    """One folder per task, ``{"sentiment": dir, "ner": dir, "summarization": dir, "embeddings": dir,
+    "translation": dir}``, each loadable with ``from_pretrained``."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return testing.build_all(tmp_path_factory.mktemp("models"), size="tiny")
