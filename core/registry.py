@@ -253,7 +253,8 @@ class Registry:
         timeout = served.config.load_timeout
         try:
             wrapper, demo, batcher = call_with_timeout(
-                lambda: self._load(served.name, served.config, self.config.demo_fallback), timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
+                lambda: self._load(served.name, served.config, self.config.demo_fallback),
+                timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
                 discard=lambda late: late[2].close(),
                 on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
         except PLUGIN_FAULTS as exc:  # any failure is this model's alone

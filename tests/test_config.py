@@ -88,7 +88,7 @@ def test_missing_variable_names_the_key_and_the_variable():
         ({"serve": ["sentimnt"]}, r"serve\[0\]: no installed plugin provides a model named 'sentimnt'; installed models: ner"),
         ({"serve": ["ner", "ner"]}, r"serve\[1\]: 'ner' is listed twice"),
         ({"demo_fallback": "yes"}, r"demo_fallback must be true or false, got str"),
-        ({"models": {"sentimnt": {}}}, r"models.sentimnt: no installed plugin provides a model named 'sentimnt'; installed models: embeddings, ner, sentiment, summarization, translation"),
+        ({"models": {"sentimnt": {}}}, r"models.sentimnt: no installed plugin provides a model named 'sentimnt'; installed models: ner, sentiment, summarization"),
         ({"models": {"sentiment": {"sorce": "x"}}}, r"models.sentiment.sorce is not a known key; allowed keys under models.sentiment: source, device"),
         ({"models": {"sentiment": {"source": 3}}}, r"models.sentiment.source must be a string, got int"),
         ({"models": {"sentiment": {"source": " "}}}, r"models.sentiment.source must not be empty"),

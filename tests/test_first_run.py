@@ -133,7 +133,7 @@ def test_an_allow_list_that_matches_nothing_says_what_is_installed():
     assert done.returncode == 0, done.stderr
     assert "No models: the MODELDEPLOY_PLUGINS allow-list leaves every installed plugin out." in done.stdout
     assert "MODELDEPLOY_PLUGINS names 'langdetect', which match(es) no installed plugin" in done.stdout
-    assert "installed but left out by MODELDEPLOY_PLUGINS='langdetect': ner (modeldeploy-ner)" in done.stdout
+    assert "installed but left out by MODELDEPLOY_PLUGINS='langdetect': embeddings (modeldeploy-embeddings), ner (modeldeploy-ner)" in done.stdout
 
 
 # ------------------------------------------------------------------ rough edges
