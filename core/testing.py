@@ -194,10 +194,9 @@ def build_sentiment(directory: Path, size: str = "tiny") -> Path:
     return _save(model, tokenizer, directory)
 
 
-def build_ner(directory: Path, size: str = "tiny") -> Path:
-    """BERT token classifier with the CoNLL-2003 BIO labels (like dslim/bert-base-NER)."""
-    import torch
-    from transformers import BertConfig, BertForTokenClassification
+def _bert_parts(size: str, **extra: Any) -> tuple[Any, Any]:
+    """A WordPiece tokenizer and a ``BertConfig`` of ``size`` (``extra`` adds config fields)."""
+    from transformers import BertConfig
 
     dims = SIZES[size]
     tokenizer = _train_tokenizer(BERT_SPECIALS, ("[CLS]", "[SEP]"), dims["vocab"], dims["positions"],
@@ -205,9 +204,18 @@ def build_ner(directory: Path, size: str = "tiny") -> Path:
     config = BertConfig(
         vocab_size=len(tokenizer), hidden_size=dims["dim"], num_hidden_layers=dims["layers"],
         num_attention_heads=dims["heads"], intermediate_size=dims["ffn"],
-        max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
-        id2label=dict(enumerate(NER_LABELS)), label2id={l: i for i, l in enumerate(NER_LABELS)},
+        max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id, **extra,
     )
+    return tokenizer, config
+
+
+def build_ner(directory: Path, size: str = "tiny") -> Path:
+    """BERT token classifier with the CoNLL-2003 BIO labels (like dslim/bert-base-NER)."""
+    import torch
+    from transformers import BertForTokenClassification
+
+    tokenizer, config = _bert_parts(size, id2label=dict(enumerate(NER_LABELS)),
+                                    label2id={l: i for i, l in enumerate(NER_LABELS)})
     torch.manual_seed(0)
     model = BertForTokenClassification(config)
     if size == "tiny":
@@ -242,16 +250,9 @@ def build_summarization(directory: Path, size: str = "tiny") -> Path:
 def build_embeddings(directory: Path, size: str = "tiny") -> Path:
     """A bare BERT encoder (``AutoModel``) like all-MiniLM-L6-v2, for sentence embeddings."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertModel
 
-    dims = SIZES[size]
-    tokenizer = _train_tokenizer(BERT_SPECIALS, ("[CLS]", "[SEP]"), dims["vocab"], dims["positions"],
-                                 ["input_ids", "token_type_ids", "attention_mask"])
-    config = BertConfig(
-        vocab_size=len(tokenizer), hidden_size=dims["dim"], num_hidden_layers=dims["layers"],
-        num_attention_heads=dims["heads"], intermediate_size=dims["ffn"],
-        max_position_embeddings=dims["positions"], pad_token_id=tokenizer.pad_token_id,
-    )
+    tokenizer, config = _bert_parts(size)
     torch.manual_seed(0)
     return _save(BertModel(config), tokenizer, directory)
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import echo_plugin
 import pytest
 from test_app_errors import wait_for
+from versions import relabelled_copy
 
 from modeldeploy.config import parse_config
 from modeldeploy.errors import BatcherRetiredError, ConfigError
@@ -117,7 +118,7 @@ def test_load_serves_an_installed_model_the_config_left_out(app_for, tiny_models
 
 
 def test_a_new_source_swaps_the_version_in(app_for, tiny_models, tmp_path):
-    renamed = _relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])
+    renamed = relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])
     client, _ = app_for(served(tiny_models, "sentiment"))
     assert predict(client, "sentiment").json["body"]["label"] == "POSITIVE"
     answer = client.post("/v2/repository/models/sentiment/load", headers=AUTH,
@@ -128,7 +129,7 @@ def test_a_new_source_swaps_the_version_in(app_for, tiny_models, tmp_path):
 
 
 def test_tritons_config_parameter_carries_the_source_too(app_for, tiny_models, tmp_path):
-    renamed = _relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])
+    renamed = relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])
     client, _ = app_for(served(tiny_models, "sentiment"))
     config = json.dumps({"source": str(renamed)})
     assert client.post("/v2/repository/models/sentiment/load", headers=AUTH,
@@ -219,16 +220,3 @@ def test_a_request_that_reaches_a_retired_version_goes_on_to_the_new_one(echo, a
     real_lookup = model.ready_batcher
     monkeypatch.setattr(model, "ready_batcher", lambda: next(looked_up, None) or real_lookup())
     assert model.predict_texts(["abc"]) == [{"length": 3}]
-
-
-def _relabelled_copy(folder: Path, target: Path, labels: list[str]) -> Path:
-    """The same weights under other label names: a 'new version' whose answers show it is serving."""
-    import shutil
-
-    shutil.copytree(folder, target)
-    config_path = target / "config.json"
-    config = json.loads(config_path.read_text())
-    config["id2label"] = {str(i): label for i, label in enumerate(labels)}
-    config["label2id"] = {label: i for i, label in enumerate(labels)}
-    config_path.write_text(json.dumps(config))
-    return target

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 import tritonclient.http as triton
 from live_server import running_server
-from test_model_repository import AUTH, TOKEN, _relabelled_copy
+from test_model_repository import AUTH, TOKEN
 from tritonclient.utils import InferenceServerException
+from versions import relabelled_copy
 
 CLIENTS = 4
 
 
 def test_swapping_versions_under_load_drops_no_request(tiny_models: dict[str, Path], tmp_path: Path) -> None:
-    versions = [tiny_models["sentiment"], _relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])]
+    versions = [tiny_models["sentiment"], relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])]
     config = {"models": {"sentiment": {"source": str(versions[0])}}, "serve": ["sentiment"],
               "server": {"admin_token": TOKEN}}
     with running_server(config, tmp_path) as server:
