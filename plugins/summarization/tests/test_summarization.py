@@ -49,3 +49,10 @@ def test_generation_settings_come_from_checkpoint_then_config(tiny_models):
 def test_unknown_setting_is_a_config_error(tiny_models):
     with pytest.raises(modeldeploy.ConfigError, match="unknown setting 'beams'.*allowed settings"):
         modeldeploy.load("summarization", source=str(tiny_models["summarization"]), settings={"beams": 2})
+
+
+@pytest.mark.parametrize("settings", [{"num_beams": 0}, {"max_new_tokens": "5"}, {"min_new_tokens": True}])
+def test_generation_settings_out_of_range_are_config_errors(tiny_models, settings):
+    (key,) = settings
+    with pytest.raises(modeldeploy.ConfigError, match=f"setting '{key}' of model 'summarization' must be an integer"):
+        modeldeploy.load("summarization", source=str(tiny_models["summarization"]), settings=settings)
