@@ -98,8 +98,8 @@ function cosine(a, b) {
 }
 
 function heatColor(similarity) {
-  // -1..1 -> white..blue; text stays readable on both ends
-  const t = Math.max(0, Math.min(1, (similarity + 1) / 2));
+  // 0 (unrelated) .. 1 (same meaning) -> white..blue; negative similarities stay white
+  const t = Math.max(0, Math.min(1, similarity));
   return "hsl(217, 91%, " + (97 - 55 * t * t).toFixed(1) + "%)";
 }
 

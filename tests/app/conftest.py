@@ -11,6 +11,8 @@ import pytest
 from flask.testing import FlaskClient
 from live_server import LiveServer, running_server, tiny_models_config
 
+from modeldeploy_embeddings import EmbeddingsWrapper
+
 from modeldeploy import plugins
 from modeldeploy.app import create_app
 from modeldeploy.config import parse_config
@@ -65,13 +67,15 @@ def app_for() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def tiny_server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests.
+    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests;
+    embeddings is the real all-MiniLM-L6-v2 (installed from PyPI), so its heat map means something.
 
     Sources are relative (``.models/NAME``, as ``scripts/run`` demos them) so that pages and
     screenshots show no path of the machine that ran the tests."""
     directory = tmp_path_factory.mktemp("serve")
     (directory / ".models").mkdir()
-    for name, path in tiny_models.items():
+    folders = {**tiny_models, "embeddings": Path(EmbeddingsWrapper.default_source)}
+    for name, path in folders.items():
         (directory / ".models" / name).symlink_to(path, target_is_directory=True)
     relative = {name: Path(".models") / name for name in tiny_models}
     with running_server(tiny_models_config(relative), directory) as server:
