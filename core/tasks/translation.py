@@ -9,7 +9,8 @@ missing from the translation without a word. So each text is translated in piece
    list numbers, nor inside numbers (``3.14`` has no whitespace after its dot). It needs no
    language data and keeps the whitespace between sentences.
 2. :func:`plan_chunks` packs consecutive sentences of one line into chunks of at most
-   ``max_input_tokens`` tokens (the model's ``max_length`` unless configured lower); a sentence
+   ``max_input_tokens`` tokens (half the model's ``max_length`` unless configured, so the
+   translation, often longer than its source, fits the same limit); a sentence
    longer than that is cut at word boundaries, and a word longer than that between characters.
 3. The chunks of every text of the batch are translated together, ``batch_size`` chunks per
    ``generate()`` call, shortest first so that chunks of a similar length share the padding, with
@@ -199,9 +200,12 @@ class TranslationWrapper(Seq2SeqWrapper):
 
     @property
     def max_input_tokens(self) -> int:
-        """Most tokens of one chunk: the configured limit, never above the model's ``max_length``."""
+        """Most tokens of one chunk: the configured limit, never above the model's ``max_length``;
+        by default half of it, since a translation is often longer than its source (German runs
+        about a third longer than English) and generation stops at the same ``max_length``: a
+        full-length chunk could lose its last words."""
         configured = self.settings["max_input_tokens"]
-        return self.max_length if configured is None else min(configured, self.max_length)
+        return max(MIN_INPUT_TOKENS, self.max_length // 2) if configured is None else min(configured, self.max_length)
 
     def prepare_data(self, item: str) -> str:
         """The text unchanged (the prefix, if any, goes before each chunk, in :meth:`chunks`), or
