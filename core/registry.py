@@ -250,20 +250,12 @@ class Registry:
     def _attempt(self, served: ServedModel, attempt: int, generation: int) -> bool:
         """One load, bounded by ``load_timeout``; True when the model is ready."""
         started = time.perf_counter()
-        timeout = served.config.load_timeout
         try:
-            wrapper, demo, batcher = call_with_timeout(
-                lambda: self._load(served.name, served.config, self.config.demo_fallback),
-                timeout, name=f"modeldeploy-load-{served.name}-{attempt}",
-                discard=lambda late: late[2].close(),
-                on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
+            wrapper, demo, batcher = self._bounded_load(served.name, served.config, self.config.demo_fallback,
+                                                        str(attempt))
         except PLUGIN_FAULTS as exc:  # any failure is this model's alone
             elapsed = time.perf_counter() - started
-            if isinstance(exc, AttemptTimeoutError):
-                reason = (f"loading did not finish within models.{served.name}.load_timeout ({timeout:g} s); "
-                          "that attempt was abandoned")
-            else:
-                reason = failure_reason(exc)
+            reason = _load_failure_reason(served.name, served.config, exc)
             log.error("model %s failed to load: %s", served.name, reason,
                       exc_info=not isinstance(exc, ModelDeployError))
             fix = getattr(exc, "fix", None) or (f"fix models.{served.name} in the server's config (source, "
@@ -282,6 +274,15 @@ class Registry:
         log.info("model %s ready in %.2fs (source %s, device %s)", served.name, served.status.load_seconds,
                  wrapper.source if demo else served.source, wrapper.device)
         return True
+
+    def _bounded_load(self, name: str, model_config: ModelConfig, allow_demo: bool,
+                      label: str) -> tuple[ModelWrapper, str | None, Batcher]:
+        """One load with its batcher, abandoned after ``load_timeout`` (AttemptTimeoutError): a late
+        result is closed, and the abandoned build gives up its turn."""
+        return call_with_timeout(
+            lambda: self._load(name, model_config, allow_demo), model_config.load_timeout,
+            name=f"modeldeploy-load-{name}-{label}", discard=lambda late: late[2].close(),
+            on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
 
     def _load(self, name: str, model_config: ModelConfig,
               allow_demo: bool) -> tuple[ModelWrapper, str | None, Batcher]:
@@ -334,10 +335,7 @@ class Registry:
                     served.set_status(ModelStatus(LOADING, attempts=served.status.attempts + 1))
             started = time.perf_counter()
             try:
-                wrapper, _, batcher = call_with_timeout(
-                    lambda: self._load(name, config, allow_demo=False), config.load_timeout,
-                    name=f"modeldeploy-load-{name}-operator", discard=lambda late: late[2].close(),
-                    on_abandon=lambda thread: loading.BUILD_TURN.give_up(thread.ident))
+                wrapper, _, batcher = self._bounded_load(name, config, allow_demo=False, label="operator")
             except PLUGIN_FAULTS as exc:
                 reason = self._operator_load_failed(served, config, exc, time.perf_counter() - started)
                 if isinstance(exc, ModelDeployError):
@@ -358,8 +356,7 @@ class Registry:
 
     def _operator_load_failed(self, served: ServedModel, config: ModelConfig, exc: BaseException,
                               elapsed: float) -> str:
-        reason = (f"loading did not finish within models.{served.name}.load_timeout ({config.load_timeout:g} s)"
-                  if isinstance(exc, AttemptTimeoutError) else failure_reason(exc))
+        reason = _load_failure_reason(served.name, config, exc)
         log.error("model %s: operator load from %s failed: %s", served.name, config.source, reason,
                   exc_info=not isinstance(exc, ModelDeployError))
         with self._lock:
@@ -408,3 +405,10 @@ class Registry:
             if served.batcher is not None:
                 served.batcher.close(timeout)
 
+
+def _load_failure_reason(name: str, model_config: ModelConfig, exc: BaseException) -> str:
+    """Why a load failed, as users read it; a timed-out attempt names the setting that bounds it."""
+    if isinstance(exc, AttemptTimeoutError):
+        return (f"loading did not finish within models.{name}.load_timeout ({model_config.load_timeout:g} s); "
+                "that attempt was abandoned")
+    return failure_reason(exc)

@@ -223,6 +223,14 @@ def build_ner(directory: Path, size: str = "tiny") -> Path:
     return _save(model, tokenizer, directory)
 
 
+def _seq2seq_dims(dims: dict[str, int]) -> dict[str, int]:
+    """The encoder-decoder sizes shared by the BART and Marian configs."""
+    return {"d_model": dims["s2s_dim"], "encoder_layers": dims["s2s_layers"], "decoder_layers": dims["s2s_layers"],
+            "encoder_attention_heads": dims["s2s_heads"], "decoder_attention_heads": dims["s2s_heads"],
+            "encoder_ffn_dim": dims["s2s_ffn"], "decoder_ffn_dim": dims["s2s_ffn"],
+            "max_position_embeddings": dims["positions"]}
+
+
 def build_summarization(directory: Path, size: str = "tiny") -> Path:
     """BART encoder-decoder with CNN-style summarization defaults in task_specific_params."""
     import torch
@@ -232,11 +240,7 @@ def build_summarization(directory: Path, size: str = "tiny") -> Path:
     tokenizer = _train_tokenizer(BART_SPECIALS, ("<s>", "</s>"), dims["vocab"], dims["positions"],
                                  ["input_ids", "attention_mask"])
     config = BartConfig(
-        vocab_size=len(tokenizer), d_model=dims["s2s_dim"],
-        encoder_layers=dims["s2s_layers"], decoder_layers=dims["s2s_layers"],
-        encoder_attention_heads=dims["s2s_heads"], decoder_attention_heads=dims["s2s_heads"],
-        encoder_ffn_dim=dims["s2s_ffn"], decoder_ffn_dim=dims["s2s_ffn"],
-        max_position_embeddings=dims["positions"],
+        vocab_size=len(tokenizer), **_seq2seq_dims(dims),
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id,
         forced_eos_token_id=tokenizer.eos_token_id,
@@ -343,11 +347,7 @@ def build_translation(directory: Path, size: str = "tiny") -> Path:
         tokenizer = _marian_tokenizer(Path(workdir), dims["vocab"], dims["positions"])
         pad, eos = tokenizer.pad_token_id, tokenizer.eos_token_id
         config = MarianConfig(
-            vocab_size=len(tokenizer), d_model=dims["s2s_dim"],
-            encoder_layers=dims["s2s_layers"], decoder_layers=dims["s2s_layers"],
-            encoder_attention_heads=dims["s2s_heads"], decoder_attention_heads=dims["s2s_heads"],
-            encoder_ffn_dim=dims["s2s_ffn"], decoder_ffn_dim=dims["s2s_ffn"],
-            max_position_embeddings=dims["positions"], pad_token_id=pad, eos_token_id=eos,
+            vocab_size=len(tokenizer), **_seq2seq_dims(dims), pad_token_id=pad, eos_token_id=eos,
             decoder_start_token_id=pad, forced_eos_token_id=eos,
         )
         torch.manual_seed(0)

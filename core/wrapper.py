@@ -210,8 +210,8 @@ class ModelWrapper:
         return output
 
     def result_shape(self) -> list[int]:
-        """Shape of one item's result in an OIP tensor: ``[]`` for a BYTES element, the vector's
-        length for FP32 (``-1`` while unknown, before the model loads)."""
+        """Shape of one item's result in an OIP tensor, once loaded: ``[]`` for a BYTES element,
+        ``[length]`` for an FP32 vector."""
         return []
 
     # ----------------------------------------------------------------- public

@@ -60,7 +60,7 @@ class SentenceEmbeddingWrapper(ModelWrapper):
         return int(self.model.config.hidden_size)
 
     def result_shape(self) -> list[int]:
-        return [self.dimension] if self.is_loaded else [-1]
+        return [self.dimension]
 
     def predict_batch(self, items: list[str]) -> list[list[float]]:
         import torch
