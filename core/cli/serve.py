@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import NoReturn
+from typing import NoReturn, TextIO
 
 from ..config import load_config
 from ..errors import ConfigError
@@ -65,8 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     server.stop_on_signals()
     registry.start()  # in the background, once the port is ours: the server answers while models load
-    for host, port in server.addresses:
-        print(f"modeldeploy listening on {url(host, port)}", flush=True)
+    announce_listening(server.addresses, sys.stdout)
     server.serve()  # until SIGTERM or Ctrl-C
     # past the grace period, queued requests get "shutting down" rather than silence
     unfinished = server.drain(stop_models=lambda: registry.close(timeout=0))
@@ -74,6 +73,18 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
     log.info("stopped")
     _exit(0)
+
+
+def announce_listening(addresses: list[tuple[str, int]], stream: TextIO) -> None:
+    """Print one "listening on" line per address, each in a single write.
+
+    ``print`` writes the text and its newline separately; on an unbuffered stream shared with the
+    log (models log from their own threads while the port opens) a log line could land between
+    the two, and whoever reads the address from the output would read a broken line.
+    """
+    for host, port in addresses:
+        stream.write(f"modeldeploy listening on {url(host, port)}\n")
+        stream.flush()
 
 
 def url(host: str, port: int) -> str:

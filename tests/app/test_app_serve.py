@@ -9,6 +9,7 @@ import time
 from live_server import running_server
 
 from modeldeploy.cli import main
+from modeldeploy.cli.serve import announce_listening
 
 
 def test_get_with_json_body_over_http(tiny_server):
@@ -96,3 +97,24 @@ def test_serve_reports_a_port_in_use(tmp_path, capsys):
 def test_serve_rejects_an_impossible_port(capsys):
     assert main(["serve", "--port", "70000"]) == 1
     assert "--port must be between 0 and 65535" in capsys.readouterr().err
+
+
+class _RecordingStream:
+    """A stream that keeps each write apart, as an unbuffered pipe shared with the log would."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_each_listening_line_is_one_write_so_log_lines_cannot_split_it():
+    stream = _RecordingStream()
+    announce_listening([("127.0.0.1", 8080), ("::1", 8081)], stream)
+    assert stream.writes == ["modeldeploy listening on http://127.0.0.1:8080\n",
+                             "modeldeploy listening on http://[::1]:8081\n"]
