@@ -26,6 +26,7 @@ from modeldeploy.errors import (
     PredictionError,
     PredictionTimeoutError,
     UnknownModelError,
+    UnsupportedOperationError,
 )
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ def describe_error(exc: BaseException) -> HttpError:
         return HttpError(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, PredictionTimeoutError):
         return HttpError(504, str(exc))
+    if isinstance(exc, UnsupportedOperationError):
+        return HttpError(501, str(exc))
     if isinstance(exc, PredictionError):
         log.error("prediction failed: %s", exc, exc_info=exc)
         return HttpError(500, str(exc))

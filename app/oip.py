@@ -110,7 +110,7 @@ def model_ready(name: str, version: str | None = None) -> tuple[Response, int]:
     """200 when the model serves; 503 saying why not (a lazy model starts loading)."""
     served = _served_model(name, version)
     try:
-        served.ready_batcher()
+        served.raise_unless_ready()
     except ModelNotReadyError as exc:
         response = jsonify(name=name, ready=False, error=str(exc))
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -24,6 +24,7 @@ from modeldeploy.errors import (
     ModelNotReadyError,
     StoreUnavailableError,
     UnknownModelError,
+    UnsupportedOperationError,
 )
 from modeldeploy.inputs import decode_json
 from modeldeploy.registry import FAILED, IDLE, LOADING, READY, UNLOADED, Registry
@@ -72,7 +73,7 @@ def load(name: str) -> Response | tuple[Response, int]:
     registry = get_registry()
     try:
         status = registry.load_model(name, source, sha256)
-    except (UnknownModelError, ModelNotReadyError):
+    except (UnknownModelError, ModelNotReadyError, UnsupportedOperationError):
         raise
     except ModelDeployError as exc:
         return error_response(_load_failure(registry, name, exc))

@@ -23,6 +23,7 @@ from .devices import validate_device
 from .errors import ConfigError
 
 MIN_HTTP_THREADS, HTTP_SPARE_THREADS, MAX_HTTP_THREADS = 16, 8, 1024
+ENGINES = ("local", "ray")
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -40,6 +41,16 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class AutoscalingConfig:
+    """Replicas between ``min_replicas`` and ``max_replicas``, aiming at ``target_ongoing_requests``
+    requests in each (ray engine); 0 for the target means the model's ``batch.max_batch_size``."""
+
+    min_replicas: int = 1
+    max_replicas: int = 1
+    target_ongoing_requests: float = 0.0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """How one model is served."""
 
@@ -52,6 +63,14 @@ class ModelConfig:
     trust_unsigned: bool = False
     #: Seconds one load attempt may take before it is abandoned (and retried like a failure).
     load_timeout: float = 600.0
+    #: Ray engine only (the local engine serves each model once, in its own process): a fixed
+    #: number of replicas or an autoscaling range, and what each replica reserves on its node.
+    replicas: int = 1
+    autoscaling: AutoscalingConfig | None = None
+    num_cpus: float = 0.0
+    num_gpus: float = 0.0
+    #: Requests waiting for a free replica before the next one is refused with 503; 0: ``batch.max_queue``.
+    max_queued_requests: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,6 +102,12 @@ class ServerConfig:
     shutdown_grace_seconds: float = 30.0
     #: Bearer token of the model-repository routes (load, unload, index); empty: those routes are off.
     admin_token: str = field(default="", repr=False)
+    #: ``local`` (this process) or ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``).
+    engine: str = "local"
+    #: Ray engine: the cluster to join (``HOST:PORT``); empty starts a private one on 127.0.0.1.
+    ray_address: str = ""
+    #: CPUs a private Ray cluster may schedule on; 0: those this process may use.
+    ray_num_cpus: int = 0
 
 
 @dataclass(frozen=True)
@@ -235,7 +260,48 @@ def _parse_model(data: Any, path: str) -> ModelConfig:
         sha256=sha256,
         trust_unsigned=_check(data.get("trust_unsigned", False), bool, f"{path}.trust_unsigned"),
         load_timeout=_positive_number(data.get("load_timeout", ModelConfig.load_timeout), f"{path}.load_timeout"),
+        **_parse_replicas(data, path),
     )
+
+
+def _parse_replicas(data: Mapping[str, Any], path: str) -> dict[str, Any]:
+    """The ray engine's per-model keys: ``replicas`` or ``autoscaling``, and each replica's share."""
+    if "replicas" in data and "autoscaling" in data:
+        raise ConfigError(f"{path} sets both replicas and autoscaling; keep one (a fixed count, or a range)")
+    parsed: dict[str, Any] = {
+        "replicas": _check(data.get("replicas", ModelConfig.replicas), int, f"{path}.replicas"),
+        "num_cpus": _check(data.get("num_cpus", ModelConfig.num_cpus), float, f"{path}.num_cpus"),
+        "num_gpus": _check(data.get("num_gpus", ModelConfig.num_gpus), float, f"{path}.num_gpus"),
+        "max_queued_requests": _check(data.get("max_queued_requests", ModelConfig.max_queued_requests), int,
+                                      f"{path}.max_queued_requests"),
+    }
+    _positive(parsed["replicas"], f"{path}.replicas")
+    for key in ("num_cpus", "num_gpus", "max_queued_requests"):
+        _positive(parsed[key], f"{path}.{key}", allow_zero=True)
+    if "autoscaling" in data:
+        parsed["autoscaling"] = _parse_autoscaling(data["autoscaling"], f"{path}.autoscaling")
+    return parsed
+
+
+def _parse_autoscaling(data: Any, path: str) -> AutoscalingConfig:
+    data = _mapping(data, path)
+    _no_unknown(data, AutoscalingConfig, path)
+    for key in ("min_replicas", "max_replicas"):
+        if key not in data:
+            raise ConfigError(f"{path}.{key} is required (autoscaling keeps the replicas between the two)")
+    scaling = AutoscalingConfig(
+        min_replicas=_check(data["min_replicas"], int, f"{path}.min_replicas"),
+        max_replicas=_check(data["max_replicas"], int, f"{path}.max_replicas"),
+        target_ongoing_requests=_check(data.get("target_ongoing_requests", 0.0), float,
+                                       f"{path}.target_ongoing_requests"),
+    )
+    _positive(scaling.min_replicas, f"{path}.min_replicas", allow_zero=True)
+    _positive(scaling.max_replicas, f"{path}.max_replicas")
+    _positive(scaling.target_ongoing_requests, f"{path}.target_ongoing_requests", allow_zero=True)
+    if scaling.max_replicas < scaling.min_replicas:
+        raise ConfigError(f"{path}.max_replicas ({scaling.max_replicas}) must be at least min_replicas "
+                          f"({scaling.min_replicas})")
+    return scaling
 
 
 def _parse_server(data: Any) -> ServerConfig:
@@ -257,6 +323,9 @@ def _parse_server(data: Any) -> ServerConfig:
                 "request_timeout_seconds", "shutdown_grace_seconds"):
         _positive(getattr(server, key), f"server.{key}")
     _check_admin_token(server.admin_token)
+    if server.engine not in ENGINES:
+        raise ConfigError(f"server.engine must be one of {', '.join(ENGINES)}, got {server.engine!r}")
+    _positive(server.ray_num_cpus, "server.ray_num_cpus", allow_zero=True)
     if server.load_retry_max_seconds < server.load_retry_seconds:
         raise ConfigError(f"server.load_retry_max_seconds ({server.load_retry_max_seconds:g}) must be at least "
                           f"server.load_retry_seconds ({server.load_retry_seconds:g})")

@@ -99,6 +99,11 @@ class OverloadedError(ModelDeployError):
         self.retry_after = retry_after
 
 
+class UnsupportedOperationError(ModelDeployError):
+    """What was asked exists, but not where this server runs it (HTTP 501), e.g. operators' model
+    loads on an engine that manages its own replicas."""
+
+
 class PredictionTimeoutError(ModelDeployError, TimeoutError):
     """The request waited longer than its timeout; its work was dropped (HTTP 504)."""
 

@@ -123,9 +123,16 @@ class ServedModel:
     def ready_batcher(self) -> Batcher:
         """The batcher of a ready model, or ModelNotReadyError saying why not (an idle, lazy
         model starts loading)."""
+        self.raise_unless_ready()
+        assert self.batcher is not None
+        return self.batcher
+
+    def raise_unless_ready(self) -> None:
+        """Return when the model serves; else raise ModelNotReadyError saying why not (an idle,
+        lazy model starts loading)."""
         state = self.status.state
-        if state == READY and self.batcher is not None:
-            return self.batcher
+        if state == READY and self._serving():
+            return
         if state == IDLE:
             self._start_loading(self)
             raise ModelNotReadyError(f"model {self.name!r} is loading (lazy start); retry shortly")
@@ -138,6 +145,10 @@ class ServedModel:
             raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
         raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason} (next attempt in "
                                  f"{math.ceil(retry_in)} s)", retry_after=max(1, math.ceil(retry_in)))
+
+    def _serving(self) -> bool:
+        """Whether what answers requests is in place (here: a batcher)."""
+        return self.batcher is not None
 
     def predict_texts(self, texts: Sequence[str]) -> list[Any]:
         """Results for validated texts, in order: each prepared once, then batched. A request that
@@ -168,7 +179,7 @@ class Registry:
         if missing:
             raise UnknownModelError(missing[0], self.catalog.models)
         self.names: list[str] = config.served_names(self.catalog.models)
-        self._models = {name: ServedModel(self.catalog.models[name], config.model(name), self._start_loading)
+        self._models = {name: self._new_served_model(self.catalog.models[name], config.model(name))
                         for name in self.names}
         self._lock = threading.Lock()
         self._manage_lock = threading.Lock()  # one operator load or unload at a time
@@ -176,6 +187,11 @@ class Registry:
         self._first_attempts: dict[str, threading.Event] = {}
         server = config.server
         self._backoff = Backoff(server.load_retry_seconds, server.load_retry_max_seconds)
+
+    def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
+        """How this registry serves one model: here, in this process (a registry whose models
+        run elsewhere overrides it)."""
+        return ServedModel(entry, config, self._start_loading)
 
     # ------------------------------------------------------------------ lookup
     def model(self, name: str) -> ServedModel:
@@ -327,7 +343,7 @@ class Registry:
                     raise ModelNotReadyError("the server is shutting down", retry_after=5)
                 served = self._models.get(name)
                 if served is None:
-                    served = self._models[name] = ServedModel(entry, self.config.model(name), self._start_loading)
+                    served = self._models[name] = self._new_served_model(entry, self.config.model(name))
                     self.names = [*self.names, name]
                 served.generation += 1
                 config = served.config if source is None else replace(served.config, source=source, sha256=sha256)

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
-from ..config import load_config
+from ..config import ENGINES, Config, load_config
 from ..errors import ConfigError
 from ..hub import go_offline_if_unreachable
 from ..logs import LOG_FORMATS
@@ -36,6 +36,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--config", help="config.yaml to read (default: every installed model, default settings)")
     serve.add_argument("--host", help="interface to bind (default: server.host of the config, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default: server.port, else 8080)")
+    serve.add_argument("--engine", choices=ENGINES,
+                       help="local: this process (default); ray: each model a Ray Serve deployment "
+                            "(pip install 'modeldeploy[ray]')")
+    serve.add_argument("--address", help="ray engine: the Ray cluster to join, HOST:PORT (default: server."
+                                         "ray_address, else a private Ray on 127.0.0.1)")
     # Also accepted after "serve" (where people type it); it sets the global --log-format.
     serve.add_argument("--log-format", choices=LOG_FORMATS, default=argparse.SUPPRESS,
                        help="text, or json access/log lines for log collectors")
@@ -50,10 +55,15 @@ def run_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, {name: entry.wrapper_class for name, entry in catalog.models.items()})
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port)) if value is not None}
+    overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("engine", args.engine),
+                                               ("ray_address", args.address)) if value is not None}
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     server_config = config.server
-    registry = Registry(config)
+    registry = Registry(config)  # checks that every configured model is installed, on either engine
+    if server_config.engine == "ray":
+        return _serve_on_ray(config, registry.names)
+    if server_config.ray_address:
+        raise ConfigError("a Ray address (--address, server.ray_address) is for the ray engine; add --engine ray")
     app = create_app(registry=registry)
     threads = config.http_threads(registry.names)
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
@@ -73,6 +83,15 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
     log.info("stopped")
     _exit(0)
+
+
+def _serve_on_ray(config: Config, names: list[str]) -> int:
+    try:
+        from ..ray_engine.serve import serve_on_ray
+    except ImportError as exc:
+        raise ConfigError(f"the ray engine needs Ray Serve, which cannot be imported here ({exc}); install it "
+                          "with: pip install 'modeldeploy[ray]'") from None
+    return serve_on_ray(config, names, lambda host, port: announce_listening([(host, port)], sys.stdout))
 
 
 def announce_listening(addresses: list[tuple[str, int]], stream: TextIO) -> None:

@@ -1,0 +1,51 @@
+"""Start a private Ray on this machine, or join a cluster; put Serve's HTTP proxy on an address.
+
+A private Ray listens on 127.0.0.1 only, with the dashboard and usage reporting off and its CPUs
+pinned (``server.ray_num_cpus``, else those this process may use), so ``serve --engine ray`` on
+a laptop starts nothing that the network can reach and reports nothing home.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import ray
+from ray import serve
+
+from ..config import Config
+
+log = logging.getLogger(__name__)
+
+NAMESPACE = "modeldeploy"
+
+
+def start_ray(config: Config) -> bool:
+    """Connect to ``server.ray_address``, or start a private Ray; True when this process started it."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    address = config.server.ray_address
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+        log.info("joined the Ray cluster at %s", address)
+        return False
+    cpus = config.server.ray_num_cpus or len(os.sched_getaffinity(0))
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, _node_ip_address="127.0.0.1",
+             namespace=NAMESPACE, logging_level=logging.WARNING)
+    log.info("started a private Ray on 127.0.0.1 with %d CPU(s)", cpus)
+    return True
+
+
+def start_http(host: str, port: int) -> int:
+    """Serve's HTTP proxy on ``host:port`` (0: a free port, chosen here); returns the port."""
+    if port == 0:
+        port = free_port(host)
+    serve.start(http_options={"host": host, "port": port})
+    return port
+
+
+def free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]

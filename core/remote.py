@@ -1,0 +1,195 @@
+"""A registry whose models run elsewhere: the seam between the app and an engine such as Ray Serve.
+
+The app only asks a :class:`~modeldeploy.registry.Registry` for statuses and results. A
+:class:`RemoteRegistry` answers the same questions for models that other processes (or machines)
+serve: each model has a :class:`ModelClient` that sends validated texts to wherever the model runs
+and reports how it is doing. The model's own process runs the ordinary local registry, batcher and
+planner, so loading, retries, batching and error messages are the same on every engine.
+
+Errors cross the wire as :class:`RemoteFailure` (the core error's class, message and
+``Retry-After``) and are raised again on this side, so an overloaded or failing model answers
+the same status and message over HTTP whichever engine serves it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .config import Config, ModelConfig
+from .errors import (
+    InputTypeError,
+    InvalidInputError,
+    ModelDeployError,
+    ModelNotReadyError,
+    OverloadedError,
+    PredictionError,
+    PredictionTimeoutError,
+    UnsupportedOperationError,
+)
+from .plugins import Catalog, ModelEntry
+from .registry import FAILED, LOADING, ModelStatus, Registry, ServedModel
+
+log = logging.getLogger(__name__)
+
+#: Core errors raised again as themselves on the caller's side; anything else becomes PredictionError.
+_FAITHFUL_ERRORS = (ModelNotReadyError, OverloadedError, PredictionTimeoutError, InvalidInputError,
+                    InputTypeError, PredictionError)
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """A core error as it travels back from the process that serves a model."""
+
+    kind: type[ModelDeployError]
+    message: str
+    retry_after: int | None = None
+
+    @classmethod
+    def of(cls, exc: ModelDeployError) -> RemoteFailure:
+        kind = next((k for k in _FAITHFUL_ERRORS if isinstance(exc, k)), PredictionError)
+        return cls(kind, str(exc), getattr(exc, "retry_after", None))
+
+    def error(self) -> ModelDeployError:
+        if self.retry_after is not None:
+            return self.kind(self.message, retry_after=self.retry_after)  # type: ignore[call-arg]
+        return self.kind(self.message)
+
+
+@dataclass(frozen=True)
+class ReplicaReport:
+    """How a model is doing where it runs: its status and what the app shows of the loaded model."""
+
+    status: ModelStatus
+    device: str | None = None
+    result_shape: tuple[int, ...] | None = None
+    #: Where the answering replica runs (host address and process id), for operators and tests.
+    node: str = ""
+    pid: int = 0
+
+    @classmethod
+    def of(cls, served: ServedModel, node: str, pid: int) -> ReplicaReport:
+        wrapper = served.wrapper
+        if wrapper is None:
+            return cls(served.status, node=node, pid=pid)
+        return cls(served.status, wrapper.device, tuple(wrapper.result_shape()), node, pid)
+
+
+class ModelClient(Protocol):
+    """Reaches one model served elsewhere."""
+
+    def predict(self, texts: Sequence[str]) -> list[Any]:
+        """Results for validated texts, in order; raises the core's errors (OverloadedError, ...)."""
+
+    def report(self) -> ReplicaReport:
+        """The model's status where it runs; raises ModelDeployError when no replica answers."""
+
+
+class _LoadedView:
+    """The part of a loaded wrapper the app reads (device, a result's shape), as reported."""
+
+    def __init__(self, report: ReplicaReport) -> None:
+        self.device = report.device or "unknown"
+        self._shape = list(report.result_shape or ())
+
+    def result_shape(self) -> list[int]:
+        return list(self._shape)
+
+
+class RemoteServedModel(ServedModel):
+    """A model served elsewhere: its status is what its replicas last reported."""
+
+    def __init__(self, entry: ModelEntry, config: ModelConfig, client: ModelClient) -> None:
+        self.client = client
+        self.report: ReplicaReport | None = None
+        super().__init__(entry, config, start_loading=lambda served: None)
+        self.set_status(ModelStatus(LOADING))
+
+    @property
+    def wrapper(self) -> Any:  # the reported view of the wrapper, not a ModelWrapper
+        report = self.report
+        return _LoadedView(report) if report is not None and report.device is not None else None
+
+    def _serving(self) -> bool:
+        return True
+
+    def predict_texts(self, texts: Sequence[str]) -> list[Any]:
+        self.raise_unless_ready()
+        return self.client.predict(list(texts))
+
+    def refresh(self) -> None:
+        """Ask a replica how the model is doing; a model no replica answers for is failed, saying why."""
+        try:
+            report = self.client.report()
+        except ModelDeployError as exc:
+            self.report = None
+            self.set_status(ModelStatus(FAILED, f"no replica of model {self.name!r} answers: {exc}",
+                                        fix="see the engine's replica logs (Ray dashboard or `ray logs`)"))
+            return
+        self.report = report
+        self.set_status(report.status)
+
+
+class RemoteRegistry(Registry):
+    """The registry of an app whose models run elsewhere, each reached through its client.
+
+    Statuses are refreshed every ``refresh_seconds`` in the background (the app's health and
+    readiness read them without a round trip); predictions go straight to the client.
+    Operators' load and unload belong to the engine (it rolls replicas over), so they are refused.
+    """
+
+    def __init__(self, config: Config, clients: Mapping[str, ModelClient], catalog: Catalog | None = None,
+                 refresh_seconds: float = 1.0) -> None:
+        self._clients = dict(clients)
+        self._refresh_seconds = refresh_seconds
+        super().__init__(config, catalog)
+        missing = sorted(set(self.names) - set(self._clients))
+        if missing:
+            raise ValueError(f"no client for served model(s) {', '.join(missing)}")
+
+    def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
+        return RemoteServedModel(entry, config, self._clients[entry.name])
+
+    def start(self, background: bool = True) -> None:
+        """Keep every model's status fresh from a background thread (the first read at once);
+        ``background=False`` also waits for that first read."""
+        first_read = threading.Event()
+        threading.Thread(target=self._keep_refreshing, args=(first_read,), name="modeldeploy-remote-status",
+                         daemon=True).start()
+        if not background:
+            first_read.wait()
+
+    def wait_until_loaded(self, timeout: float | None = None) -> bool:
+        return True  # the engine reports models once their replicas run
+
+    def refresh_statuses(self) -> None:
+        for served in list(self._models.values()):
+            if isinstance(served, RemoteServedModel):
+                served.refresh()
+
+    def _keep_refreshing(self, first_read: threading.Event) -> None:
+        while True:
+            try:
+                self.refresh_statuses()
+            except Exception:  # noqa: BLE001 - a status poll must never end the poller
+                log.exception("refreshing the models' statuses failed")
+            first_read.set()
+            if self._closing.wait(self._refresh_seconds):
+                return
+
+    def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
+        raise UnsupportedOperationError(_ENGINE_MANAGES)
+
+    def unload_model(self, name: str) -> None:
+        raise UnsupportedOperationError(_ENGINE_MANAGES)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        self._closing.set()
+
+
+_ENGINE_MANAGES = ("this server's models run on an engine that manages their replicas (server.engine: ray); "
+                   "change the config and run `modeldeploy serve --engine ray` again: Ray Serve rolls the "
+                   "replicas over to the new version without dropping requests")
