@@ -19,6 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modeldeploy import metrics
 from modeldeploy.logs import ACCESS_LOGGER
+from modeldeploy.metrics import merged_exposition
+
+from .state import get_registry
 
 REQUEST_ID_HEADER = "X-Request-ID"
 #: Incoming ids are honoured only if short and made of these characters (safe in logs and headers).
@@ -32,7 +35,12 @@ blueprint = Blueprint("observability", __name__)
 
 @blueprint.get("/metrics")
 def prometheus_metrics() -> Response:
-    return Response(generate_latest(), mimetype=CONTENT_TYPE_LATEST)
+    """This process's metrics, with those of the processes serving the models when they run elsewhere."""
+    body = generate_latest()
+    remote = get_registry().model_metric_texts()
+    if remote:
+        body = merged_exposition(body.decode("utf-8"), remote).encode("utf-8")
+    return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 
 def record_model(name: str) -> None:

@@ -6,7 +6,11 @@ Defined once here so every layer records into the same objects; the app exposes 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
 REQUESTS = Counter(
     "modeldeploy_requests_total", "HTTP requests answered, by model, route and status.",
@@ -29,3 +33,49 @@ MODEL_STATE = Gauge(
     "modeldeploy_model_state", "1 for the model's current state (idle, loading, ready, failed).",
     ["model", "state"],
 )
+
+
+def merged_exposition(local: str, remote: Sequence[str]) -> str:
+    """This process's metrics plus those only recorded where the models run, as one exposition.
+
+    With models served by other processes (the ray engine), the front records the HTTP requests
+    and the models' states, while batch sizes, queue depths and item counts live in each replica.
+    A ``modeldeploy_`` family with no sample here is taken from the replicas' expositions, each
+    series summed over the replicas (counters, histogram buckets and queue depths add up);
+    families recorded here keep this process's samples.
+    """
+    families = list(text_string_to_metric_families(local))
+    recorded_here = {family.name for family in families if family.samples}
+    sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    for text in remote:
+        for family in text_string_to_metric_families(text):
+            if not family.name.startswith("modeldeploy_") or family.name in recorded_here:
+                continue
+            if family.name not in sums:
+                sums[family.name] = {}
+                if all(f.name != family.name for f in families):
+                    families.append(family)
+            series = sums[family.name]
+            for sample in family.samples:
+                if sample.name.endswith("_created"):  # a start time: summing it means nothing
+                    continue
+                key = (sample.name, tuple(sorted(sample.labels.items())))
+                series[key] = series.get(key, 0.0) + sample.value
+    lines = []
+    for family in families:
+        lines.append(f"# HELP {family.name} {_escape(family.documentation, help_text=True)}")
+        lines.append(f"# TYPE {family.name} {family.type}")
+        if family.name in sums:
+            samples = [(name, dict(labels), value) for (name, labels), value in sums[family.name].items()]
+        else:
+            samples = [(s.name, s.labels, s.value) for s in family.samples]
+        for name, labels, value in samples:
+            rendered = ",".join(f'{key}="{_escape(val)}"' for key, val in labels.items())
+            lines.append(f"{name}{{{rendered}}} {floatToGoString(value)}" if rendered else
+                         f"{name} {floatToGoString(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _escape(text: str, help_text: bool = False) -> str:
+    escaped = text.replace("\\", r"\\").replace("\n", r"\n")
+    return escaped if help_text else escaped.replace('"', r"\"")

@@ -412,6 +412,11 @@ class Registry:
         results = served.predict_texts(texts)
         return results[0] if single else results
 
+    def model_metric_texts(self) -> list[str]:
+        """Prometheus expositions of the processes serving the models, when that is not this one
+        (here: none; the models record into this process's metrics)."""
+        return []
+
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop loading and retrying, and every model's inference thread (queued requests fail as
         'shutting down'); waits up to ``timeout`` seconds for each running round to end."""

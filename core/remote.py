@@ -87,6 +87,9 @@ class ModelClient(Protocol):
     def report(self) -> ReplicaReport:
         """The model's status where it runs; raises ModelDeployError when no replica answers."""
 
+    def metric_texts(self) -> list[str]:
+        """The Prometheus exposition of each process serving the model (those that answer)."""
+
 
 class _LoadedView:
     """The part of a loaded wrapper the app reads (device, a result's shape), as reported."""
@@ -179,6 +182,9 @@ class RemoteRegistry(Registry):
             first_read.set()
             if self._closing.wait(self._refresh_seconds):
                 return
+
+    def model_metric_texts(self) -> list[str]:
+        return [text for client in self._clients.values() for text in client.metric_texts()]
 
     def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
         raise UnsupportedOperationError(_ENGINE_MANAGES)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import http.client
 import json as jsonlib
 import os
+import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,14 +115,19 @@ class LiveServer:
             connection.close()
 
     def stop(self) -> int:
-        """SIGTERM the process (SIGKILL after 15 s); return its exit status."""
+        """SIGTERM the process (SIGKILL after 30 s), then SIGKILL whatever is left of its process
+        group (a private Ray's daemons and workers ignore SIGTERM); return its exit status."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(15)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(15)
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self._reader.join(5)
         return self.process.returncode
 
@@ -134,20 +140,22 @@ def tiny_models_config(tiny_models: Mapping[str, Path], **extra: Any) -> dict[st
 
 @contextmanager
 def running_server(config: Mapping[str, Any], directory: Path, *, env: Mapping[str, str] | None = None,
-                   ready: bool = True, timeout: float = 120,
-                   python: str | Path = sys.executable) -> Iterator[LiveServer]:
+                   ready: bool = True, timeout: float = 120, python: str | Path = sys.executable,
+                   host: str = "127.0.0.1", prefix: Sequence[str] = (),
+                   arguments: Sequence[str] = ()) -> Iterator[LiveServer]:
     """Write ``config`` to ``directory/config.yaml``, serve it, yield the server, always stop it.
 
-    ``python`` is the interpreter that serves, e.g. another virtual environment's.
+    ``python`` is the interpreter that serves, e.g. another virtual environment's; ``prefix``
+    runs the command through another (``ip netns exec NS``); ``arguments`` go to ``serve``.
     """
     config_path = Path(directory) / "config.yaml"
     config_path.write_text(yaml.safe_dump(dict(config)), encoding="utf-8")
-    command = [str(python), "-m", "modeldeploy", "--log-level", "INFO", "serve",
-               "--config", str(config_path), "--host", "127.0.0.1", "--port", "0"]
+    command = [*prefix, str(python), "-m", "modeldeploy", "--log-level", "INFO", "serve",
+               "--config", str(config_path), "--host", host, "--port", "0", *arguments]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                    "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env=environment, cwd=directory)
+                               env=environment, cwd=directory, start_new_session=True)
     server = LiveServer(process)
     try:
         server.wait_listening(timeout)

@@ -61,7 +61,7 @@ def run_serve(args: argparse.Namespace) -> int:
     server_config = config.server
     registry = Registry(config)  # checks that every configured model is installed, on either engine
     if server_config.engine == "ray":
-        return _serve_on_ray(config, registry.names)
+        return _serve_on_ray(config, registry.names, args)
     if server_config.ray_address:
         raise ConfigError("a Ray address (--address, server.ray_address) is for the ray engine; add --engine ray")
     app = create_app(registry=registry)
@@ -85,13 +85,15 @@ def run_serve(args: argparse.Namespace) -> int:
     _exit(0)
 
 
-def _serve_on_ray(config: Config, names: list[str]) -> int:
+def _serve_on_ray(config: Config, names: list[str], args: argparse.Namespace) -> int:
     try:
+        from ..ray_engine.deployments import LogSettings
         from ..ray_engine.serve import serve_on_ray
     except ImportError as exc:
         raise ConfigError(f"the ray engine needs Ray Serve, which cannot be imported here ({exc}); install it "
                           "with: pip install 'modeldeploy[ray]'") from None
-    return serve_on_ray(config, names, lambda host, port: announce_listening([(host, port)], sys.stdout))
+    return serve_on_ray(config, names, LogSettings(args.log_level, args.log_format),
+                        lambda host, port: announce_listening([(host, port)], sys.stdout))
 
 
 def announce_listening(addresses: list[tuple[str, int]], stream: TextIO) -> None:

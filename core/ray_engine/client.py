@@ -8,6 +8,7 @@ within the model's timeout is 504; anything else a replica raised is 500 with it
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,8 @@ from ray.serve.handle import DeploymentHandle
 
 from ..errors import ModelNotReadyError, OverloadedError, PredictionError, PredictionTimeoutError
 from ..remote import RemoteFailure, ReplicaReport
+
+log = logging.getLogger(__name__)
 
 #: Seconds a status report may take; past it the model counts as not answering.
 REPORT_TIMEOUT = 5.0
@@ -41,6 +44,15 @@ class RayModelClient:
 
     def report(self) -> ReplicaReport:
         return self._call("report", timeout=REPORT_TIMEOUT)
+
+    def metric_texts(self) -> list[str]:
+        """Every running replica's metrics; a replica that does not answer in time is left out."""
+        try:
+            replies = self._handle.broadcast("metrics").results(timeout_s=REPORT_TIMEOUT, return_exceptions=True)
+        except TimeoutError:
+            log.warning("model %s: no replica sent its metrics within %g s", self.name, REPORT_TIMEOUT)
+            return []
+        return [reply for reply in replies if isinstance(reply, str)]
 
     def _call(self, method: str, *args: Any, timeout: float) -> Any:
         response = getattr(self._handle, method).remote(*args)

@@ -19,6 +19,7 @@ from ..config import Config
 log = logging.getLogger(__name__)
 
 NAMESPACE = "modeldeploy"
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 def start_ray(config: Config) -> bool:
@@ -37,10 +38,15 @@ def start_ray(config: Config) -> bool:
 
 
 def start_http(host: str, port: int) -> int:
-    """Serve's HTTP proxy on ``host:port`` (0: a free port, chosen here); returns the port."""
+    """Serve's HTTP proxy on ``host:port`` (0: a free port, chosen here); returns the port.
+
+    A wildcard host puts a proxy on every node (a load balancer spreads clients over them); a
+    specific address exists on one node only, so the proxy runs on the head node alone.
+    """
     if port == 0:
         port = free_port(host)
-    serve.start(http_options={"host": host, "port": port})
+    location = "EveryNode" if host in WILDCARD_HOSTS else "HeadOnly"
+    serve.start(proxy_location=location, http_options={"host": host, "port": port})
     return port
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import ray
 from a2wsgi import WSGIMiddleware
+from prometheus_client import generate_latest
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
@@ -28,6 +29,7 @@ from ray.serve.handle import DeploymentHandle
 from ..app import create_app
 from ..config import Config, ModelConfig
 from ..errors import ModelDeployError
+from ..logs import configure_logging
 from ..registry import Registry
 from ..remote import RemoteFailure, RemoteRegistry, ReplicaReport
 from .client import RayModelClient
@@ -46,10 +48,22 @@ def max_queued(model: ModelConfig) -> int:
     return model.max_queued_requests or model.batch.max_queue
 
 
+@dataclasses.dataclass(frozen=True)
+class LogSettings:
+    """The command's ``--log-level`` and ``--log-format``, applied in every replica's process."""
+
+    level: str = "WARNING"
+    format: str = "text"
+
+    def apply(self) -> None:
+        configure_logging(self.level, self.format)
+
+
 class ModelReplica:
     """One replica of one model: the local registry serving just that model."""
 
-    def __init__(self, config: Config, name: str) -> None:
+    def __init__(self, config: Config, name: str, log_settings: LogSettings) -> None:
+        log_settings.apply()
         model = config.model(name)
         torch_threads = config.server.torch_threads or int(model.num_cpus)
         server = dataclasses.replace(config.server, torch_threads=torch_threads, admin_token="")
@@ -72,6 +86,10 @@ class ModelReplica:
     def report(self) -> ReplicaReport:
         return ReplicaReport.of(self._served, self._node, os.getpid())
 
+    def metrics(self) -> str:
+        """This replica's Prometheus exposition (batch sizes, queue depth, items), for the front's /metrics."""
+        return generate_latest().decode("utf-8")
+
     def __del__(self) -> None:
         self._registry.close(timeout=0)
 
@@ -80,7 +98,8 @@ class ModelReplica:
 class Ingress:
     """The HTTP front: the local engine's Flask app over the model deployments' handles."""
 
-    def __init__(self, config: Config, handles: dict[str, DeploymentHandle]) -> None:
+    def __init__(self, config: Config, handles: dict[str, DeploymentHandle], log_settings: LogSettings) -> None:
+        log_settings.apply()
         self._config = config
         clients = {name: RayModelClient(name, handle, config.model(name).batch.timeout,
                                         max_queued(config.model(name)))
@@ -90,10 +109,23 @@ class Ingress:
 
     def __serve_build_asgi_app__(self) -> WSGIMiddleware:
         app = create_app(registry=self._registry)
-        return WSGIMiddleware(app, workers=self._config.http_threads(self._registry.names))
+        return WSGIMiddleware(_input_ends_with_the_body(app), workers=self._config.http_threads(self._registry.names))
 
 
-def build_application(config: Config, names: list[str]) -> Application:
+def _input_ends_with_the_body(app: Any) -> Any:
+    """Let werkzeug read a chunked body (no Content-Length) to its end, as it does under waitress.
+
+    a2wsgi's ``wsgi.input`` ends where the request's body ends (the proxy de-chunks it) but does
+    not say so, and werkzeug then reads a body without a length as empty; Flask's own limit
+    (``server.max_body_bytes``) still applies while it reads.
+    """
+    def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["wsgi.input_terminated"] = True
+        return app(environ, start_response)
+    return wsgi
+
+
+def build_application(config: Config, names: list[str], log_settings: LogSettings) -> Application:
     """The Serve application for ``names``: a deployment per model, each with its replicas and
     resources from the config, bound into the ingress."""
     handles = {}
@@ -114,8 +146,8 @@ def build_application(config: Config, names: list[str]) -> Application:
                 "target_ongoing_requests": scaling.target_ongoing_requests or model.batch.max_batch_size}
         else:
             options["num_replicas"] = model.replicas
-        handles[name] = serve.deployment(ModelReplica).options(**options).bind(model_config, name)
+        handles[name] = serve.deployment(ModelReplica).options(**options).bind(model_config, name, log_settings)
     threads = config.http_threads(names)
     ingress = serve.deployment(Ingress).options(name=INGRESS, max_ongoing_requests=threads,
                                                 ray_actor_options={"num_cpus": 0})
-    return ingress.bind(config, handles)
+    return ingress.bind(config, handles, log_settings)

@@ -17,21 +17,22 @@ from ray import serve
 
 from ..config import Config
 from .cluster import start_http, start_ray
-from .deployments import APP_NAME, build_application
+from .deployments import APP_NAME, LogSettings, build_application
 
 log = logging.getLogger(__name__)
 
 
-def serve_on_ray(config: Config, names: list[str], on_listening: Callable[[str, int], None]) -> int:
+def serve_on_ray(config: Config, names: list[str], log_settings: LogSettings,
+                 on_listening: Callable[[str, int], None]) -> int:
     """Deploy ``names``, serve them on ``server.host``/``server.port`` (``on_listening(host, port)``
     once they run) until SIGTERM or SIGINT."""
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     private = start_ray(config)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # after ray.init, which installs handlers of its own
+        signal.signal(signum, lambda *_: stop.set())
     try:
         port = start_http(config.server.host, config.server.port)
-        serve.run(build_application(config, names), name=APP_NAME, route_prefix="/",
+        serve.run(build_application(config, names, log_settings), name=APP_NAME, route_prefix="/",
                   logging_config={"enable_access_log": False, "log_level": "WARNING"})
         on_listening(config.server.host, port)
         stop.wait()

@@ -65,10 +65,17 @@ def app_for() -> Iterator[Any]:
         registry.close()
 
 
-@pytest.fixture(scope="session")
-def tiny_server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """The real ``modeldeploy serve`` over the tiny models, shared by the end-to-end and browser tests;
-    embeddings is the real all-MiniLM-L6-v2 (installed from PyPI), so its heat map means something.
+#: Both engines serve the same HTTP contract, so every test of the live server runs on each; the
+#: ray engine starts a private Ray cluster, so its run belongs to the slow suite.
+ENGINES = ["local", pytest.param("ray", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def tiny_server(request: pytest.FixtureRequest, tiny_models: dict[str, Path],
+                tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real ``modeldeploy serve`` over the tiny models, on each engine, shared by the end-to-end
+    and browser tests; embeddings is the real all-MiniLM-L6-v2 (installed from PyPI), so its heat
+    map means something.
 
     Sources are relative (``.models/NAME``, as ``scripts/run`` demos them) so that pages and
     screenshots show no path of the machine that ran the tests."""
@@ -78,5 +85,6 @@ def tiny_server(tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathF
     for name, path in folders.items():
         (directory / ".models" / name).symlink_to(path, target_is_directory=True)
     relative = {name: Path(".models") / name for name in tiny_models}
-    with running_server(tiny_models_config(relative), directory) as server:
+    config = tiny_models_config(relative, server={"engine": request.param})
+    with running_server(config, directory) as server:
         yield server

@@ -35,7 +35,8 @@ def test_errors_over_http_are_json(tiny_server, tiny_models):
 
 
 def test_huge_body_is_refused_before_it_is_read(tiny_server):
-    """waitress answers 413 from the headers alone for bodies far over the limit."""
+    """A body far over the limit is answered 413 from its headers alone (by waitress on the local
+    engine, by Flask's limit behind Ray's proxy)."""
     host, port = tiny_server.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=30) as connection:
         connection.sendall(b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 50000000\r\n\r\n")

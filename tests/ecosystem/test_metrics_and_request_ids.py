@@ -14,7 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 MODELS = ("ner", "sentiment", "summarization")
 INFER_ROUTE = "/v2/models/<name>/infer"
-GENERATED_ID = re.compile(r"[0-9a-f]{32}")
+#: A fresh id: the app's own (32 hex digits), or on the ray engine the UUID that Serve's proxy gives a
+#: request that came without one, before the app sees it.
+GENERATED_ID = re.compile(r"[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def metrics(server: LiveServer) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -103,11 +105,17 @@ def test_missing_or_unsafe_request_ids_are_replaced(ecosystem_server: LiveServer
     assert GENERATED_ID.fullmatch(first) and GENERATED_ID.fullmatch(second) and first != second
 
 
-def access_line(server: LiveServer, request_id: str, timeout: float = 10) -> dict[str, Any]:
-    """The JSON access line the server wrote for ``request_id`` (it may lag the response a little)."""
+#: Ray streams a replica's output to the command's with the replica's name in front, in colour.
+RAY_REPLICA_PREFIX = re.compile(r"^(\x1b\[\d+m)?\([^)]*\)(\x1b\[\d+m)?\s*")
+
+
+def access_line(server: LiveServer, request_id: str, timeout: float = 30) -> dict[str, Any]:
+    """The JSON access line the server wrote for ``request_id`` (it may lag the response: Ray
+    streams its replicas' output in batches)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for line in server.output().splitlines():
+            line = RAY_REPLICA_PREFIX.sub("", line)
             if line.startswith("{") and request_id in line:
                 record = json.loads(line)
                 if record.get("logger") == "modeldeploy.access" and record.get("request_id") == request_id:
