@@ -44,12 +44,13 @@ def merged_exposition(local: str, remote: Sequence[str]) -> str:
     series summed over the replicas (counters, histogram buckets and queue depths add up);
     families recorded here keep this process's samples.
     """
-    families = list(text_string_to_metric_families(local))
+    families = [family for family in text_string_to_metric_families(local) if not family.name.endswith("_created")]
     recorded_here = {family.name for family in families if family.samples}
     sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
     for text in remote:
         for family in text_string_to_metric_families(text):
-            if not family.name.startswith("modeldeploy_") or family.name in recorded_here:
+            if (not family.name.startswith("modeldeploy_") or family.name in recorded_here
+                    or family.name.endswith("_created")):  # a start time: summing it means nothing
                 continue
             if family.name not in sums:
                 sums[family.name] = {}
@@ -57,22 +58,23 @@ def merged_exposition(local: str, remote: Sequence[str]) -> str:
                     families.append(family)
             series = sums[family.name]
             for sample in family.samples:
-                if sample.name.endswith("_created"):  # a start time: summing it means nothing
+                if sample.name.endswith("_created"):
                     continue
                 key = (sample.name, tuple(sorted(sample.labels.items())))
                 series[key] = series.get(key, 0.0) + sample.value
     lines = []
     for family in families:
-        lines.append(f"# HELP {family.name} {_escape(family.documentation, help_text=True)}")
-        lines.append(f"# TYPE {family.name} {family.type}")
+        name = f"{family.name}_total" if family.type == "counter" else family.name  # as prometheus_client writes it
+        lines.append(f"# HELP {name} {_escape(family.documentation, help_text=True)}")
+        lines.append(f"# TYPE {name} {family.type}")
         if family.name in sums:
-            samples = [(name, dict(labels), value) for (name, labels), value in sums[family.name].items()]
+            samples = [(sample, dict(labels), value) for (sample, labels), value in sums[family.name].items()]
         else:
-            samples = [(s.name, s.labels, s.value) for s in family.samples]
-        for name, labels, value in samples:
+            samples = [(s.name, s.labels, s.value) for s in family.samples if not s.name.endswith("_created")]
+        for sample, labels, value in samples:
             rendered = ",".join(f'{key}="{_escape(val)}"' for key, val in labels.items())
-            lines.append(f"{name}{{{rendered}}} {floatToGoString(value)}" if rendered else
-                         f"{name} {floatToGoString(value)}")
+            lines.append(f"{sample}{{{rendered}}} {floatToGoString(value)}" if rendered else
+                         f"{sample} {floatToGoString(value)}")
     return "\n".join(lines) + "\n"
 
 

@@ -14,10 +14,13 @@ the same status and message over HTTP whichever engine serves it.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
+
+from prometheus_client import generate_latest
 
 from .config import Config, ModelConfig
 from .errors import (
@@ -76,6 +79,34 @@ class ReplicaReport:
         if wrapper is None:
             return cls(served.status, node=node, pid=pid)
         return cls(served.status, wrapper.device, tuple(wrapper.result_shape()), node, pid)
+
+
+class ModelService:
+    """The serving side of a model reached remotely: the local registry serving just that model,
+    answering in the terms that travel (results or a :class:`RemoteFailure`, reports, metrics).
+    An engine runs one in each replica process."""
+
+    def __init__(self, config: Config, name: str, node: str = "") -> None:
+        self._registry = Registry(replace(config, serve=(name,)))
+        self._registry.start(background=False)  # a replica takes requests once its model was tried
+        self._served = self._registry.model(name)
+        self._node = node
+
+    def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
+        try:
+            return self._served.predict_texts(texts)
+        except ModelDeployError as exc:
+            return RemoteFailure.of(exc)
+
+    def report(self) -> ReplicaReport:
+        return ReplicaReport.of(self._served, self._node, os.getpid())
+
+    def metrics(self) -> str:
+        """This process's Prometheus exposition (batch sizes, queue depth, items) for the front's /metrics."""
+        return generate_latest().decode("utf-8")
+
+    def close(self) -> None:
+        self._registry.close(timeout=0)
 
 
 class ModelClient(Protocol):
@@ -149,11 +180,10 @@ class RemoteRegistry(Registry):
         self._clients = dict(clients)
         self._refresh_seconds = refresh_seconds
         super().__init__(config, catalog)
-        missing = sorted(set(self.names) - set(self._clients))
-        if missing:
-            raise ValueError(f"no client for served model(s) {', '.join(missing)}")
 
     def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
+        if entry.name not in self._clients:
+            raise ValueError(f"no client for served model {entry.name!r}")
         return RemoteServedModel(entry, config, self._clients[entry.name])
 
     def start(self, background: bool = True) -> None:

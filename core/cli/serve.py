@@ -64,6 +64,11 @@ def run_serve(args: argparse.Namespace) -> int:
         return _serve_on_ray(config, registry.names, args)
     if server_config.ray_address:
         raise ConfigError("a Ray address (--address, server.ray_address) is for the ray engine; add --engine ray")
+    for name in registry.names:
+        model = config.model(name)
+        if model.replicas != 1 or model.autoscaling or model.num_cpus or model.num_gpus:
+            log.warning("models.%s sets replicas, autoscaling or num_cpus/num_gpus, which the ray engine reads; "
+                        "the local engine serves each model once, in this process", name)
     app = create_app(registry=registry)
     threads = config.http_threads(registry.names)
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))

@@ -15,23 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import ray
 from a2wsgi import WSGIMiddleware
-from prometheus_client import generate_latest
 from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
 from ..app import create_app
 from ..config import Config, ModelConfig
-from ..errors import ModelDeployError
 from ..logs import configure_logging
-from ..registry import Registry
-from ..remote import RemoteFailure, RemoteRegistry, ReplicaReport
+from ..remote import ModelService, RemoteFailure, RemoteRegistry, ReplicaReport
 from .client import RayModelClient
 
 #: The Ray Serve application's name (one per cluster, like one server per port).
@@ -60,38 +56,30 @@ class LogSettings:
 
 
 class ModelReplica:
-    """One replica of one model: the local registry serving just that model."""
+    """One replica of one model: a :class:`~modeldeploy.remote.ModelService` (the local registry,
+    batcher and planner for that model) behind Ray's handle."""
 
     def __init__(self, config: Config, name: str, log_settings: LogSettings) -> None:
         log_settings.apply()
         model = config.model(name)
-        torch_threads = config.server.torch_threads or int(model.num_cpus)
-        server = dataclasses.replace(config.server, torch_threads=torch_threads, admin_token="")
-        self._registry = Registry(dataclasses.replace(config, serve=(name,), server=server))
-        self._registry.start(background=False)  # Ray routes to a replica once its model was tried
-        self._served = self._registry.model(name)
+        # torch gets the CPUs this replica reserved, unless the config says otherwise
+        server = dataclasses.replace(config.server, torch_threads=config.server.torch_threads or int(model.num_cpus))
+        self._service = ModelService(dataclasses.replace(config, server=server), name,
+                                     node=ray.util.get_node_ip_address())
         self._pool = ThreadPoolExecutor(max_workers=max_ongoing(model), thread_name_prefix=f"replica-{name}")
-        self._node = ray.util.get_node_ip_address()
 
     async def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
         # Each request waits for its batch on a thread of its own, so the batcher sees them all.
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._predict, texts)
-
-    def _predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
-        try:
-            return self._served.predict_texts(texts)
-        except ModelDeployError as exc:
-            return RemoteFailure.of(exc)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._service.predict, texts)
 
     def report(self) -> ReplicaReport:
-        return ReplicaReport.of(self._served, self._node, os.getpid())
+        return self._service.report()
 
     def metrics(self) -> str:
-        """This replica's Prometheus exposition (batch sizes, queue depth, items), for the front's /metrics."""
-        return generate_latest().decode("utf-8")
+        return self._service.metrics()
 
     def __del__(self) -> None:
-        self._registry.close(timeout=0)
+        self._service.close()
 
 
 @serve.ingress()

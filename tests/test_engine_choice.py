@@ -1,0 +1,60 @@
+"""Choosing the engine: config keys and CLI flags, and what is said when Ray is missing or misused."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from modeldeploy.cli import main
+from modeldeploy.config import AutoscalingConfig, parse_config
+from modeldeploy.errors import ConfigError
+
+
+def test_replicas_resources_and_autoscaling_are_read_per_model():
+    config = parse_config({"server": {"engine": "ray", "ray_address": "head:6379"}, "models": {
+        "fixed": {"replicas": 3, "num_cpus": 1, "num_gpus": 0.5, "max_queued_requests": 10},
+        "scaled": {"autoscaling": {"min_replicas": 0, "max_replicas": 4, "target_ongoing_requests": 8}}}})
+    fixed, scaled = config.model("fixed"), config.model("scaled")
+    assert (fixed.replicas, fixed.num_cpus, fixed.num_gpus, fixed.max_queued_requests) == (3, 1.0, 0.5, 10)
+    assert fixed.autoscaling is None
+    assert scaled.autoscaling == AutoscalingConfig(min_replicas=0, max_replicas=4, target_ongoing_requests=8.0)
+    assert config.server.engine == "ray" and config.server.ray_address == "head:6379"
+
+
+def test_the_local_engine_is_the_default():
+    config = parse_config({})
+    assert config.server.engine == "local" and config.model("any").replicas == 1
+
+
+@pytest.mark.parametrize("document, message", [
+    ({"server": {"engine": "kubernetes"}}, "server.engine must be one of local, ray, got 'kubernetes'"),
+    ({"models": {"m": {"replicas": 0}}}, "models.m.replicas must be > 0"),
+    ({"models": {"m": {"replicas": 2, "autoscaling": {"min_replicas": 1, "max_replicas": 2}}}},
+     "models.m sets both replicas and autoscaling"),
+    ({"models": {"m": {"autoscaling": {"max_replicas": 2}}}}, "models.m.autoscaling.min_replicas is required"),
+    ({"models": {"m": {"autoscaling": {"min_replicas": 3, "max_replicas": 2}}}},
+     "models.m.autoscaling.max_replicas (2) must be at least min_replicas (3)"),
+    ({"models": {"m": {"autoscaling": {"min_replicas": 1, "max_replicas": 2, "target": 3}}}},
+     "models.m.autoscaling.target is not a known key"),
+    ({"models": {"m": {"num_cpus": -1}}}, "models.m.num_cpus must be >= 0"),
+    ({"models": {"m": {"replicas": "two"}}}, "models.m.replicas must be an integer"),
+    ({"server": {"ray_num_cpus": -2}}, "server.ray_num_cpus must be >= 0"),
+])
+def test_each_mistake_names_its_key(document, message):
+    with pytest.raises(ConfigError) as raised:
+        parse_config(document)
+    assert message in str(raised.value)
+
+
+def test_an_address_without_the_ray_engine_is_refused(capsys):
+    assert main(["serve", "--address", "10.0.0.1:6379", "--port", "0"]) == 1
+    assert "is for the ray engine; add --engine ray" in capsys.readouterr().err
+
+
+def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    for module in [name for name in sys.modules if name.startswith("modeldeploy.ray_engine")]:
+        monkeypatch.delitem(sys.modules, module)
+    assert main(["serve", "--engine", "ray", "--port", "0"]) == 1
+    assert "pip install 'modeldeploy[ray]'" in capsys.readouterr().err

@@ -1,0 +1,66 @@
+"""merged_exposition: the front's /metrics with the series only the model replicas record."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from modeldeploy.metrics import merged_exposition
+
+LOCAL = """# HELP modeldeploy_requests_total HTTP requests answered, by model, route and status.
+# TYPE modeldeploy_requests_total counter
+modeldeploy_requests_total{model="a",route="/predict",status="200"} 5.0
+# HELP modeldeploy_batch_size Items per model forward pass, by model.
+# TYPE modeldeploy_batch_size histogram
+# HELP modeldeploy_model_ready 1 when the model is ready to serve, else 0.
+# TYPE modeldeploy_model_ready gauge
+modeldeploy_model_ready{model="a"} 1.0
+"""
+
+
+def replica(batches: int, items: float, ready: float) -> str:
+    return f"""# HELP modeldeploy_batch_size Items per model forward pass, by model.
+# TYPE modeldeploy_batch_size histogram
+modeldeploy_batch_size_bucket{{le="1.0",model="a"}} {batches - 1}.0
+modeldeploy_batch_size_bucket{{le="+Inf",model="a"}} {batches}.0
+modeldeploy_batch_size_count{{model="a"}} {batches}.0
+modeldeploy_batch_size_sum{{model="a"}} {batches * 2}.0
+modeldeploy_batch_size_created{{model="a"}} 1.7e+09
+# HELP modeldeploy_items_total Texts predicted, by model and outcome.
+# TYPE modeldeploy_items_total counter
+modeldeploy_items_total{{model="a",outcome="ok"}} {items}
+# HELP modeldeploy_model_ready 1 when the model is ready to serve, else 0.
+# TYPE modeldeploy_model_ready gauge
+modeldeploy_model_ready{{model="a"}} {ready}
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 12.0
+"""
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_replica_series_are_summed_and_the_fronts_own_are_kept():
+    merged = merged_exposition(LOCAL, [replica(3, 10.0, 0.0), replica(4, 5.0, 0.0)])
+    values = samples(merged)
+    assert values[("modeldeploy_batch_size_count", (("model", "a"),))] == 7
+    assert values[("modeldeploy_batch_size_bucket", (("le", "1.0"), ("model", "a")))] == 5
+    assert values[("modeldeploy_items_total", (("model", "a"), ("outcome", "ok")))] == 15
+    # recorded by the front: its own value, not the replicas'
+    assert values[("modeldeploy_model_ready", (("model", "a"),))] == 1
+    assert values[("modeldeploy_requests_total", (("model", "a"), ("route", "/predict"), ("status", "200")))] == 5
+
+
+def test_one_family_once_no_start_times_and_no_replica_process_metrics():
+    merged = merged_exposition(LOCAL, [replica(3, 10.0, 0.0), replica(4, 5.0, 0.0)])
+    type_lines = [line for line in merged.splitlines() if line.startswith("# TYPE")]
+    assert len(type_lines) == len(set(type_lines)) == 4
+    assert "_created" not in merged and "process_cpu_seconds_total" not in merged
+
+
+def test_label_values_are_escaped():
+    text = replica(1, 1.0, 1.0).replace('model="a"', 'model="a\\"b"')
+    merged = merged_exposition(LOCAL, [text])
+    assert samples(merged)[("modeldeploy_items_total", (("model", 'a"b'), ("outcome", "ok")))] == 1
