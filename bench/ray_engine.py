@@ -1,0 +1,154 @@
+"""The ray engine against the local engine, and against Ray Serve and LitServe as users write them.
+
+One sentiment classifier of base size (6 layers, 768 wide, built offline by
+``modeldeploy.testing``) and the benchmark corpus, one text per request, ``wrk`` closed loop.
+Each server runs alone: the local engine; the ray engine with 1 and with 2 replicas; Ray Serve
+with ``@serve.batch`` around the plain model (bench/ray_serve_peer.py); LitServe batching the
+same wrapper (bench/litserve_app.py). For the ray engine it also reads the CPU time that Serve's
+HTTP proxy and the ingress replica spend per request, which bounds what one ingress can carry.
+
+    python bench/ray_engine.py [--seconds 15] [--out bench/results-ray]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import corpus  # noqa: E402
+import loadgen  # noqa: E402
+from ab import cpu_name  # noqa: E402
+from servers import PYTHON, Server, free_port  # noqa: E402
+
+from modeldeploy.testing import build_sentiment  # noqa: E402
+
+BENCH = Path(__file__).parent
+#: Process titles of the ray engine's HTTP path: Serve's proxy and the replica running the app.
+FRONT_TITLES = (b"ray::ProxyActor", b"ray::ServeReplica:modeldeploy:modeldeploy-ingress")
+
+
+def modeldeploy(label: str, source: Path, work: Path, engine: str, replicas: int = 1) -> Server:
+    port = free_port()
+    config = work / f"{label}.yaml"
+    config.write_text(json.dumps({"serve": ["sentiment"], "server": {"engine": engine},
+                                  "models": {"sentiment": {"source": str(source), "replicas": replicas}}}))
+    return Server(label, [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)],
+                  port, "/health/ready", work)
+
+
+def servers(source: Path, work: Path) -> dict[str, Server]:
+    ray_port, lit_port = free_port(), free_port()
+    return {
+        "local engine": modeldeploy("local", source, work, "local"),
+        "ray engine, 1 replica": modeldeploy("ray-1", source, work, "ray", 1),
+        "ray engine, 2 replicas": modeldeploy("ray-2", source, work, "ray", 2),
+        "Ray Serve @serve.batch (plain model)": Server(
+            "rayserve", [PYTHON, str(BENCH / "ray_serve_peer.py"), str(source), str(ray_port), "32", "0.01"],
+            ray_port, "/health", work),
+        "LitServe (same wrapper)": Server(
+            "litserve", [PYTHON, str(BENCH / "litserve_app.py"), "sentiment", str(source), str(lit_port), "16", "0.01"],
+            lit_port, "/health", work),
+    }
+
+
+def front_cpu_seconds() -> dict[int, float]:
+    """CPU seconds used so far by each process of the ray engine's HTTP path, by PID (Ray renames
+    a busy actor's process after the call it runs, so titles are matched by prefix)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            title = (entry / "cmdline").read_bytes().split(b"\0")[0]
+            if title.startswith(FRONT_TITLES):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError):
+            continue
+    return used
+
+
+def measure(server: Server, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    server.start()
+    try:
+        server.wait_ready(timeout=300)
+        loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
+        result: dict[str, Any] = {"c1": loadgen.wrk(server.url, bodies, 1, args.seconds)}
+        before = front_cpu_seconds()
+        result["c32"] = loadgen.wrk(server.url, bodies, 32, args.seconds)
+        after = front_cpu_seconds()
+        if before and set(before) == set(after):
+            spent = sum(after[pid] - before[pid] for pid in after)
+            result["front_cpu_ms_per_request"] = 1000 * spent / result["c32"]["requests"]
+        return result
+    finally:
+        server.stop()
+
+
+def report(results: dict[str, Any]) -> str:
+    rows = []
+    for label, r in results["servers"].items():
+        front = r.get("front_cpu_ms_per_request")
+        rows.append(f"| {label} | {r['c1']['p50_ms']:.1f} | {r['c1']['p99_ms']:.1f} | {r['c32']['items_per_s']:.1f} "
+                    f"| {r['c32']['p50_ms']:.0f} | {r['c32']['p99_ms']:.0f} "
+                    f"| {r['c1']['requests'] + r['c32']['requests'] - r['c1']['ok'] - r['c32']['ok']} "
+                    f"| {'' if front is None else f'{front:.2f}'} |")
+    table = "\n".join(rows)
+    return f"""# The ray engine: local vs Ray Serve, and the peers
+
+Produced by `python bench/ray_engine.py` ({results['date']}, commit {results['commit']}):
+{results['machine']}. Model: the sentiment classifier of base size built offline by
+`modeldeploy.testing` (6 layers, 768 wide); the benchmark corpus (5-60 words), one text per
+request; `wrk` closed loop, {results['seconds']:g} s per point after a {results['warmup_seconds']:g} s
+warm-up at 8 clients. Each server ran alone, started and stopped (process group) by the script.
+
+| server | c=1 p50 ms | c=1 p99 ms | c=32 items/s | c=32 p50 ms | c=32 p99 ms | non-200 | proxy+ingress CPU ms/request |
+|---|---|---|---|---|---|---|---|
+{table}
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=15)
+    parser.add_argument("--warmup-seconds", type=float, default=5)
+    parser.add_argument("--work", type=Path, default=BENCH / ".work")
+    parser.add_argument("--out", type=Path, default=BENCH / "results-ray")
+    parser.add_argument("--only", help="comma-separated labels to run (default: all)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    source = build_sentiment(args.work / "sentiment-base", size="base")
+    bodies = corpus.write_bodies(args.work / "sentiment-bodies.jsonl", "sentiment")
+    chosen = servers(source, args.work)
+    if args.only:
+        chosen = {label: server for label, server in chosen.items() if label in args.only.split(",")}
+    results: dict[str, Any] = {
+        "date": datetime.date.today().isoformat(),
+        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                 cwd=BENCH).stdout.strip(),
+        "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, no GPU",
+        "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "servers": {},
+    }
+    for label, server in chosen.items():
+        print(f"== {label}", flush=True)
+        results["servers"][label] = measure(server, bodies, args)
+        print(json.dumps({k: v for k, v in results["servers"][label].items()}, default=str)[:400], flush=True)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    args.out.with_suffix(".md").write_text(report(results))
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
