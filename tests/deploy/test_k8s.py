@@ -1,14 +1,17 @@
 """The Kubernetes manifests in deploy/k8s, checked without a cluster.
 
 Built-in kinds are validated against Kubernetes' own OpenAPI schemas (kubernetes-validate,
-strict: unknown fields fail). KubeRay's RayCluster is a custom resource those schemas do not
-know, so the fields the operator reads are asserted one by one. The rest checks that the files
-agree with each other and with the code: probe paths the app serves, Secret keys the example
-holds, a config the server accepts, a grace period longer than the server's drain.
+strict: unknown fields fail). KubeRay's RayCluster and RayService are custom resources those
+schemas do not know, so the fields the operator reads are asserted one by one; the RayService's
+Serve config is validated with Ray Serve's own schema and built with our builder. The rest
+checks that the files agree with each other and with the code: probe paths the app serves,
+Secret keys the example holds, a config the server accepts, a grace period longer than the
+server's drain.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
 import shlex
 import tomllib
@@ -24,6 +27,7 @@ from packaging.specifiers import SpecifierSet
 from modeldeploy.app import create_app
 from modeldeploy.config import Config, parse_config
 from modeldeploy.errors import ConfigError
+from modeldeploy.logs import LOG_FORMATS
 from modeldeploy.plugins import get_catalog
 from modeldeploy.registry import Registry
 from modeldeploy.store import signing
@@ -34,7 +38,7 @@ K8S = ROOT / "deploy" / "k8s"
 KUBERNETES_VERSION = "1.37.0"
 #: KubeRay's custom resources, and kustomize's file, which no Kubernetes schema describes.
 NOT_KUBERNETES = {"ray.io/v1", "kustomize.config.k8s.io/v1beta1"}
-NOT_APPLIED = {"secret.example.yaml", "raycluster.yaml"}
+NOT_APPLIED = {"secret.example.yaml", "raycluster.yaml", "rayservice.yaml"}
 
 
 def documents() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -81,6 +85,22 @@ def flag(args: list[str], name: str) -> str:
     return args[args.index(name) + 1]
 
 
+#: KubeRay's two ways to run our image: a bare cluster (plus our driver) and a RayService.
+RAY_KINDS = ["RayCluster", "RayService"]
+
+
+def ray_cluster_spec(kind: str) -> dict[str, Any]:
+    """The RayClusterSpec of the RayCluster, or the one the RayService starts its clusters from."""
+    resource = find(kind)
+    return resource["spec"] if kind == "RayCluster" else resource["spec"]["rayClusterConfig"]
+
+
+def ray_containers(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The Ray container of the head and of every worker group (KubeRay runs Ray in the first)."""
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    return [group["template"]["spec"]["containers"][0] for group in groups]
+
+
 # --------------------------------------------------------------------------- schemas
 def test_every_builtin_manifest_is_valid_kubernetes() -> None:
     checked = []
@@ -102,11 +122,13 @@ def test_the_validation_is_strict() -> None:
         kubernetes_validate.validate(broken, KUBERNETES_VERSION, strict=True)
 
 
-def test_raycluster_pod_templates_are_valid_kubernetes() -> None:
-    """The pod templates inside the RayCluster are plain Kubernetes: validate them as such."""
-    cluster = find("RayCluster")
-    templates = [cluster["spec"]["headGroupSpec"]["template"]]
-    templates += [group["template"] for group in cluster["spec"]["workerGroupSpecs"]]
+@pytest.mark.parametrize("kind", RAY_KINDS)
+def test_ray_pod_templates_are_valid_kubernetes(kind: str) -> None:
+    """The pod templates inside a RayCluster (or a RayService's cluster) are plain Kubernetes:
+    validate them as such."""
+    spec = ray_cluster_spec(kind)
+    templates = [spec["headGroupSpec"]["template"]]
+    templates += [group["template"] for group in spec["workerGroupSpecs"]]
     for template in templates:
         kubernetes_validate.validate({"apiVersion": "v1", "kind": "PodTemplate", "metadata": {"name": "t"},
                                       "template": template}, KUBERNETES_VERSION, strict=True)
@@ -281,9 +303,21 @@ def cluster() -> dict[str, Any]:
     return find("RayCluster")
 
 
-def test_raycluster_has_what_kuberay_reads(cluster: dict[str, Any]) -> None:
+#: The head's ports: the RayCluster's driver joins through Ray Client (10001); nothing joins a
+#: RayService's cluster, so it leaves that door closed. KubeRay reads the dashboard in both.
+HEAD_PORTS = {
+    "RayCluster": {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000},
+    "RayService": {"gcs-server": 6379, "dashboard": 8265, "serve": 8000},
+}
+
+
+def test_raycluster_is_a_ray_io_v1_raycluster(cluster: dict[str, Any]) -> None:
     assert (cluster["apiVersion"], cluster["kind"]) == ("ray.io/v1", "RayCluster")
-    spec = cluster["spec"]
+
+
+@pytest.mark.parametrize("kind", RAY_KINDS)
+def test_ray_cluster_spec_has_what_kuberay_reads(kind: str) -> None:
+    spec = ray_cluster_spec(kind)
     allowed = {"rayVersion", "enableInTreeAutoscaling", "autoscalerOptions", "authOptions", "headGroupSpec",
                "workerGroupSpecs"}
     assert set(spec) <= allowed, set(spec) - allowed
@@ -293,7 +327,8 @@ def test_raycluster_has_what_kuberay_reads(cluster: dict[str, Any]) -> None:
     assert head["rayStartParams"]["num-cpus"] == "0", "model replicas belong on the workers"
     ray_container = head["template"]["spec"]["containers"][0]
     ports = {port["name"]: port["containerPort"] for port in ray_container["ports"]}
-    assert ports == {"gcs-server": 6379, "dashboard": 8265, "client": 10001, "serve": 8000}
+    assert ports == HEAD_PORTS[kind]
+    assert spec["authOptions"] == {"mode": "token"}, "else anything that reaches the cluster runs code on it"
     assert spec["workerGroupSpecs"]
     for group in spec["workerGroupSpecs"]:
         assert set(group) <= {"groupName", "replicas", "minReplicas", "maxReplicas", "rayStartParams", "template"}
@@ -306,8 +341,9 @@ def test_raycluster_has_what_kuberay_reads(cluster: dict[str, Any]) -> None:
         assert worker["resources"]["requests"] == worker["resources"]["limits"], "Ray counts what the pod is given"
 
 
-def test_ray_version_is_the_image_s_and_the_extra_s(cluster: dict[str, Any]) -> None:
-    version = cluster["spec"]["rayVersion"]
+@pytest.mark.parametrize("kind", RAY_KINDS)
+def test_ray_version_is_the_image_s_and_the_extra_s(kind: str) -> None:
+    version = ray_cluster_spec(kind)["rayVersion"]
     assert version == dockerfile_runtime()["RAY_VERSION"]
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     [ray] = [spec for spec in extra["optional-dependencies"]["ray"] if spec.startswith("ray[")]
@@ -346,3 +382,135 @@ def test_ray_config_puts_every_replica_on_a_worker(cluster: dict[str, Any]) -> N
         assert 1 <= model.num_cpus <= worker_cpus, f"{name}: num_cpus {model.num_cpus}"
     driver = find("Deployment", "modeldeploy-ray-driver")
     assert driver["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > config.server.shutdown_grace_seconds
+
+
+# --------------------------------------------------------------------------- the RayService
+@pytest.fixture(scope="module")
+def rayservice() -> dict[str, Any]:
+    return find("RayService")
+
+
+def only_application(service: dict[str, Any]) -> dict[str, Any]:
+    """The one Serve application of the RayService's serveConfigV2 (KubeRay takes it as a string)."""
+    text = service["spec"]["serveConfigV2"]
+    assert isinstance(text, str), "serveConfigV2 is a YAML document inside a string"
+    [application] = yaml.safe_load(text)["applications"]
+    return application
+
+
+def config_volume_for(container_spec: dict[str, Any], pod: dict[str, Any], path: str) -> dict[str, Any]:
+    """The ConfigMap volume mounted (read-only) on the directory of ``path`` in this container."""
+    mounts = {mount["mountPath"]: mount for mount in container_spec.get("volumeMounts", [])}
+    directory = str(Path(path).parent)
+    assert directory in mounts, f"{container_spec['name']}: nothing is mounted at {directory}"
+    assert mounts[directory].get("readOnly") is True
+    [volume] = [v for v in pod["volumes"] if v["name"] == mounts[directory]["name"]]
+    assert "configMap" in volume, f"{container_spec['name']}: {directory} is not a ConfigMap"
+    return volume
+
+
+def rayservice_config_text(service: dict[str, Any]) -> str:
+    """The config.yaml that the builder's ``args.config`` names, from the ConfigMap the head mounts."""
+    path = only_application(service)["args"]["config"]
+    head = service["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]
+    volume = config_volume_for(head["containers"][0], head, path)
+    return find("ConfigMap", volume["configMap"]["name"])["data"][Path(path).name]
+
+
+def test_rayservice_has_what_kuberay_reads(rayservice: dict[str, Any]) -> None:
+    assert (rayservice["apiVersion"], rayservice["kind"]) == ("ray.io/v1", "RayService")
+    spec = rayservice["spec"]
+    # the deprecated *UnhealthySecondThreshold fields are ignored by KubeRay: not here
+    allowed = {"serveConfigV2", "rayClusterConfig", "upgradeStrategy", "rayClusterDeletionDelaySeconds",
+               "serveService", "excludeHeadPodFromServeSvc"}
+    assert set(spec) <= allowed, set(spec) - allowed
+    name = rayservice["metadata"]["name"]
+    # KubeRay refuses a RayService name that is not a DNS-1035 label of at most 47 characters
+    assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 47, name
+    # the Services KubeRay creates for it clash with nothing raycluster.yaml creates or names
+    cluster = find("RayCluster")["metadata"]["name"]
+    services = {doc["metadata"]["name"] for _, doc in documents() if doc["kind"] == "Service"}
+    for created in (f"{name}-head-svc", f"{name}-serve-svc"):
+        assert created != f"{cluster}-head-svc" and created not in services, created
+
+
+def test_rayservice_serve_config_is_what_ray_serve_accepts(rayservice: dict[str, Any]) -> None:
+    from ray.serve.schema import HTTPOptionsSchema, ServeApplicationSchema, ServeDeploySchema
+
+    from modeldeploy.ray_engine.deployments import APP_NAME
+
+    document = yaml.safe_load(rayservice["spec"]["serveConfigV2"])
+    ServeDeploySchema.model_validate(document)
+    # Serve ignores keys it does not know (forward compatibility): a misspelt one would be lost
+    application = only_application(rayservice)
+    for mapping, schema in ((document, ServeDeploySchema), (document["http_options"], HTTPOptionsSchema),
+                            (application, ServeApplicationSchema)):
+        assert set(mapping) <= set(schema.model_fields), set(mapping) - set(schema.model_fields)
+    assert application["import_path"] == "modeldeploy.ray_engine.builder:app_builder"
+    assert application["route_prefix"] == "/"
+    assert application["name"] == APP_NAME, "the name `serve --engine ray` deploys under"
+    assert application["args"]["log_format"] in LOG_FORMATS, "each replica applies it: a typo fails there"
+    # KubeRay's serve Service targets the head's `serve` port; the proxies must listen on it
+    head = rayservice["spec"]["rayClusterConfig"]["headGroupSpec"]["template"]["spec"]["containers"][0]
+    ports = {port["name"]: port["containerPort"] for port in head["ports"]}
+    assert document["http_options"]["port"] == ports["serve"]
+    assert document["http_options"]["host"] == "0.0.0.0"
+
+
+def test_rayservice_import_path_resolves(rayservice: dict[str, Any]) -> None:
+    """Serve imports it on the cluster; an import error there only shows as DEPLOY_FAILED."""
+    module_name, _, attribute = only_application(rayservice)["import_path"].partition(":")
+    builder = getattr(importlib.import_module(module_name), attribute)
+    assert callable(builder)
+
+
+def test_rayservice_config_is_mounted_on_every_ray_pod(rayservice: dict[str, Any]) -> None:
+    """Serve may build the application on any node: the config file is on each of them, from
+    one ConfigMap, along with the signing key the replicas verify artifacts with."""
+    path = only_application(rayservice)["args"]["config"]
+    spec = rayservice["spec"]["rayClusterConfig"]
+    groups = [spec["headGroupSpec"], *spec["workerGroupSpecs"]]
+    assert len(groups) >= 2
+    configmaps = set()
+    for group in groups:
+        pod = group["template"]["spec"]
+        ray_container = pod["containers"][0]
+        configmaps.add(config_volume_for(ray_container, pod, path)["configMap"]["name"])
+        env = {item["name"]: item for item in ray_container.get("env", [])}
+        assert env[signing.SIGNING_KEY_ENV]["valueFrom"]["secretKeyRef"]["name"] == "modeldeploy-secrets"
+    [name] = configmaps
+    assert name != "modeldeploy-ray-config", "raycluster.yaml owns that ConfigMap; both may be applied"
+
+
+def test_rayservice_config_puts_every_replica_on_a_worker(rayservice: dict[str, Any]) -> None:
+    config = parse_config(yaml.safe_load(rayservice_config_text(rayservice)), available(), environ={})
+    models = config.models or {}
+    assert set(models) == set(available()), "every installed model has its Ray resources set"
+    spec = rayservice["spec"]["rayClusterConfig"]
+    worker_cpus = min(int(c["resources"]["limits"]["cpu"]) for c in ray_containers(spec)[1:])
+    for name, model in models.items():
+        assert 1 <= model.num_cpus <= worker_cpus, f"{name}: num_cpus {model.num_cpus}"
+
+
+def test_rayservice_builder_builds_the_configmap_s_application(rayservice: dict[str, Any],
+                                                               tmp_path: Path) -> None:
+    """What Serve's controller does with serveConfigV2, minus the cluster: binding deployments
+    is local, and no model loads."""
+    from ray.serve import Application
+
+    from modeldeploy.ray_engine.builder import app_builder
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(rayservice_config_text(rayservice), encoding="utf-8")
+    args = {**only_application(rayservice)["args"], "config": str(config_file)}
+    assert isinstance(app_builder(args), Application)
+
+
+def test_rayservice_builder_refuses_a_model_that_is_not_installed(tmp_path: Path) -> None:
+    """The control for the test above: the builder does read the file and check its models."""
+    from modeldeploy.ray_engine.builder import app_builder
+
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("models:\n  not-an-installed-model:\n    num_cpus: 1\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="not-an-installed-model"):
+        app_builder({"config": str(config_file)})
