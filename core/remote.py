@@ -155,9 +155,12 @@ class RemoteServedModel(ServedModel):
         return self.client.predict(list(texts))
 
     def refresh(self) -> None:
-        """Ask a replica how the model is doing; a model no replica answers for is failed, saying why."""
+        """Ask a replica how the model is doing; a model no replica answers for is failed, saying why
+        (one too busy to answer keeps its status: the report waits in the same queue as requests)."""
         try:
             report = self.client.report()
+        except (OverloadedError, PredictionTimeoutError):
+            return  # every replica is busy answering requests: alive, and its last report stands
         except ModelDeployError as exc:
             self.report = None
             self.set_status(ModelStatus(FAILED, f"no replica of model {self.name!r} answers: {exc}",

@@ -161,3 +161,31 @@ def test_errors_cross_with_their_class_message_and_retry_after(error: ModelDeplo
     again = RemoteFailure.of(error).error()
     assert type(again) is kind and str(again) == str(error)
     assert getattr(again, "retry_after", None) == getattr(error, "retry_after", None)
+
+
+class BusyReplicas(NoReplicaAnswers):
+    """A ModelClient whose replicas answered once, then are too busy to report."""
+
+    def __init__(self, service: ModelService) -> None:
+        self.first = InProcessClient(service).report()
+        self.busy = False
+
+    def report(self) -> ReplicaReport:
+        if self.busy:
+            raise OverloadedError("model 'echo' is overloaded: every replica is busy")
+        return self.first
+
+
+def test_replicas_too_busy_to_report_keep_their_status(echo):
+    config = parse_config(ECHO)
+    service = ModelService(config, "echo")
+    client = BusyReplicas(service)
+    registry = RemoteRegistry(config, {"echo": client}, refresh_seconds=0.05)
+    registry.start(background=False)
+    try:
+        client.busy = True
+        registry.refresh_statuses()
+        assert registry.status("echo").state == "ready"
+    finally:
+        registry.close()
+        service.close()

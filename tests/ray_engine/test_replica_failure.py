@@ -65,3 +65,30 @@ def test_a_replica_killed_under_load_fails_cleanly_and_service_resumes(tiny_mode
         assert 500 <= status < 600 and body["error"]["message"], (status, body)
     assert any(status == 200 and sent > replaced for sent, status, _ in results), "service did not resume"
     assert sum(1 for _, status, _ in results if status == 200) > len(failures)
+
+
+def test_rays_queue_limit_is_the_same_503_with_retry_after(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+    """One replica taking 2 requests at once (max_queue 1 + max_batch_size 1) and 1 waiting in
+    Ray's queue: a burst of 24 clients is partly refused, each refusal a 503 that says why."""
+    config = {"serve": ["sentiment"], "server": {"engine": "ray"},
+              "models": {"sentiment": {"source": str(tiny_models["sentiment"]), "max_queued_requests": 1,
+                                       "batch": {"max_queue": 1, "max_batch_size": 1}}}}
+    with running_server(config, tmp_path, timeout=240) as server:
+        answers: list = []
+
+        def send() -> None:
+            for _ in range(10):
+                response = server.request("POST", "/predict", json={"model_name": "sentiment", "data": "ok " * 200})
+                answers.append((response.status, ",".join(response.headers.get_all("Retry-After") or []), response.json()))
+
+        clients = [threading.Thread(target=send) for _ in range(24)]
+        for client in clients:
+            client.start()
+        for client in clients:
+            client.join(120)
+    refused = [(retry_after, body) for status, retry_after, body in answers if status != 200]
+    print(f"\n{len(answers)} requests, {len(refused)} refused")
+    assert len(answers) == 240 and all(status in (200, 503) for status, _, _ in answers)
+    assert all(retry_after == "1" and "overloaded" in body["error"]["message"] for retry_after, body in refused), \
+        {body["error"]["message"]: retry_after for retry_after, body in refused}
+    assert any("max_queued_requests" in body["error"]["message"] for _, body in refused), "Ray's queue never refused"
