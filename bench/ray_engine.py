@@ -104,6 +104,37 @@ def report(results: dict[str, Any]) -> str:
                     f"| {r['c1']['requests'] + r['c32']['requests'] - r['c1']['ok'] - r['c32']['ok']} "
                     f"| {'' if front is None else f'{front:.2f}'} |")
     table = "\n".join(rows)
+    servers = results["servers"]
+    local, ray1 = servers.get("local engine"), servers.get("ray engine, 1 replica")
+    model = ""
+    if local and ray1 and "front_cpu_ms_per_request" in ray1:
+        front = ray1["front_cpu_ms_per_request"]
+        per_node = local["c32"]["items_per_s"]
+        carried = 1000 / front
+        model = f"""
+## What it shows
+
+- **Overhead at c=1:** {ray1['c1']['p50_ms'] - local['c1']['p50_ms']:+.1f} ms p50 on the ray engine
+  ({ray1['c1']['p50_ms']:.1f} vs {local['c1']['p50_ms']:.1f} ms). A request crosses Serve's proxy
+  (HTTP, then an actor call to the ingress, whose ASGI receive is another call back to the proxy),
+  the ingress (Flask, then a handle call to the model's replica) and the replica. Ray Serve as its
+  users write it (proxy straight to the model's replica, one hop fewer) measures the same c=1
+  latency, so most of it is Serve's HTTP path, not the ingress hop our app adds.
+- **Throughput at c=32, one 2-core machine:** {ray1['c32']['items_per_s'] / local['c32']['items_per_s']:.2f} x
+  the local engine with 1 replica. Serve's proxy and our ingress spend {front:.1f} ms of CPU per
+  request (Serve's proxy alone, in the Ray Serve peer, {servers.get('Ray Serve @serve.batch (plain model)', {}).get('front_cpu_ms_per_request', float('nan')):.1f} ms),
+  taken from the same 2 cores as the model. A second replica on the same 2 cores makes it worse
+  ({servers.get('ray engine, 2 replicas', {}).get('c32', {}).get('items_per_s', float('nan')):.1f} items/s): two torch pools
+  contend for the cores and each replica sees half the requests, so smaller batches. Replicas pay
+  off across machines, not within one.
+- **A model of N worker nodes** (head with no model replicas, one text per request): a replica
+  alone on a node like this one does what the local engine does here, about {per_node:.0f} items/s;
+  one ingress (proxy + app) costs {front:.1f} ms CPU per request, so each core it has carries about
+  {carried:.0f} requests/s. Throughput(N) = min(N x {per_node:.0f}, {carried:.0f} x cores of the ingress x texts
+  per request): with one text per request a 2-core head saturates at about {2 * carried / per_node:.1f} worker
+  nodes; past that, send several texts per request (the replica batches them in one plan). The
+  engine runs one ingress replica; more of them (each with its own app) is not configurable yet.
+"""
     return f"""# The ray engine: local vs Ray Serve, and the peers
 
 Produced by `python bench/ray_engine.py` ({results['date']}, commit {results['commit']}):
@@ -115,7 +146,7 @@ warm-up at 8 clients. Each server ran alone, started and stopped (process group)
 | server | c=1 p50 ms | c=1 p99 ms | c=32 items/s | c=32 p50 ms | c=32 p99 ms | non-200 | proxy+ingress CPU ms/request |
 |---|---|---|---|---|---|---|---|
 {table}
-"""
+{model}"""
 
 
 def main() -> int:
@@ -125,7 +156,11 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--out", type=Path, default=BENCH / "results-ray")
     parser.add_argument("--only", help="comma-separated labels to run (default: all)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md from the saved .json")
     args = parser.parse_args()
+    if args.report_only:
+        args.out.with_suffix(".md").write_text(report(json.loads(args.out.with_suffix(".json").read_text())))
+        return 0
     args.work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     source = build_sentiment(args.work / "sentiment-base", size="base")
