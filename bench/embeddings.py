@@ -14,7 +14,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import corpus  # noqa: E402
 import inprocess  # noqa: E402
-from ab import cpu_name  # noqa: E402
+import recording  # noqa: E402
 import loadgen  # noqa: E402
 from servers import PYTHON, Server, free_port, set_torch_threads  # noqa: E402
 
@@ -111,15 +110,12 @@ def main() -> int:
     texts = corpus.texts(512)
     results = {
         "date": datetime.date.today().isoformat(),
-        "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, "
-                   f"no GPU",
+        "machine": recording.machine(),
         "seconds": args.seconds,
         "in_process": limit(texts, max(args.concurrency)),
         "served": served(args, corpus.write_bodies(args.work / "embeddings-bodies.jsonl", "embeddings")),
     }
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(report(results))
-    print(report(results))
+    recording.save(args.out, results, report)
     return 0
 
 

@@ -16,7 +16,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import corpus  # noqa: E402
 import loadgen  # noqa: E402
-from ab import cpu_name  # noqa: E402
+import recording  # noqa: E402
 from servers import PYTHON, Server, free_port  # noqa: E402
 
 from modeldeploy.testing import build_sentiment  # noqa: E402
@@ -172,16 +171,14 @@ def main() -> int:
         "date": datetime.date.today().isoformat(),
         "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                                  cwd=BENCH).stdout.strip(),
-        "machine": f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, no GPU",
+        "machine": recording.machine(),
         "seconds": args.seconds, "warmup_seconds": args.warmup_seconds, "servers": {},
     }
     for label, server in chosen.items():
         print(f"== {label}", flush=True)
         results["servers"][label] = measure(server, bodies, args)
         print(json.dumps({k: v for k, v in results["servers"][label].items()}, default=str)[:400], flush=True)
-    args.out.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    args.out.with_suffix(".md").write_text(report(results))
-    print(report(results))
+    recording.save(args.out, results, report)
     return 0
 
 

@@ -41,6 +41,7 @@ def max_ongoing(model: ModelConfig) -> int:
 
 
 def max_queued(model: ModelConfig) -> int:
+    """Requests Serve holds for busy replicas before refusing (503): the config's, else a queue's worth."""
     return model.max_queued_requests or model.batch.max_queue
 
 
@@ -125,7 +126,6 @@ def build_application(config: Config, names: list[str], log_settings: LogSetting
             "max_ongoing_requests": max_ongoing(model),
             "max_queued_requests": max_queued(model),
             "ray_actor_options": {"num_cpus": model.num_cpus, "num_gpus": model.num_gpus},
-            "health_check_period_s": 10,
         }
         if model.autoscaling is not None:
             scaling = model.autoscaling
