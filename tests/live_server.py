@@ -115,8 +115,9 @@ class LiveServer:
             connection.close()
 
     def stop(self) -> int:
-        """SIGTERM the process (SIGKILL after 30 s), then SIGKILL whatever is left of its process
-        group (a private Ray's daemons and workers ignore SIGTERM); return its exit status."""
+        """SIGTERM the process (SIGKILL after 30 s), then SIGKILL whatever is left in its session
+        (a private Ray's workers have process groups of their own and ignore SIGTERM); return its
+        exit status."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -124,12 +125,26 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(15)
-        try:
-            os.killpg(self.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        for pid in _session_members(self.process.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         self._reader.join(5)
         return self.process.returncode
+
+
+def _session_members(session: int) -> list[int]:
+    """Processes of a session this helper started (``start_new_session``: its id is the leader's PID)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getsid(int(entry.name)) == session:
+                    members.append(int(entry.name))
+            except OSError:
+                continue
+    return members
 
 
 def tiny_models_config(tiny_models: Mapping[str, Path], **extra: Any) -> dict[str, Any]:

@@ -1,8 +1,6 @@
-"""Helpers for the ray engine's cluster tests: its replicas' processes, and hosts in network namespaces.
-
-Every test here starts its own Ray (a private one through ``modeldeploy serve --engine ray``, or
-a head and a worker node in two network namespaces) and stops it, process group by process group.
-"""
+"""The ``two_hosts`` fixture. Every test here starts its own Ray (a private one through
+``modeldeploy serve --engine ray``, or a head and a worker node in two network namespaces) and
+stops it; the helpers are in ``tests/ray_cluster.py``."""
 
 from __future__ import annotations
 
@@ -10,74 +8,10 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
-
-RAY = str(Path(sys.executable).with_name("ray"))
-
-
-def replica_pids(deployment: str) -> set[int]:
-    """PIDs of the live replica processes of ``deployment`` (Ray titles them ``ray::ServeReplica:APP:NAME``)."""
-    wanted = f"ray::ServeReplica:modeldeploy:{deployment}".encode()
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if (entry / "cmdline").read_bytes().split(b"\0")[0] == wanted and _alive(int(entry.name)):
-                found.add(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return (Path("/proc") / str(pid) / "stat").read_text().split(") ")[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def wait_for(condition, timeout: float, what: str):  # noqa: ANN001, ANN201 - a test helper
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-
-
-def stop_group(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a process started in its own session and everything in its group; SIGKILL what lingers."""
-    for signum, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(wait)
-        except subprocess.TimeoutExpired:
-            continue
-
-
-@dataclass(frozen=True)
-class TwoHosts:
-    """Two network namespaces joined by a veth pair: ``head`` at 10.123.0.1, ``worker`` at 10.123.0.2."""
-
-    head: str
-    worker: str
-    head_ip: str = "10.123.0.1"
-    worker_ip: str = "10.123.0.2"
-
-    def run(self, namespace: str, *command: str, **kwargs) -> subprocess.CompletedProcess[str]:  # noqa: ANN003
-        return subprocess.run(["ip", "netns", "exec", namespace, *command], capture_output=True, text=True,
-                              check=False, **kwargs)
+from ray_cluster import TwoHosts
 
 
 def _ip(*arguments: str) -> None:
@@ -104,15 +38,14 @@ def two_hosts() -> Iterator[TwoHosts]:
         yield hosts
     finally:
         for namespace in (hosts.head, hosts.worker):
-            _kill_everything_in(namespace)
+            _kill_everything_in(hosts, namespace)
             subprocess.run(["ip", "netns", "del", namespace], capture_output=True, check=False)
 
 
-def _kill_everything_in(namespace: str) -> None:
+def _kill_everything_in(hosts: TwoHosts, namespace: str) -> None:
     """SIGKILL what still runs in a namespace of this test's own (Ray workers outlive their raylet)."""
-    listed = subprocess.run(["ip", "netns", "pids", namespace], capture_output=True, text=True, check=False)
-    for pid in listed.stdout.split():
+    for pid in hosts.pids(namespace):
         try:
-            os.kill(int(pid), signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import replica_pids, wait_for
+from ray_cluster import replica_pids, wait_for
 from live_server import LiveServer, running_server
 
 pytestmark = pytest.mark.slow
@@ -30,8 +30,8 @@ def _keep_sending(server: LiveServer, stop: threading.Event, results: list[tuple
             results.append((sent, None, repr(exc)))
 
 
-def _two_replicas(without: int | None = None) -> set[int] | None:
-    pids = replica_pids("sentiment")
+def _two_replicas(server: LiveServer, without: int | None = None) -> set[int] | None:
+    pids = replica_pids("sentiment", session=server.pid)
     return pids if len(pids) == 2 and without not in pids else None
 
 
@@ -40,7 +40,7 @@ def test_a_replica_killed_under_load_fails_cleanly_and_service_resumes(tiny_mode
     config = {"serve": ["sentiment"], "server": {"engine": "ray"},
               "models": {"sentiment": {"source": str(tiny_models["sentiment"]), "replicas": 2}}}
     with running_server(config, tmp_path, timeout=240) as server:
-        before = wait_for(_two_replicas, 60, "2 replicas")
+        before = wait_for(lambda: _two_replicas(server), 60, "2 replicas")
         stop, results = threading.Event(), []
         clients = [threading.Thread(target=_keep_sending, args=(server, stop, results)) for _ in range(CLIENTS)]
         for client in clients:
@@ -49,7 +49,7 @@ def test_a_replica_killed_under_load_fails_cleanly_and_service_resumes(tiny_mode
             time.sleep(3)
             victim = min(before)
             os.kill(victim, signal.SIGKILL)
-            after = wait_for(lambda: _two_replicas(without=victim), 120, "Ray to replace the killed replica")
+            after = wait_for(lambda: _two_replicas(server, without=victim), 120, "Ray to replace the killed replica")
             replaced = time.monotonic()
             time.sleep(3)
         finally:
