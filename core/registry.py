@@ -124,15 +124,19 @@ class ServedModel:
         """The batcher of a ready model, or ModelNotReadyError saying why not (an idle, lazy
         model starts loading)."""
         self.raise_unless_ready()
-        assert self.batcher is not None
-        return self.batcher
+        batcher = self.batcher
+        if batcher is None:  # taken away by an operator's unload since the check
+            raise _changing_versions(self.name)
+        return batcher
 
     def raise_unless_ready(self) -> None:
         """Return when the model serves; else raise ModelNotReadyError saying why not (an idle,
         lazy model starts loading)."""
         state = self.status.state
-        if state == READY and self._serving():
-            return
+        if state == READY:
+            if self._serving():
+                return
+            raise _changing_versions(self.name)
         if state == IDLE:
             self._start_loading(self)
             raise ModelNotReadyError(f"model {self.name!r} is loading (lazy start); retry shortly")
@@ -425,6 +429,10 @@ class Registry:
         for served in self._models.values():
             if served.batcher is not None:
                 served.batcher.close(timeout)
+
+
+def _changing_versions(name: str) -> ModelNotReadyError:
+    return ModelNotReadyError(f"model {name!r} is changing versions; retry shortly", retry_after=1)
 
 
 def _load_failure_reason(name: str, model_config: ModelConfig, exc: BaseException) -> str:

@@ -14,7 +14,6 @@ the same status and message over HTTP whichever engine serves it.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -69,16 +68,13 @@ class ReplicaReport:
     status: ModelStatus
     device: str | None = None
     result_shape: tuple[int, ...] | None = None
-    #: Where the answering replica runs (host address and process id), for operators and tests.
-    node: str = ""
-    pid: int = 0
 
     @classmethod
-    def of(cls, served: ServedModel, node: str, pid: int) -> ReplicaReport:
+    def of(cls, served: ServedModel) -> ReplicaReport:
         wrapper = served.wrapper
         if wrapper is None:
-            return cls(served.status, node=node, pid=pid)
-        return cls(served.status, wrapper.device, tuple(wrapper.result_shape()), node, pid)
+            return cls(served.status)
+        return cls(served.status, wrapper.device, tuple(wrapper.result_shape()))
 
 
 class ModelService:
@@ -86,11 +82,10 @@ class ModelService:
     answering in the terms that travel (results or a :class:`RemoteFailure`, reports, metrics).
     An engine runs one in each replica process."""
 
-    def __init__(self, config: Config, name: str, node: str = "") -> None:
+    def __init__(self, config: Config, name: str) -> None:
         self._registry = Registry(replace(config, serve=(name,)))
         self._registry.start(background=False)  # a replica takes requests once its model was tried
         self._served = self._registry.model(name)
-        self._node = node
 
     def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
         try:
@@ -99,7 +94,7 @@ class ModelService:
             return RemoteFailure.of(exc)
 
     def report(self) -> ReplicaReport:
-        return ReplicaReport.of(self._served, self._node, os.getpid())
+        return ReplicaReport.of(self._served)
 
     def metrics(self) -> str:
         """This process's Prometheus exposition (batch sizes, queue depth, items) for the front's /metrics."""

@@ -1,6 +1,7 @@
 """The registry: statuses per model, failures isolated, lazy loading."""
 
 import time
+from dataclasses import replace
 
 import pytest
 
@@ -63,3 +64,14 @@ def test_unknown_names_are_refused(tiny_models):
         registry.status("summarization")
     with pytest.raises(UnknownModelError):
         Registry(parse_config({"models": {"ghost": {}}}))
+
+
+def test_a_ready_model_between_two_versions_asks_to_retry():
+    """Ready, but its batcher taken away by an operator's swap or unload a moment ago: a clear 503
+    asking to retry, never a crash on the missing batcher."""
+    registry = Registry(parse_config({"serve": ["sentiment"]}))
+    served = registry.model("sentiment")
+    served.set_status(replace(served.status, state=READY))
+    with pytest.raises(ModelNotReadyError, match="changing versions; retry shortly") as raised:
+        served.ready_batcher()
+    assert raised.value.retry_after == 1

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from waiting import wait_for
 
 import modeldeploy
 from modeldeploy import ModelWrapper, plugins
@@ -72,13 +73,6 @@ def hooked_registry(tmp_path):
     for registry in made:
         registry.close()
     LOAD_HOOKS.clear()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-import ray
 from a2wsgi import WSGIMiddleware
 from ray import serve
 from ray.serve import Application
@@ -65,8 +64,7 @@ class ModelReplica:
         model = config.model(name)
         # torch gets the CPUs this replica reserved, unless the config says otherwise
         server = dataclasses.replace(config.server, torch_threads=config.server.torch_threads or int(model.num_cpus))
-        self._service = ModelService(dataclasses.replace(config, server=server), name,
-                                     node=ray.util.get_node_ip_address())
+        self._service = ModelService(dataclasses.replace(config, server=server), name)
         self._pool = ThreadPoolExecutor(max_workers=max_ongoing(model), thread_name_prefix=f"replica-{name}")
 
     async def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:

@@ -5,25 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 
 import echo_plugin
 from markupsafe import escape
 from prometheus_client import REGISTRY
+from waiting import wait_for
 
 ECHO = {"models": {"echo": {}}, "serve": ["echo"]}
 
 
 def predict(client, data, name="echo"):
     return client.post("/predict", data=json.dumps({"model_name": name, "data": data}))
-
-
-def wait_for(condition, timeout=30.0):
-    """Poll ``condition`` until true (a generous bound, not a timing assertion)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met"
-        time.sleep(0.01)
 
 
 def test_body_over_the_limit_is_413(echo, app_for):

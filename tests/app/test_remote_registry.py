@@ -14,6 +14,8 @@ from typing import Any
 import echo_plugin
 import pytest
 from flask.testing import FlaskClient
+from prometheus_client import REGISTRY
+from waiting import wait_for
 
 from modeldeploy.app import create_app
 from modeldeploy.config import parse_config
@@ -103,6 +105,7 @@ def test_overload_is_503_with_the_same_retry_after(remote):
     assert echo_plugin.BLOCKED.wait(30)
     queued = threading.Thread(target=lambda: answers.setdefault("queued", answer(client, "queued")))
     queued.start()
+    wait_for(lambda: REGISTRY.get_sample_value("modeldeploy_queue_depth", {"model": "echo"}) == 1)
     status, body, retry_after = answer(client, "one too many")
     echo_plugin.RELEASE.set()
     first.join(30)

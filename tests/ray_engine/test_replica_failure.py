@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
-from ray_cluster import replica_pids, wait_for
 from live_server import LiveServer, running_server
+from ray_cluster import replica_pids
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def test_a_replica_killed_under_load_fails_cleanly_and_service_resumes(tiny_mode
     config = {"serve": ["sentiment"], "server": {"engine": "ray"},
               "models": {"sentiment": {"source": str(tiny_models["sentiment"]), "replicas": 2}}}
     with running_server(config, tmp_path, timeout=240) as server:
-        before = wait_for(lambda: _two_replicas(server), 60, "2 replicas")
+        before = wait_for(lambda: _two_replicas(server), 60, "2 replicas", interval=0.5)
         stop, results = threading.Event(), []
         clients = [threading.Thread(target=_keep_sending, args=(server, stop, results)) for _ in range(CLIENTS)]
         for client in clients:
@@ -49,7 +50,8 @@ def test_a_replica_killed_under_load_fails_cleanly_and_service_resumes(tiny_mode
             time.sleep(3)
             victim = min(before)
             os.kill(victim, signal.SIGKILL)
-            after = wait_for(lambda: _two_replicas(server, without=victim), 120, "Ray to replace the killed replica")
+            after = wait_for(lambda: _two_replicas(server, without=victim), 120, "Ray to replace the killed replica",
+                             interval=0.5)
             replaced = time.monotonic()
             time.sleep(3)
         finally:
@@ -79,7 +81,8 @@ def test_rays_queue_limit_is_the_same_503_with_retry_after(tiny_models: dict[str
         def send() -> None:
             for _ in range(10):
                 response = server.request("POST", "/predict", json={"model_name": "sentiment", "data": "ok " * 200})
-                answers.append((response.status, ",".join(response.headers.get_all("Retry-After") or []), response.json()))
+                retry_after = ",".join(response.headers.get_all("Retry-After") or [])  # every one sent
+                answers.append((response.status, retry_after, response.json()))
 
         clients = [threading.Thread(target=send) for _ in range(24)]
         for client in clients:

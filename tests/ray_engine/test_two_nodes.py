@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from ray_cluster import RAY, TwoHosts, replica_pids, stop_group, wait_for
 from live_server import running_server
+from ray_cluster import RAY, TwoHosts, replica_pids, stop_group
+from waiting import wait_for
 
 import modeldeploy
 
@@ -58,17 +59,17 @@ def test_a_model_on_the_worker_node_answers_through_the_heads_ingress(two_hosts:
                        "--port", GCS_PORT, "--num-cpus", "0", "--include-dashboard", "false")
     worker = None
     try:
-        wait_for(lambda: _ray_nodes(two_hosts, env) == 1, 90, "the head node")
+        wait_for(lambda: _ray_nodes(two_hosts, env) == 1, 90, "the head node", interval=0.5)
         worker = _start_node(two_hosts, two_hosts.worker, env, "--address", f"{two_hosts.head_ip}:{GCS_PORT}",
                              "--node-ip-address", two_hosts.worker_ip, "--num-cpus", "1")
-        wait_for(lambda: _ray_nodes(two_hosts, env) == 2, 90, "the worker node to join")
+        wait_for(lambda: _ray_nodes(two_hosts, env) == 2, 90, "the worker node to join", interval=0.5)
         config = {"serve": ["sentiment"],
                   "models": {"sentiment": {"source": str(tiny_models["sentiment"]), "num_cpus": 1}}}
         with running_server(config, tmp_path, env=env, ready=False, timeout=240, host=two_hosts.head_ip,
                             prefix=["ip", "netns", "exec", two_hosts.head],
                             arguments=["--engine", "ray", "--address", f"{two_hosts.head_ip}:{GCS_PORT}"]) as server:
             assert server.url.startswith(f"http://{two_hosts.head_ip}:")
-            wait_for(lambda: _request(two_hosts, f"{server.url}/health/ready")[0] == 200, 60, "readiness")
+            wait_for(lambda: _request(two_hosts, f"{server.url}/health/ready")[0] == 200, 60, "readiness", interval=0.5)
             texts = ["what a great film", "dull"]
             status, answer = _request(two_hosts, f"{server.url}/predict", {"model_name": "sentiment", "data": texts})
             assert status == 200, answer
