@@ -125,7 +125,7 @@ class LiveServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(15)
-        for pid in _session_members(self.process.pid):
+        for pid in session_members(self.process.pid):
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -134,7 +134,7 @@ class LiveServer:
         return self.process.returncode
 
 
-def _session_members(session: int) -> list[int]:
+def session_members(session: int) -> list[int]:
     """Processes of a session this helper started (``start_new_session``: its id is the leader's PID)."""
     members = []
     for entry in Path("/proc").iterdir():
