@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -32,7 +33,7 @@ from modeldeploy.testing import build_sentiment  # noqa: E402
 
 BENCH = Path(__file__).parent
 #: Process titles of the ray engine's HTTP path: Serve's proxy and the replica running the app.
-FRONT_TITLES = (b"ray::ProxyActor", b"ray::ServeReplica:modeldeploy:modeldeploy-ingress")
+FRONT_ROLES = {b"ray::ProxyActor": "proxy", b"ray::ServeReplica:modeldeploy:modeldeploy-ingress": "ingress"}
 
 
 def modeldeploy(label: str, source: Path, work: Path, engine: str, replicas: int = 1) -> Server:
@@ -59,9 +60,9 @@ def servers(source: Path, work: Path) -> dict[str, Server]:
     }
 
 
-def front_cpu_seconds() -> dict[int, float]:
-    """CPU seconds used so far by each process of the ray engine's HTTP path, by PID (Ray renames
-    a busy actor's process after the call it runs, so titles are matched by prefix)."""
+def front_cpu_seconds() -> dict[int, tuple[str, float]]:
+    """The role and CPU seconds used so far of each process of the ray engine's HTTP path, by PID
+    (Ray renames a busy actor's process after the call it runs, so titles are matched by prefix)."""
     ticks = os.sysconf("SC_CLK_TCK")
     used = {}
     for entry in Path("/proc").iterdir():
@@ -69,12 +70,34 @@ def front_cpu_seconds() -> dict[int, float]:
             continue
         try:
             title = (entry / "cmdline").read_bytes().split(b"\0")[0]
-            if title.startswith(FRONT_TITLES):
+            role = next((role for prefix, role in FRONT_ROLES.items() if title.startswith(prefix)), None)
+            if role is not None:
                 fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / ticks
+                used[int(entry.name)] = (role, (int(fields[11]) + int(fields[12])) / ticks)
         except (OSError, IndexError):
             continue
     return used
+
+
+def front_cpu_ms(run: Callable[[], int]) -> dict[str, float] | None:
+    """CPU ms per request of each front role while ``run()`` sends requests (it returns how many);
+    None when there is no such front or its processes changed meanwhile."""
+    before = front_cpu_seconds()
+    requests = run()
+    after = front_cpu_seconds()
+    if not before or set(before) != set(after) or not requests:
+        return None
+    spent: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        spent[role] = spent.get(role, 0.0) + seconds - before[pid][1]
+    return {role: 1000 * seconds / requests for role, seconds in spent.items()}
+
+
+def health_requests(url: str, seconds: float) -> int:
+    """Requests answered by ``GET /health/live`` at 8 clients: the front's cost with no model call."""
+    done = subprocess.run(["wrk", "-t", "2", "-c", "8", "-d", f"{max(1, round(seconds))}s", f"{url}/health/live"],
+                          capture_output=True, text=True, check=True)
+    return int(next(line for line in done.stdout.splitlines() if "requests in" in line).split()[0])
 
 
 def measure(server: Server, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
@@ -83,49 +106,73 @@ def measure(server: Server, bodies: Path, args: argparse.Namespace) -> dict[str,
         server.wait_ready(timeout=300)
         loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)
         result: dict[str, Any] = {"c1": loadgen.wrk(server.url, bodies, 1, args.seconds)}
-        before = front_cpu_seconds()
-        result["c32"] = loadgen.wrk(server.url, bodies, 32, args.seconds)
-        after = front_cpu_seconds()
-        if before and set(before) == set(after):
-            spent = sum(after[pid] - before[pid] for pid in after)
-            result["front_cpu_ms_per_request"] = 1000 * spent / result["c32"]["requests"]
+
+        def c32() -> int:
+            result["c32"] = loadgen.wrk(server.url, bodies, 32, args.seconds)
+            return result["c32"]["requests"]
+
+        result["front_cpu_ms_per_predict"] = front_cpu_ms(c32)
+        if result["front_cpu_ms_per_predict"]:
+            result["front_cpu_ms_per_health_check"] = front_cpu_ms(
+                lambda: health_requests(server.url, args.seconds / 2))
         return result
     finally:
         server.stop()
 
 
+def _front_total(result: dict[str, Any], key: str = "front_cpu_ms_per_predict") -> float | None:
+    roles = result.get(key)
+    return sum(roles.values()) if roles else None
+
+
 def report(results: dict[str, Any]) -> str:
-    rows = []
+    rows, split = [], []
     for label, r in results["servers"].items():
-        front = r.get("front_cpu_ms_per_request")
+        front = _front_total(r)
         rows.append(f"| {label} | {r['c1']['p50_ms']:.1f} | {r['c1']['p99_ms']:.1f} | {r['c32']['items_per_s']:.1f} "
                     f"| {r['c32']['p50_ms']:.0f} | {r['c32']['p99_ms']:.0f} "
                     f"| {r['c1']['requests'] + r['c32']['requests'] - r['c1']['ok'] - r['c32']['ok']} "
                     f"| {'' if front is None else f'{front:.2f}'} |")
-    table = "\n".join(rows)
+        for kind, key in (("POST /predict", "front_cpu_ms_per_predict"),
+                          ("GET /health/live", "front_cpu_ms_per_health_check")):
+            roles = r.get(key)
+            if roles:
+                ingress = f"{roles['ingress']:.2f}" if "ingress" in roles else "(none)"
+                split.append(f"| {label} | {kind} | {roles.get('proxy', 0):.2f} | {ingress} |")
+    table, split_table = "\n".join(rows), "\n".join(split)
     servers = results["servers"]
     local, ray1 = servers.get("local engine"), servers.get("ray engine, 1 replica")
+    peer = servers.get("Ray Serve @serve.batch (plain model)", {})
     model = ""
-    if local and ray1 and "front_cpu_ms_per_request" in ray1:
-        front = ray1["front_cpu_ms_per_request"]
+    if local and ray1 and _front_total(ray1):
+        front = _front_total(ray1)
         per_node = local["c32"]["items_per_s"]
         carried = 1000 / front
         model = f"""
+CPU per request of the HTTP path (ms; c=32 for `/predict`, 8 clients for `/health/live`):
+
+| server | request | Serve's proxy | the ingress (our app) |
+|---|---|---|---|
+{split_table}
+
 ## What it shows
 
 - **Overhead at c=1:** {ray1['c1']['p50_ms'] - local['c1']['p50_ms']:+.1f} ms p50 on the ray engine
   ({ray1['c1']['p50_ms']:.1f} vs {local['c1']['p50_ms']:.1f} ms). A request crosses Serve's proxy
   (HTTP, then an actor call to the ingress, whose ASGI receive is another call back to the proxy),
   the ingress (Flask, then a handle call to the model's replica) and the replica. Ray Serve as its
-  users write it (proxy straight to the model's replica, one hop fewer) measures the same c=1
-  latency, so most of it is Serve's HTTP path, not the ingress hop our app adds.
+  users write it (proxy straight to the model's replica, one hop fewer) measures about the same
+  c=1 latency ({peer.get('c1', {}).get('p50_ms', float('nan')):.1f} ms), so most of it is Serve's HTTP path.
+- **Where the front's CPU goes:** `GET /health/live` calls no model, yet costs the ingress
+  {(ray1.get('front_cpu_ms_per_health_check') or {}).get('ingress', float('nan')):.1f} ms: Serve's ASGI path into a replica (on this machine a
+  whole JSON answer under waitress costs about 0.3 ms of CPU, as measured for the overload
+  issue). `/predict` adds the handle call to the model's replica.
 - **Throughput at c=32, one 2-core machine:** {ray1['c32']['items_per_s'] / local['c32']['items_per_s']:.2f} x
   the local engine with 1 replica. Serve's proxy and our ingress spend {front:.1f} ms of CPU per
-  request (Serve's proxy alone, in the Ray Serve peer, {servers.get('Ray Serve @serve.batch (plain model)', {}).get('front_cpu_ms_per_request', float('nan')):.1f} ms),
-  taken from the same 2 cores as the model. A second replica on the same 2 cores makes it worse
-  ({servers.get('ray engine, 2 replicas', {}).get('c32', {}).get('items_per_s', float('nan')):.1f} items/s): two torch pools
-  contend for the cores and each replica sees half the requests, so smaller batches. Replicas pay
-  off across machines, not within one.
+  request, taken from the same 2 cores as the model. A second replica on the same 2 cores makes
+  it worse ({servers.get('ray engine, 2 replicas', {}).get('c32', {}).get('items_per_s', float('nan')):.1f} items/s): two torch
+  pools contend for the cores and each replica sees half the requests, so smaller batches.
+  Replicas pay off across machines, not within one.
 - **A model of N worker nodes** (head with no model replicas, one text per request): a replica
   alone on a node like this one does what the local engine does here, about {per_node:.0f} items/s;
   one ingress (proxy + app) costs {front:.1f} ms CPU per request, so each core it has carries about
