@@ -67,6 +67,10 @@ class Catalog:
     #: a plugin registered in process.
     plugins: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
+    def wrapper_classes(self) -> dict[str, type[ModelWrapper]]:
+        """Model name -> wrapper class, what config validation checks each model's settings against."""
+        return {name: entry.wrapper_class for name, entry in self.models.items()}
+
     def entry(self, name: str) -> ModelEntry:
         """The entry registered as ``name``, or an error listing the names that exist."""
         if not isinstance(name, str) or name not in self.models:

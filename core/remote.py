@@ -147,7 +147,7 @@ class RemoteServedModel(ServedModel):
 
     def predict_texts(self, texts: Sequence[str]) -> list[Any]:
         self.raise_unless_ready()
-        return self.client.predict(list(texts))
+        return self.client.predict(texts)
 
     def refresh(self) -> None:
         """Ask a replica how the model is doing; a model no replica answers for is failed, saying why

@@ -116,7 +116,7 @@ def test_each_mistake_gets_one_clear_message(document, message):
 
 
 def test_settings_are_checked_against_the_plugin():
-    wrappers = {name: entry.wrapper_class for name, entry in get_catalog().models.items()}
+    wrappers = get_catalog().wrapper_classes()
     with pytest.raises(ConfigError, match=r"models.summarization.settings: unknown setting 'beams'"):
         parse_config({"models": {"summarization": {"settings": {"beams": 4}}}}, wrappers, environ={})
     config = parse_config({"models": {"summarization": {"settings": {"num_beams": 4}}}}, wrappers, environ={})

@@ -52,7 +52,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     go_offline_if_unreachable()
     catalog = get_catalog()
-    config = load_config(args.config, {name: entry.wrapper_class for name, entry in catalog.models.items()})
+    config = load_config(args.config, catalog.wrapper_classes())
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("engine", args.engine),

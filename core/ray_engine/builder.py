@@ -26,7 +26,7 @@ from .deployments import LogSettings, build_application
 def app_builder(args: dict[str, Any]) -> Application:
     """The application for the config file ``args["config"]`` (default: every installed model)."""
     catalog = get_catalog()
-    config = load_config(args.get("config"), {name: entry.wrapper_class for name, entry in catalog.models.items()})
+    config = load_config(args.get("config"), catalog.wrapper_classes())
     names = Registry(config, catalog).names  # checks that every configured model is installed
     settings = LogSettings(str(args.get("log_level", "INFO")), str(args.get("log_format") or default_log_format()))
     return build_application(config, names, settings)

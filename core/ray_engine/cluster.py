@@ -1,8 +1,9 @@
 """Start a private Ray on this machine, or join a cluster; put Serve's HTTP proxy on an address.
 
-A private Ray listens on 127.0.0.1 only, with the dashboard and usage reporting off and its CPUs
-pinned (``server.ray_num_cpus``, else those this process may use), so ``serve --engine ray`` on
-a laptop starts nothing that the network can reach and reports nothing home.
+A private Ray puts its node (and Serve's proxy, unless ``--host`` says otherwise) on 127.0.0.1,
+with the dashboard and usage reporting off and its CPUs pinned (``server.ray_num_cpus``, else
+those this process may use). Some of Ray's own daemons still listen on every interface, which no
+Ray 2.60 setting changes: docs/deploy.md says to keep such a machine behind a firewall.
 """
 
 from __future__ import annotations

@@ -272,7 +272,7 @@ def test_dockerignore_keeps_what_the_dockerfile_copies(dockerfile: str, ignore_r
 # --------------------------------------------------------------------------- the baked config
 def test_baked_config_is_valid_and_production_safe() -> None:
     document = yaml.safe_load(BAKED_CONFIG.read_text(encoding="utf-8"))
-    available = {name: entry.wrapper_class for name, entry in get_catalog().models.items()}
+    available = get_catalog().wrapper_classes()
     config = parse_config(document, available, environ={})
     assert config.demo_fallback is False and config.server.admin_token == ""
     assert config.serve is None, "the image serves every installed plugin"

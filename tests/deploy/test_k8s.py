@@ -60,7 +60,7 @@ def container(workload: dict[str, Any], index: int = 0) -> dict[str, Any]:
 
 
 def available() -> dict[str, Any]:
-    return {name: entry.wrapper_class for name, entry in get_catalog().models.items()}
+    return get_catalog().wrapper_classes()
 
 
 def configmap_config(name: str, environ: dict[str, str] | None = None) -> Config:
