@@ -41,6 +41,8 @@ class InferRequest:
     shape: list[int]
     id: str | None
     binary_output: bool
+    #: Seconds, from the request's ``timeout`` parameter (microseconds, as Triton's clients send it).
+    timeout: float | None = None
 
 
 def tensor_metadata(name: str, datatype: str = DATATYPE, item_shape: Sequence[int] = ()) -> dict[str, Any]:
@@ -65,7 +67,19 @@ def parse_infer_request(body: bytes, header_length: str | None) -> InferRequest:
             f"the body has {len(binary)} bytes of binary tensor data but the inputs declare {used}"
         )
     binary_output = _parse_outputs(document.get("outputs"), _flag(parameters, "binary_data_output", "request"))
-    return InferRequest(texts=texts, shape=shape, id=request_id, binary_output=binary_output)
+    return InferRequest(texts=texts, shape=shape, id=request_id, binary_output=binary_output,
+                        timeout=_timeout_seconds(parameters))
+
+
+def _timeout_seconds(parameters: dict[str, Any]) -> float | None:
+    """The request's ``timeout`` parameter in seconds: a positive whole number of microseconds."""
+    value = parameters.get("timeout")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise InvalidInputError(f"request parameter 'timeout' must be a positive whole number of microseconds, "
+                                f"got {value!r}")
+    return value / 1e6
 
 
 def _split_body(body: bytes, header_length: str | None) -> tuple[bytes, bytes]:

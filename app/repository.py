@@ -27,7 +27,7 @@ from modeldeploy.errors import (
     UnsupportedOperationError,
 )
 from modeldeploy.inputs import decode_json
-from modeldeploy.registry import FAILED, IDLE, LOADING, READY, UNLOADED, Registry
+from modeldeploy.registry import FAILED, IDLE, LOADING, READY, STUCK, UNLOADED, Registry
 
 from .admin import require_admin
 from .errors import HttpError, error_response
@@ -38,7 +38,8 @@ blueprint = Blueprint("repository", __name__, url_prefix="/v2/repository")
 VERSION = "1"
 #: Our states in the protocol's vocabulary, with the reason shown when the state alone does not say.
 _PROTOCOL_STATES = {READY: ("READY", ""), LOADING: ("LOADING", ""), IDLE: ("UNAVAILABLE", "loads on first use (lazy)"),
-                    FAILED: ("UNAVAILABLE", ""), UNLOADED: ("UNAVAILABLE", "unloaded by an operator")}
+                    FAILED: ("UNAVAILABLE", ""), UNLOADED: ("UNAVAILABLE", "unloaded by an operator"),
+                    STUCK: ("UNAVAILABLE", "")}
 _LOAD_PARAMETERS = ("source", "sha256", "config")
 _MAX_SOURCE_LENGTH = 4096
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")

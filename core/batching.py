@@ -8,14 +8,21 @@ companions; right after a busy round it may wait briefly to regroup, see :meth:`
 measures token lengths once, and runs the cost-minimising padded sub-batches of
 :func:`~modeldeploy.batch_planner.plan_batches`, answering each request as soon as its last item
 is done. It receives texts already validated and prepared by the caller's thread
-(:meth:`Batcher.submit`) and never touches them again before the forward pass. A bounded queue answers "overloaded" at once; expired requests' items are dropped before
-they are computed; an exception is bisected down to the item(s) that caused it.
+(:meth:`Batcher.submit`) and never touches them again before the forward pass.
+
+Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
+queued items and the rest of the running round, priced at the recent seconds per item) longer
+than the request's deadline, answers "overloaded" (HTTP 503) rather than work that would come too
+late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504).
+A round running past the model's timeout is reported (:meth:`Batcher.overdue_round_seconds`) so the
+model can be marked stuck. An exception is bisected down to the item(s) that caused it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -41,6 +48,8 @@ from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
 
+#: Weight of the latest round in the moving average of seconds per item.
+COST_SMOOTHING = 0.2
 #: (rows, words) shapes timed to fit the cost model: small and large in both dimensions.
 CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
 
@@ -98,6 +107,11 @@ class Batcher:
         self._retiring = False
         self._thread: threading.Thread | None = None
         self._last_round = _RoundSummary()
+        #: Recent seconds per answered item (moving average), which prices queued work.
+        self._seconds_per_item: float | None = None
+        #: When the running round started (None between rounds) and its item count.
+        self._round_started: float | None = None
+        self._round_items = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, calibrate: bool = True) -> "Batcher":
@@ -146,6 +160,52 @@ class Batcher:
         results = self.submit(self.wrapper.prepare_texts(texts), timeout)
         return results[0] if single else results
 
+    def refusal(self, timeout: float | None = None) -> OverloadedError | None:
+        """The error a one-text request with ``timeout`` would get now, judged before its texts are
+        read (no lock: a stale view only moves one request either side of the limit), so the
+        HTTP front can refuse it before parsing its body."""
+        return self._admission_error(len(self._queue), 1, self.deadline_seconds(timeout))
+
+    def deadline_seconds(self, timeout: float | None) -> float:
+        """A request's time limit: the model's ``timeout``, lowered (never raised) by the client's."""
+        return self.config.timeout if timeout is None else min(timeout, self.config.timeout)
+
+    def predicted_wait(self, items_ahead: int) -> float:
+        """Seconds before work queued behind ``items_ahead`` items would be answered: those items
+        and what is left of the running round, priced at the recent seconds per item."""
+        per_item = self._seconds_per_item
+        if per_item is None:
+            return 0.0
+        round_left = 0.0
+        if self._round_started is not None:
+            round_left = max(0.0, self._round_items * per_item - (time.monotonic() - self._round_started))
+        return round_left + items_ahead * per_item
+
+    def _admission_error(self, queued: int, size: int, timeout: float) -> OverloadedError | None:
+        """Why ``size`` more items cannot be taken behind ``queued`` (a request always fits an empty
+        queue), or None: the queue is full, or the predicted wait exceeds the request's deadline."""
+        if not queued:
+            return None
+        if queued + size > self.config.max_queue:
+            return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
+                                   f"{self.config.max_queue}); retry later", retry_after=1)
+        wait = self.predicted_wait(queued + size)
+        if wait > timeout:
+            return OverloadedError(
+                f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
+                f"{wait:.1f} s of queued work comes first; retry later or allow more time",
+                retry_after=max(1, math.ceil(wait - timeout)))
+        return None
+
+    def overdue_round_seconds(self) -> float | None:
+        """How long the running round has been computing, when that is longer than ``timeout``
+        (every request in it has timed out: the plugin may hang); None otherwise."""
+        started = self._round_started
+        if started is None:
+            return None
+        running = time.monotonic() - started
+        return running if running > self.config.timeout else None
+
     def submit(self, prepared: Sequence[str], timeout: float | None = None) -> list[Any]:
         """Queue prepared texts (``wrapper.prepare_texts`` of validated ones), wait for their
         results (in order) or raise.
@@ -156,21 +216,17 @@ class Batcher:
         """
         if not prepared:
             return []
-        timeout = self.config.timeout if timeout is None else timeout
+        timeout = self.deadline_seconds(timeout)
         request = _Request(size=len(prepared), deadline=time.monotonic() + timeout)
         with self._cond:
             if self._retiring:
                 raise BatcherRetiredError(f"model {self.name!r}: this version was retired")
             if self._stopping or self._thread is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
-            queued = len(self._queue)
-            if queued and queued + len(prepared) > self.config.max_queue:
+            refusal = self._admission_error(len(self._queue), len(prepared), timeout)
+            if refusal is not None:
                 metrics.ITEMS.labels(self.name, "rejected").inc(len(prepared))
-                raise OverloadedError(
-                    f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
-                    f"{self.config.max_queue}); retry later",
-                    retry_after=1,
-                )
+                raise refusal
             self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
             self._set_depth(len(self._queue))
             self._cond.notify()
@@ -238,12 +294,18 @@ class Batcher:
         if not live:
             return
         started = time.monotonic()
+        self._round_items, self._round_started = len(live), started
         try:
             self._plan_and_compute(live)
         finally:
             ended = time.monotonic()
             with self._cond:
                 self._last_round = _RoundSummary(len(live), len(self._queue), ended, ended - started)
+                self._round_started = None
+                per_item = (ended - started) / len(live)
+                previous = self._seconds_per_item
+                self._seconds_per_item = per_item if previous is None else (
+                    (1 - COST_SMOOTHING) * previous + COST_SMOOTHING * per_item)
 
     def _plan_and_compute(self, live: list[_Item]) -> None:
         wrapper = self.wrapper

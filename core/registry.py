@@ -43,6 +43,7 @@ from .errors import (
     ModelNotReadyError,
     ModelNotServedError,
     ModelUnloadedError,
+    OverloadedError,
     UnknownModelError,
     failure_reason,
 )
@@ -53,8 +54,8 @@ from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-IDLE, LOADING, READY, FAILED, UNLOADED = "idle", "loading", "ready", "failed", "unloaded"
-STATES = (IDLE, LOADING, READY, FAILED, UNLOADED)
+IDLE, LOADING, READY, FAILED, UNLOADED, STUCK = "idle", "loading", "ready", "failed", "unloaded", "stuck"
+STATES = (IDLE, LOADING, READY, FAILED, UNLOADED, STUCK)
 #: How often a request follows a swap to the next version before giving up (swaps are rare).
 _MAX_SWAPS_FOLLOWED = 3
 
@@ -94,13 +95,14 @@ class ServedModel:
                  start_loading: Callable[["ServedModel"], None]) -> None:
         self.entry = entry
         self.config = config
-        self.status = ModelStatus(IDLE)
+        self._status = ModelStatus(IDLE)
+        self._recorded: ModelStatus | None = None
         self.batcher: Batcher | None = None
         #: Bumped by every operator load or unload: a background load of an older generation
         #: neither swaps its result in nor retries.
         self.generation = 0
         self._start_loading = start_loading
-        self._record()
+        self._record(self._status)
 
     @property
     def name(self) -> str:
@@ -116,9 +118,25 @@ class ServedModel:
         """The loaded instance, or None while it is not ready."""
         return self.batcher.wrapper if self.batcher is not None else None
 
+    @property
+    def status(self) -> ModelStatus:
+        """The model's status; a ready model whose running batch has outlived its timeout (a
+        plugin's ``predict_batch`` hangs) is ``stuck``, not ready, until that batch returns."""
+        status = self._status
+        batcher = self.batcher
+        overdue = batcher.overdue_round_seconds() if status.state == READY and batcher is not None else None
+        if overdue is not None:
+            status = replace(status, state=STUCK, reason=(
+                f"a batch has been computing for {overdue:.0f} s, longer than the model's timeout "
+                f"({self.config.batch.timeout:g} s): its predict_batch may hang; new requests are refused "
+                "until it returns"))
+        if status.state != (self._recorded.state if self._recorded else None):
+            self._record(status)
+        return status
+
     def set_status(self, status: ModelStatus) -> None:
-        self.status = status
-        self._record()
+        self._status = status
+        self._record(status)
 
     def ready_batcher(self) -> Batcher:
         """The batcher of a ready model, or ModelNotReadyError saying why not (an idle, lazy
@@ -144,6 +162,8 @@ class ServedModel:
             raise ModelNotReadyError(f"model {self.name!r} is still loading; retry shortly")
         if state == UNLOADED:
             raise ModelUnloadedError(self.name)
+        if state == STUCK:
+            raise ModelNotReadyError(f"model {self.name!r} is stuck: {self.status.reason}", retry_after=5)
         retry_in = self.status.retry_in()
         if retry_in is None:
             raise ModelNotReadyError(f"model {self.name!r} failed to load: {self.status.reason}", retry_after=60)
@@ -154,23 +174,40 @@ class ServedModel:
         """Whether what answers requests is in place (here: a batcher)."""
         return self.batcher is not None
 
-    def predict_texts(self, texts: Sequence[str]) -> list[Any]:
-        """Results for validated texts, in order: each prepared once, then batched. A request that
-        reaches a version just swapped out goes on to the one now serving."""
+    def admission_refusal(self, timeout: float | None = None) -> ModelDeployError | None:
+        """The error a one-text request with ``timeout`` would get now (not ready, overloaded, too
+        late for its deadline), or None: judged without its texts, so the HTTP front can refuse
+        before parsing the body. A request let through is still checked in full."""
+        try:
+            self.raise_unless_ready()
+        except ModelNotReadyError as exc:
+            return exc
+        return self._queue_refusal(timeout)
+
+    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
+        """Why the queue this process keeps for the model would refuse such a request, or None."""
+        batcher = self.batcher
+        return batcher.refusal(timeout) if batcher is not None else None
+
+    def predict_texts(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """Results for validated texts, in order: each prepared once, then batched. ``timeout``
+        (seconds) lowers the model's own deadline. A request that reaches a version just swapped
+        out goes on to the one now serving."""
         for _ in range(_MAX_SWAPS_FOLLOWED):
             batcher = self.ready_batcher()
             try:
-                return batcher.submit(batcher.wrapper.prepare_texts(texts))
+                return batcher.submit(batcher.wrapper.prepare_texts(texts), timeout)
             except BatcherRetiredError:
                 continue
         raise ModelNotReadyError(f"model {self.name!r} is being swapped repeatedly; retry shortly", retry_after=1)
 
-    def _record(self) -> None:
+    def _record(self, status: ModelStatus) -> None:
+        self._recorded = status
         for state in STATES:
-            metrics.MODEL_STATE.labels(self.name, state).set(1 if self.status.state == state else 0)
-        metrics.MODEL_READY.labels(self.name).set(1 if self.status.state == READY else 0)
-        if self.status.load_seconds is not None:
-            metrics.MODEL_LOAD_SECONDS.labels(self.name).set(self.status.load_seconds)
+            metrics.MODEL_STATE.labels(self.name, state).set(1 if status.state == state else 0)
+        metrics.MODEL_READY.labels(self.name).set(1 if status.state == READY else 0)
+        if status.load_seconds is not None:
+            metrics.MODEL_LOAD_SECONDS.labels(self.name).set(status.load_seconds)
 
 
 class Registry:

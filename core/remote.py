@@ -87,9 +87,9 @@ class ModelService:
         self._registry.start(background=False)  # a replica takes requests once its model was tried
         self._served = self._registry.model(name)
 
-    def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
+    def predict(self, texts: list[str], timeout: float | None = None) -> list[Any] | RemoteFailure:
         try:
-            return self._served.predict_texts(texts)
+            return self._served.predict_texts(texts, timeout)
         except ModelDeployError as exc:
             return RemoteFailure.of(exc)
 
@@ -107,8 +107,9 @@ class ModelService:
 class ModelClient(Protocol):
     """Reaches one model served elsewhere."""
 
-    def predict(self, texts: Sequence[str]) -> list[Any]:
-        """Results for validated texts, in order; raises the core's errors (OverloadedError, ...)."""
+    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        """Results for validated texts, in order, within ``timeout`` seconds (None: the model's own
+        timeout); raises the core's errors (OverloadedError, ...)."""
 
     def report(self) -> ReplicaReport:
         """The model's status where it runs; raises ModelDeployError when no replica answers."""
@@ -145,9 +146,12 @@ class RemoteServedModel(ServedModel):
     def _serving(self) -> bool:
         return True
 
-    def predict_texts(self, texts: Sequence[str]) -> list[Any]:
+    def predict_texts(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
         self.raise_unless_ready()
-        return self.client.predict(texts)
+        return self.client.predict(texts, timeout)
+
+    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
+        return None  # the queues are the replicas': they refuse for themselves
 
     def refresh(self) -> None:
         """Ask a replica how the model is doing; a model no replica answers for is failed, saying why

@@ -36,8 +36,9 @@ class RayModelClient:
         self._timeout = timeout + TIMEOUT_MARGIN
         self._max_queued = max_queued
 
-    def predict(self, texts: Sequence[str]) -> list[Any]:
-        reply = self._call("predict", list(texts), timeout=self._timeout)
+    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        waited = self._timeout if timeout is None else min(self._timeout, timeout + TIMEOUT_MARGIN)
+        reply = self._call("predict", list(texts), timeout, timeout=waited)
         if isinstance(reply, RemoteFailure):
             raise reply.error()
         return reply

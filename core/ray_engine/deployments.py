@@ -67,9 +67,9 @@ class ModelReplica:
         self._service = ModelService(dataclasses.replace(config, server=server), name)
         self._pool = ThreadPoolExecutor(max_workers=max_ongoing(model), thread_name_prefix=f"replica-{name}")
 
-    async def predict(self, texts: list[str]) -> list[Any] | RemoteFailure:
+    async def predict(self, texts: list[str], timeout: float | None = None) -> list[Any] | RemoteFailure:
         # Each request waits for its batch on a thread of its own, so the batcher sees them all.
-        return await asyncio.get_running_loop().run_in_executor(self._pool, self._service.predict, texts)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._service.predict, texts, timeout)
 
     def report(self) -> ReplicaReport:
         return self._service.report()

@@ -41,8 +41,8 @@ class InProcessClient:
     def __init__(self, service: ModelService) -> None:
         self.service = service
 
-    def predict(self, texts: Sequence[str]) -> list[Any]:
-        reply = self.service.predict(list(texts))
+    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        reply = self.service.predict(list(texts), timeout)
         if isinstance(reply, RemoteFailure):
             raise reply.error()
         return reply
@@ -57,7 +57,7 @@ class InProcessClient:
 class NoReplicaAnswers:
     """A ModelClient for a model whose replicas are all gone."""
 
-    def predict(self, texts: Sequence[str]) -> list[Any]:
+    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
         raise ModelNotReadyError("a replica of model 'echo' stopped while answering; retry shortly", retry_after=1)
 
     def report(self) -> ReplicaReport:

@@ -1,5 +1,6 @@
 """/openapi.json describes the real server: property-based requests generated from it never get
-a 5xx, and every response conforms to it (schemathesis against the real server process).
+a 5xx (but the documented 503/504 of a generated deadline too short to meet), and every response
+conforms to it (schemathesis against the real server process).
 
 Each documented operation is its own test. The operations are listed from the document the
 server serves (the same file), because schemathesis' lazy fixture loader does not work with
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hypothesis
 import pytest
 import schemathesis
-from schemathesis.checks import positive_data_acceptance
+from schemathesis.checks import not_a_server_error, positive_data_acceptance
 from live_server import LiveServer
 
 from modeldeploy.app.openapi import openapi_document
@@ -26,6 +27,17 @@ SEMANTIC_400_OPERATIONS = {"/v2/models/{name}/infer", "/v2/models/{name}/version
 #: over the configured limit, e.g. a generated list longer than `maxItems`.
 CHECKS_CONFIG = schemathesis.config.SchemathesisConfig.from_dict(
     {"checks": {"negative_data_rejection": {"expected-statuses": ["4xx"]}}})
+#: A request whose X-Request-Timeout is shorter than the model could ever answer gets the
+#: documented 503 (refused at admission) or 504 (its deadline passed): a 5xx by design, still
+#: checked against the description. Generated deadlines shorter than this may do so.
+FEASIBLE_DEADLINE_SECONDS = 30.0
+
+
+def asks_for_a_tight_deadline(case: schemathesis.Case) -> bool:
+    try:
+        return float((case.headers or {}).get("X-Request-Timeout", "inf")) < FEASIBLE_DEADLINE_SECONDS
+    except (TypeError, ValueError):
+        return False
 
 
 def cases() -> list[tuple[str, str, schemathesis.GenerationMode]]:
@@ -61,7 +73,8 @@ def test_operation_conforms_to_its_description(served_schema: schemathesis.BaseS
     @hypothesis.settings(max_examples=EXAMPLES_PER_OPERATION, deadline=None, database=None,
                          suppress_health_check=list(hypothesis.HealthCheck))
     def conforms(case: schemathesis.Case) -> None:
-        case.call_and_validate(timeout=60, excluded_checks=excluded)
+        tight = [not_a_server_error] if asks_for_a_tight_deadline(case) else []
+        case.call_and_validate(timeout=60, excluded_checks=excluded + tight)
 
     excluded = [positive_data_acceptance] if path in SEMANTIC_400_OPERATIONS else []
 
