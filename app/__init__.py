@@ -13,6 +13,7 @@ from modeldeploy.config import Config, load_config
 from modeldeploy.registry import Registry
 
 from . import errors, json_api, observability, oip, openapi, pages, plugins_json, repository
+from .admission import AdmissionGate
 from .state import attach_registry, get_registry
 
 __all__ = ["create_app", "get_registry"]
@@ -41,4 +42,6 @@ def create_app(config: Config | None = None, registry: Registry | None = None) -
         app.register_blueprint(blueprint)
     errors.register(app)
     observability.register(app)
+    # before Flask runs, so a refusal costs a fraction of an answer
+    app.wsgi_app = AdmissionGate(app.wsgi_app, registry)  # type: ignore[method-assign]
     return app

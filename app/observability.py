@@ -13,6 +13,7 @@ import logging
 import re
 import time
 import uuid
+from typing import Any
 
 from flask import Blueprint, Flask, Response, g, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -48,27 +49,40 @@ def record_model(name: str) -> None:
     g.model = name
 
 
+def request_id_for(incoming: str | None) -> str:
+    """The id a request goes by: a sane incoming ``X-Request-ID``, else a new one."""
+    return incoming if incoming and _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+
+def record_request(environ: dict[str, Any], model: str, route: str, status: int, elapsed: float) -> str:
+    """Count and log a request answered without Flask (the admission gate); returns its id."""
+    request_id = request_id_for(environ.get("HTTP_X_REQUEST_ID"))
+    _record(environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", ""), model, route, status, elapsed,
+            request_id)
+    return request_id
+
+
+def _record(method: str, path: str, model: str, route: str, status: int, elapsed: float, request_id: str) -> None:
+    metrics.REQUESTS.labels(model, route, str(status)).inc()
+    metrics.REQUEST_LATENCY.labels(model, route).observe(elapsed)
+    access_log.info(
+        "%s %s %s model=%s %.1fms request_id=%s", method, path, status, model or "-", elapsed * 1000, request_id,
+        extra={"request_id": request_id, "method": method, "path": path, "model": model or None,
+               "status": status, "duration_ms": round(elapsed * 1000, 3)},
+    )
+
+
 def _start() -> None:
     g.request_started = time.perf_counter()
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    g.request_id = incoming if _SANE_REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+    g.request_id = request_id_for(request.headers.get(REQUEST_ID_HEADER))
 
 
 def _finish(response: Response) -> Response:
-    started = g.get("request_started", time.perf_counter())
-    elapsed = time.perf_counter() - started
-    model = g.get("model", "")
+    elapsed = time.perf_counter() - g.get("request_started", time.perf_counter())
     route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics.REQUESTS.labels(model, route, str(response.status_code)).inc()
-    metrics.REQUEST_LATENCY.labels(model, route).observe(elapsed)
-    rid = g.get("request_id") or uuid.uuid4().hex
-    response.headers[REQUEST_ID_HEADER] = rid
-    access_log.info(
-        "%s %s %s model=%s %.1fms request_id=%s",
-        request.method, request.path, response.status_code, model or "-", elapsed * 1000, rid,
-        extra={"request_id": rid, "method": request.method, "path": request.path, "model": model or None,
-               "status": response.status_code, "duration_ms": round(elapsed * 1000, 3)},
-    )
+    request_id = g.get("request_id") or uuid.uuid4().hex
+    response.headers[REQUEST_ID_HEADER] = request_id
+    _record(request.method, request.path, g.get("model", ""), route, response.status_code, elapsed, request_id)
     return response
 
 

@@ -100,6 +100,9 @@ class ServerConfig:
     connection_limit: int = 0
     #: On SIGTERM, how long requests in flight may take to finish before the server exits.
     shutdown_grace_seconds: float = 30.0
+    #: Refusals (503) sent at once per second; beyond, each is held back (no thread held) so that
+    #: clients retrying at once cannot spend the CPU the models need; 0: never held.
+    max_refusals_per_second: float = 200.0
     #: Bearer token of the model-repository routes (load, unload, index); empty: those routes are off.
     admin_token: str = field(default="", repr=False)
     #: ``local`` (this process) or ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``).
@@ -319,6 +322,7 @@ def _parse_server(data: Any) -> ServerConfig:
     _positive(server.torch_threads, "server.torch_threads", allow_zero=True)
     _positive(server.connection_limit, "server.connection_limit", allow_zero=True)
     _positive(server.heap_trim_slack_mb, "server.heap_trim_slack_mb", allow_zero=True)
+    _positive(server.max_refusals_per_second, "server.max_refusals_per_second", allow_zero=True)
     for key in ("load_retry_seconds", "load_retry_max_seconds", "idle_timeout_seconds", "read_timeout_seconds",
                 "request_timeout_seconds", "shutdown_grace_seconds"):
         _positive(getattr(server, key), f"server.{key}")

@@ -106,6 +106,8 @@ def test_missing_variable_names_the_key_and_the_variable():
         ({"server": {"port": 70000}}, r"server.port must be between 0 and 65535"),
         ({"server": {"port": "80"}}, r"server.port must be an integer, got str"),
         ({"server": {"max_items": 0}}, r"server.max_items must be > 0"),
+        ({"server": {"max_refusals_per_second": -1}}, r"server.max_refusals_per_second must be >= 0"),
+        ({"server": {"max_refusals_per_second": "fast"}}, r"server.max_refusals_per_second must be a number"),
         ({"server": {"workers": 2}}, r"server.workers is not a known key"),
         ({"cache_dir": 5}, r"cache_dir must be a string"),
     ],

@@ -12,6 +12,9 @@ server behind an orchestrator is added here:
 - **A request that stops arriving is answered.** One that has started but whose next bytes do not
   come for ``read_timeout_seconds`` (a ``Content-Length`` longer than the body), or that is not
   whole after ``request_timeout_seconds`` (a slow-drip client), gets a JSON 408 and is closed.
+- **A response can be held back without a thread.** The app may call ``environ[HOLD_RESPONSE]``
+  (seconds) to delay sending its answer; the connection keeps it until then while the thread
+  serves others. The admission gate paces refusals this way in a retry storm.
 - **SIGTERM drains.** The listening sockets close at once (new connections are refused), requests
   in flight finish and their answers are sent, for up to ``shutdown_grace_seconds``; then the
   models stop (what is still queued is answered 503) and the process exits 0.
@@ -19,8 +22,10 @@ server behind an orchestrator is added here:
 
 from __future__ import annotations
 
+import heapq
 import json
 import logging
+import math
 import resource
 import signal
 import threading
@@ -33,8 +38,9 @@ from waitress import wasyncore
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
-from waitress.task import ThreadedTaskDispatcher
+from waitress.task import ThreadedTaskDispatcher, WSGITask
 
+from ..app.admission import HOLD_RESPONSE
 from ..config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,9 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 256
 #: How often (seconds) connections are checked for timeouts, and the longest the loop sleeps.
 CHECK_INTERVAL = 0.5
+#: Held responses are released on this grid (seconds): each turn of the loop walks every
+#: connection, so releasing them one by one would cost a turn each.
+HOLD_TICK = 0.02
 #: After the grace period, how long answers to cancelled requests may take to go out.
 FINAL_FLUSH_SECONDS = 2.0
 
@@ -56,15 +65,44 @@ class ConnectionTimeouts:
     request: float
 
 
-class _Channel(HTTPChannel):
-    """A connection that remembers when the request it is receiving began."""
+class _Task(WSGITask):
+    """A request whose app may hold its response back (:data:`HOLD_RESPONSE`)."""
 
+    def get_environment(self) -> dict[str, Any]:
+        environ = super().get_environment()
+        environ[HOLD_RESPONSE] = self.channel.hold
+        return environ
+
+
+class _Channel(HTTPChannel):
+    """A connection that remembers when the request it is receiving began, and that sends nothing
+    before ``held_until`` (monotonic seconds)."""
+
+    task_class = _Task
     request_started = 0.0
+    held_until = 0.0
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
             self.request_started = time.time()
         return super().received(data)
+
+    def hold(self, seconds: float) -> None:
+        """Send what is written from now on no sooner than ``seconds`` from now (rounded up to
+        :data:`HOLD_TICK`, so held responses go out together in one turn of the loop)."""
+        self.held_until = math.ceil((time.monotonic() + seconds) / HOLD_TICK) * HOLD_TICK
+        self.server.wake_at(self.held_until)
+
+    def _holding(self) -> bool:
+        return bool(self.held_until) and time.monotonic() < self.held_until and not self.will_close
+
+    def writable(self) -> bool:
+        return not self._holding() and bool(super().writable())
+
+    def _flush_some(self, do_close: bool = True) -> bool:
+        # waitress flushes from the task thread as soon as a response is written; a held one waits
+        # in the buffer for the loop, which wakes when it is due
+        return False if self._holding() else bool(super()._flush_some(do_close))
 
 
 class _Server(TcpWSGIServer):
@@ -72,8 +110,10 @@ class _Server(TcpWSGIServer):
 
     channel_class = _Channel
 
-    def __init__(self, *args: Any, timeouts: ConnectionTimeouts, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeouts: ConnectionTimeouts, wake_at: Callable[[float], None],
+                 **kwargs: Any) -> None:
         self.timeouts = timeouts
+        self.wake_at = wake_at
         super().__init__(*args, **kwargs)
 
     def maintenance(self, now: float) -> None:
@@ -137,9 +177,12 @@ class HttpServer:
         self.map: dict[int, Any] = {}
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(threads)
+        #: Monotonic times at which a held response becomes due (a heap): the loop wakes for them.
+        self._wakeups: list[float] = []
+        self._wakeups_lock = threading.Lock()
         self.listeners = [
             _Server(app, self.map, dispatcher=self.dispatcher, adj=self.adjustments, sockinfo=sockinfo,
-                    timeouts=timeouts)
+                    timeouts=timeouts, wake_at=self._wake_at)
             for sockinfo in self.adjustments.listen
         ]
         self._stop = threading.Event()
@@ -179,8 +222,23 @@ class HttpServer:
         wasyncore.close_all(self.map)
         return still_running
 
+    def _wake_at(self, when: float) -> None:
+        """Have the loop wake at ``when`` (a held response is due then); called from task threads,
+        whose end of task wakes the loop to see it."""
+        with self._wakeups_lock:
+            heapq.heappush(self._wakeups, when)
+
+    def _poll_timeout(self) -> float:
+        """Until the next held response is due, at most :data:`CHECK_INTERVAL`."""
+        now = time.monotonic()
+        with self._wakeups_lock:
+            while self._wakeups and self._wakeups[0] <= now:
+                heapq.heappop(self._wakeups)
+            due = self._wakeups[0] - now if self._wakeups else CHECK_INTERVAL
+        return min(CHECK_INTERVAL, max(due, 0.0005))
+
     def _run_loop_once(self) -> None:
-        wasyncore.loop(timeout=CHECK_INTERVAL, map=self.map, use_poll=True, count=1)
+        wasyncore.loop(timeout=self._poll_timeout(), map=self.map, use_poll=True, count=1)
         if self._stop.is_set():  # the closed listeners are no longer polled, so their upkeep runs here
             for listener in self.listeners:
                 listener.maintenance(time.time())

@@ -1,0 +1,145 @@
+"""Refuse what a model cannot take before Flask runs, cheaply, and hold refusals back in a storm.
+
+When a model is saturated, clients that retry at once (load balancers, impatient scripts, ``wrk``)
+turn every refusal into another request. Through Flask a 503 costs about as much CPU as serving
+a small answer, all of it holding the GIL that the model's thread needs between torch operations,
+so turning work away cost more than doing it (bench/results-overload.md). This WSGI layer, in
+front of the Flask app, decides from the URL, the ``X-Request-Timeout`` header and at most the
+body's first bytes (the model name of a ``/predict`` body; nothing is parsed or tokenized)
+whether the model would refuse the request (not ready, queue full, or the predicted wait longer
+than the request's deadline) and answers that 503 itself, with the same body, headers, metrics
+and access line as the app would. Anything it cannot judge cheaply goes to Flask, which checks
+everything again.
+
+A refusal that comes sooner than its client can use it only invites the next one. Beyond
+``server.max_refusals_per_second``, each refusal is held back for its turn before it is sent, at
+no cost where the HTTP server offers a way to delay a response without holding a thread
+(:data:`HOLD_RESPONSE`, which ``modeldeploy serve`` provides): clients retrying at once then send
+at most that many requests a second, whatever their number, and the CPU stays with the models.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from modeldeploy.errors import InvalidInputError, ModelDeployError, UnknownModelError
+from modeldeploy.registry import Registry
+
+from .deadlines import TIMEOUT_ENVIRON_KEY, parse_timeout_header
+from .observability import record_request
+
+#: WSGI environ key of a callable ``hold(seconds)`` that delays sending this request's response
+#: without holding the thread that produced it; HTTP servers offering it set it.
+HOLD_RESPONSE = "modeldeploy.hold_response"
+#: A refusal is never held longer than this (seconds), however long the line of refusals.
+MAX_HOLD_SECONDS = 5.0
+PREDICT_ROUTE = "/predict"
+#: OIP infer routes: the model name is in the path.
+_INFER_PATH = re.compile(r"/v2/models/([^/]+)(/versions/([^/]+))?/infer")
+_INFER_ROUTES = ("/v2/models/<name>/infer", "/v2/models/<name>/versions/<version>/infer")
+#: ``"model_name": "..."`` in the first bytes of a /predict body; a name needing escapes, or given
+#: twice, or later in the body, is left to Flask.
+_MODEL_NAME = re.compile(rb'"model_name"\s*:\s*"([a-z0-9][a-z0-9_.-]{0,63})"')
+PEEK_BYTES = 4096
+
+StartResponse = Callable[..., Any]
+
+
+class RefusalPacer:
+    """Spaces refusals at most ``rate`` a second: the delay before each one may be sent."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def delay(self) -> float:
+        if not self.interval:
+            return 0.0
+        now = time.monotonic()
+        with self._lock:
+            slot = max(now, self._next)
+            if slot - now > MAX_HOLD_SECONDS:
+                slot = now + MAX_HOLD_SECONDS
+            self._next = slot + self.interval
+        return slot - now
+
+
+class AdmissionGate:
+    """WSGI middleware over the Flask app: answers 503 for requests their model would refuse."""
+
+    def __init__(self, app: Callable[[dict[str, Any], StartResponse], Iterable[bytes]], registry: Registry) -> None:
+        self.app = app
+        self.registry = registry
+        self.max_body_bytes = registry.config.server.max_body_bytes
+        self.pacer = RefusalPacer(registry.config.server.max_refusals_per_second)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        target = self._target(environ)
+        if target is None:
+            return self.app(environ, start_response)
+        route, name = target
+        try:
+            timeout = parse_timeout_header(environ.get(TIMEOUT_ENVIRON_KEY))
+            served = self.registry.model(name)
+        except (InvalidInputError, UnknownModelError):
+            return self.app(environ, start_response)  # Flask answers these with their 400 / 404
+        refusal = served.admission_refusal(timeout)
+        if refusal is None:
+            return self.app(environ, start_response)
+        return self._refuse(environ, start_response, route, name, refusal)
+
+    def _target(self, environ: dict[str, Any]) -> tuple[str, str] | None:
+        """(route template, model name) of a request that asks a model for work, when both can be
+        known without parsing the body."""
+        if environ.get("REQUEST_METHOD") not in ("POST", "GET") or not self._plain_body_within_limit(environ):
+            return None  # a body Flask refuses outright (400, 413) is answered that way first
+        path = environ.get("PATH_INFO", "")
+        if path == PREDICT_ROUTE:
+            name = self._peek_model_name(environ)
+            return (PREDICT_ROUTE, name) if name is not None else None
+        match = _INFER_PATH.fullmatch(path)
+        if match is None or environ.get("REQUEST_METHOD") != "POST":
+            return None
+        return _INFER_ROUTES[match.group(2) is not None], match.group(1)
+
+    def _plain_body_within_limit(self, environ: dict[str, Any]) -> bool:
+        """Whether the body has a length within ``server.max_body_bytes`` and no Content-Encoding."""
+        if environ.get("HTTP_CONTENT_ENCODING", "identity").lower() != "identity":
+            return False
+        try:
+            return 0 < int(environ.get("CONTENT_LENGTH") or 0) <= self.max_body_bytes
+        except ValueError:
+            return False
+
+    @staticmethod
+    def _peek_model_name(environ: dict[str, Any]) -> str | None:
+        """The model a /predict body names, read from its first bytes; the body is put back for
+        Flask. None when that cannot be known so cheaply (named twice, escaped, far into the body)."""
+        body = environ["wsgi.input"].read(int(environ["CONTENT_LENGTH"]))
+        environ["wsgi.input"] = io.BytesIO(body)
+        names = _MODEL_NAME.findall(body, 0, PEEK_BYTES)
+        return names[0].decode() if len(names) == 1 else None
+
+    def _refuse(self, environ: dict[str, Any], start_response: StartResponse, route: str, name: str,
+                refusal: ModelDeployError) -> Iterable[bytes]:
+        started = time.perf_counter()
+        message = str(refusal)
+        error: Any = message if route != PREDICT_ROUTE else {"status": 503, "message": message}
+        body = json.dumps({"error": error}).encode()
+        request_id = record_request(environ, name, route, 503, time.perf_counter() - started)
+        start_response("503 SERVICE UNAVAILABLE", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Retry-After", str(getattr(refusal, "retry_after", 1))), ("X-Request-ID", request_id)])
+        hold = environ.get(HOLD_RESPONSE)
+        if hold is not None:
+            delay = self.pacer.delay()
+            if delay > 0:
+                hold(delay)
+        return [body]
