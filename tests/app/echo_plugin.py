@@ -2,12 +2,14 @@
 
 ``EchoWrapper`` answers ``{"length": len(text)}``. A text starting with ``fail`` raises inside
 the model, and ``block`` waits for :data:`RELEASE`, so tests can hold the inference thread
-busy to fill the queue or outlast a timeout without sleeping.
+busy to fill the queue or outlast a timeout without sleeping; ``sleep:S`` takes S seconds, so
+the batcher learns what an item costs.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 import modeldeploy
@@ -37,6 +39,8 @@ class EchoWrapper(ModelWrapper):
             if text.startswith("block"):
                 BLOCKED.set()
                 RELEASE.wait(30)
+            if text.startswith("sleep:"):
+                time.sleep(float(text.split()[0][len("sleep:"):]))
         return [{"length": len(text)} for text in items]
 
 

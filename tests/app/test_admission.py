@@ -1,0 +1,233 @@
+"""Admission before Flask, deadlines from the client, and a stuck model, on real registries.
+
+The ``echo`` test model is steerable: ``block`` holds its inference thread until released,
+``sleep:S`` takes S seconds (so the batcher learns what an item costs).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import echo_plugin
+import flask
+import pytest
+from prometheus_client import REGISTRY
+from waiting import wait_for
+
+from modeldeploy.app.admission import MAX_HOLD_SECONDS, RefusalPacer
+from modeldeploy.errors import OverloadedError
+from modeldeploy.registry import READY, STUCK
+
+ECHO = {"models": {"echo": {"batch": {"max_queue": 1}}}, "serve": ["echo"]}
+#: The same request, but with the model name escaped: the gate cannot read it, Flask can.
+ESCAPED_NAME_BODY = '{"model_name": "ech\\u006f", "data": "x"}'
+
+
+def predict(client, data: Any, name: str = "echo", headers: dict[str, str] | None = None):
+    return client.post("/predict", data=json.dumps({"model_name": name, "data": data}), headers=headers or {})
+
+
+def flask_calls(client) -> list[str]:
+    """Paths of the requests Flask itself handles (install before the app's first request)."""
+    calls: list[str] = []
+    client.application.before_request(lambda: calls.append(flask.request.path))
+    return calls
+
+
+def in_background(call) -> threading.Thread:
+    thread = threading.Thread(target=call, daemon=True)
+    thread.start()
+    return thread
+
+
+def fill_queue(client, registry) -> list[threading.Thread]:
+    """Hold the inference thread on ``block`` and queue one more text: the queue (max 1) is full."""
+    threads = [in_background(lambda: predict(client, "block"))]
+    assert echo_plugin.BLOCKED.wait(30)
+    threads.append(in_background(lambda: predict(client, "queued")))
+    wait_for(lambda: REGISTRY.get_sample_value("modeldeploy_queue_depth", {"model": "echo"}) == 1)
+    return threads
+
+
+def release(threads: list[threading.Thread]) -> None:
+    echo_plugin.RELEASE.set()
+    for thread in threads:
+        thread.join(30)
+
+
+def test_a_refusal_is_answered_before_flask_exactly_as_flask_answers_it(echo, app_for):
+    client, registry = app_for(ECHO)
+    calls = flask_calls(client)
+    threads = fill_queue(client, registry)
+    del calls[:]
+    refused = predict(client, "one too many", headers={"X-Request-ID": "req-42"})
+    assert calls == []  # the gate answered: no Flask request ran
+    through_flask = client.post("/predict", data=ESCAPED_NAME_BODY)
+    assert calls == ["/predict"]
+    release(threads)
+    for response in (refused, through_flask):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.headers["Content-Type"] == "application/json"
+    assert refused.json == through_flask.json
+    assert refused.json["error"]["status"] == 503 and "overloaded" in refused.json["error"]["message"]
+    assert refused.headers["X-Request-ID"] == "req-42"
+    assert len(through_flask.headers["X-Request-ID"]) == 32
+    counted = REGISTRY.get_sample_value("modeldeploy_requests_total",
+                                        {"model": "echo", "route": "/predict", "status": "503"})
+    assert counted >= 2
+
+
+def test_an_oip_refusal_has_the_protocol_error_body(echo, app_for):
+    client, registry = app_for(ECHO)
+    calls = flask_calls(client)
+    threads = fill_queue(client, registry)
+    del calls[:]
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["x"]}]}
+    for path in ("/v2/models/echo/infer", "/v2/models/echo/versions/1/infer"):
+        response = client.post(path, data=json.dumps(body))
+        assert response.status_code == 503
+        assert set(response.json) == {"error"} and "overloaded" in response.json["error"]
+    assert calls == []
+    release(threads)
+
+
+@pytest.mark.parametrize("body, status", [
+    ('{"model_name": "echo", "model_name": "echo", "data": "x"}', 200),  # named twice: Flask decides
+    ('{"model_name": "nope", "data": "x"}', 404),
+    ('{"model_name": "echo", "data": 7}', 400),
+    ('{"model_name": "echo", "data": "x"', 400),
+])
+def test_what_the_gate_cannot_judge_reaches_flask_with_its_body_intact(echo, app_for, body, status):
+    client, _ = app_for(ECHO)
+    calls = flask_calls(client)
+    response = client.post("/predict", data=body)
+    assert response.status_code == status
+    assert calls == ["/predict"]
+    if status == 200:
+        assert response.json["body"] == {"length": 1}
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf", "86401"])
+def test_a_bad_timeout_header_is_400_naming_the_header(echo, app_for, value):
+    client, _ = app_for(ECHO)
+    response = predict(client, "x", headers={"X-Request-Timeout": value})
+    assert response.status_code == 400
+    assert "X-Request-Timeout" in response.json["error"]["message"]
+
+
+def test_the_timeout_header_lowers_the_models_deadline_but_never_raises_it(echo, app_for):
+    client, registry = app_for({"models": {"echo": {"batch": {"timeout": 0.5}}}, "serve": ["echo"]})
+    lowered = predict(client, "block", headers={"X-Request-Timeout": "0.2"})
+    assert lowered.status_code == 504
+    assert "within 0.2s" in lowered.json["error"]["message"]
+    echo_plugin.RELEASE.set()
+    raised = predict(client, "sleep:2", headers={"X-Request-Timeout": "30"})
+    assert raised.status_code == 504
+    assert "within 0.5s" in raised.json["error"]["message"]
+    wait_for(lambda: registry.status("echo").state == STUCK)  # the 2 s batch outlives the 0.5 s timeout
+    wait_for(lambda: registry.status("echo").state == READY)
+    assert predict(client, "x", headers={"X-Request-Timeout": "30"}).json["body"] == {"length": 1}
+
+
+def infer(client, text: str, parameters: dict[str, Any] | None = None):
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": [text]}]}
+    if parameters is not None:
+        body["parameters"] = parameters
+    return client.post("/v2/models/echo/infer", data=json.dumps(body))
+
+
+def test_the_oip_timeout_parameter_is_a_deadline_in_microseconds(echo, app_for):
+    client, _ = app_for(ECHO)
+    response = infer(client, "block", {"timeout": 200_000})
+    assert response.status_code == 504
+    assert "within 0.2s" in response.json["error"]
+    echo_plugin.RELEASE.set()
+    assert infer(client, "x", {"timeout": 10_000_000}).status_code == 200
+
+
+@pytest.mark.parametrize("value", [-5, 0, 1.5, "100", True])
+def test_a_bad_oip_timeout_parameter_is_400(echo, app_for, value):
+    client, _ = app_for(ECHO)
+    response = infer(client, "x", {"timeout": value})
+    assert response.status_code == 400
+    assert "'timeout'" in response.json["error"]
+
+
+def test_work_that_cannot_meet_its_deadline_is_refused_at_once(echo, app_for):
+    client, registry = app_for({"models": {"echo": {"batch": {"max_queue": 16}}}, "serve": ["echo"]})
+    assert predict(client, "sleep:0.4").status_code == 200  # the batcher learns: ~0.4 s an item
+    threads = [in_background(lambda: predict(client, "block"))]
+    assert echo_plugin.BLOCKED.wait(30)
+    threads += [in_background(lambda: predict(client, "sleep:0.4")) for _ in range(4)]
+    wait_for(lambda: REGISTRY.get_sample_value("modeldeploy_queue_depth", {"model": "echo"}) == 4)
+    started = time.monotonic()
+    refused = predict(client, "x", headers={"X-Request-Timeout": "1"})
+    assert time.monotonic() - started < 0.9  # refused, not left to time out
+    assert refused.status_code == 503
+    message = refused.json["error"]["message"]
+    assert "cannot answer within the request's deadline (1 s)" in message
+    assert int(refused.headers["Retry-After"]) >= 1
+    waited = in_background(lambda: threads.append(predict(client, "x", headers={"X-Request-Timeout": "30"})))
+    wait_for(lambda: REGISTRY.get_sample_value("modeldeploy_queue_depth", {"model": "echo"}) == 5)
+    release(threads[:5])
+    waited.join(30)
+    assert threads[5].status_code == 200
+
+
+def test_admission_refusal_prices_queued_work_at_the_recent_cost_per_item(echo, app_for):
+    _, registry = app_for({"models": {"echo": {"batch": {"max_queue": 16}}}, "serve": ["echo"]})
+    served = registry.model("echo")
+    assert served.admission_refusal(0.01) is None  # an empty queue takes anything
+    registry.predict("echo", "sleep:0.3")
+    batcher = served.batcher
+    assert 0.2 < batcher.predicted_wait(10) / 10 < 1.0
+    assert batcher.predicted_wait(0) == 0.0
+
+
+def test_a_stuck_model_is_not_ready_until_its_batch_returns_and_others_keep_serving(echo, app_for, tiny_models):
+    client, registry = app_for({"models": {"echo": {"batch": {"timeout": 0.3}},
+                                           "sentiment": {"source": str(tiny_models["sentiment"])}},
+                                "serve": ["echo", "sentiment"]})
+    hung = predict(client, "block")
+    assert hung.status_code == 504  # its own request: on time
+    wait_for(lambda: registry.status("echo").state == STUCK)
+    assert "predict_batch may hang" in registry.status("echo").reason
+    ready = client.get("/health/ready")
+    assert ready.status_code == 503 and ready.json["models"]["echo"] == STUCK
+    assert REGISTRY.get_sample_value("modeldeploy_model_ready", {"model": "echo"}) == 0
+    refused = predict(client, "x")
+    assert refused.status_code == 503 and "is stuck" in refused.json["error"]["message"]
+    assert predict(client, "I loved it", name="sentiment").status_code == 200
+    oip_ready = client.get("/v2/models/echo/ready")
+    assert oip_ready.status_code == 503
+    echo_plugin.RELEASE.set()
+    wait_for(lambda: registry.status("echo").state == READY)
+    assert client.get("/health/ready").status_code == 200
+    assert REGISTRY.get_sample_value("modeldeploy_model_ready", {"model": "echo"}) == 1
+    assert predict(client, "x").json["body"] == {"length": 1}
+
+
+def test_the_batcher_refuses_without_the_texts_only_when_its_queue_is_full(echo, app_for):
+    client, registry = app_for(ECHO)
+    batcher = registry.model("echo").batcher
+    assert batcher.refusal() is None
+    threads = fill_queue(client, registry)
+    refusal = batcher.refusal()
+    assert isinstance(refusal, OverloadedError) and "max_queue 1" in str(refusal)
+    release(threads)
+    wait_for(lambda: batcher.refusal() is None)
+
+
+def test_the_pacer_spaces_refusals_at_its_rate_and_never_holds_one_past_the_cap():
+    pacer = RefusalPacer(rate=10)
+    delays = [pacer.delay() for _ in range(5)]
+    assert delays[0] == 0.0
+    for earlier, later in zip(delays, delays[1:]):
+        assert later - earlier == pytest.approx(0.1, abs=0.02)
+    crowded = RefusalPacer(rate=1)
+    assert max(crowded.delay() for _ in range(20)) <= MAX_HOLD_SECONDS
+    assert RefusalPacer(rate=0).delay() == 0.0  # 0: refusals are never held

@@ -1,0 +1,92 @@
+"""Overload against the real server process: refusals held back without threads, and a model
+whose ``predict_batch`` hangs.
+
+The ``wordcount`` test plugin has no weights; a text starting ``sleep:S`` keeps its batch busy
+for S seconds. The tiny sentiment model is the neighbour that must keep serving.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from live_server import running_server
+from waiting import wait_for
+
+#: Refusals sent at once per second in the pacing test, and how many clients are refused at once.
+RATE, REFUSED_CLIENTS = 4, 12
+
+
+@pytest.fixture
+def wordcount_env(extra_plugins_path):
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(extra_plugins_path), os.environ.get("PYTHONPATH")]))}
+
+
+def predict(server, text: str, model: str = "wordcount", timeout: float = 60):
+    return server.request("POST", "/predict", json={"model_name": model, "data": text}, timeout=timeout)
+
+
+def test_refusals_beyond_the_rate_are_held_back_without_holding_threads(tmp_path, wordcount_env):
+    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
+              "server": {"threads": 4, "max_refusals_per_second": RATE}}
+    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(16) as pool:
+        busy = pool.submit(predict, server, "sleep:8 holds the model")
+        time.sleep(0.5)
+        queued = pool.submit(predict, server, "fills the queue")
+        time.sleep(0.5)  # two of the four threads now wait on the model
+
+        def refused_at() -> tuple[int, float]:
+            answer = predict(server, "one too many")
+            assert answer.headers["Retry-After"] == "1"
+            return answer.status, time.monotonic()
+
+        started = time.monotonic()
+        refusals = [pool.submit(refused_at) for _ in range(REFUSED_CLIENTS)]
+        time.sleep(0.5)
+        live = server.request("GET", "/health/live", timeout=30)
+        live_at = time.monotonic()
+        answered = [refusal.result() for refusal in refusals]
+        assert [status for status, _ in answered] == [503] * REFUSED_CLIENTS
+        arrivals = sorted(at for _, at in answered)
+        # paced at RATE a second: the last refusal is sent about (REFUSED_CLIENTS - 1) / RATE s in
+        assert arrivals[-1] - started >= 0.6 * (REFUSED_CLIENTS - 1) / RATE
+        # held refusals hold no thread: a health check on the two free threads is not behind them
+        assert live.status == 200 and live_at < arrivals[-1]
+        assert busy.result().status == 200 and queued.result().status == 200
+
+
+def test_a_hanging_model_costs_only_its_own_requests_and_shutdown_stays_clean(tmp_path, wordcount_env,
+                                                                              tiny_models):
+    config = {"serve": ["sentiment", "wordcount"],
+              "models": {"wordcount": {"batch": {"timeout": 1}},
+                         "sentiment": {"source": str(tiny_models["sentiment"])}},
+              "server": {"shutdown_grace_seconds": 1}}
+    with running_server(config, tmp_path, env=wordcount_env) as server:
+        started = time.monotonic()
+        hung = predict(server, "sleep:600 never returns")
+        assert hung.status == 504 and time.monotonic() - started < 30
+        wait_for(lambda: server.request("GET", "/health/ready").json()["models"]["wordcount"] == "stuck")
+        ready = server.request("GET", "/health/ready")
+        assert ready.status == 503
+        assert "predict_batch may hang" in ready.json()["not_ready"]["wordcount"]["reason"]
+        refused = predict(server, "three little words")
+        assert refused.status == 503 and "is stuck" in refused.json()["error"]["message"]
+        neighbour = predict(server, "I loved this film", model="sentiment")
+        assert neighbour.status == 200 and neighbour.json()["body"]["label"] in {"POSITIVE", "NEGATIVE"}
+        signalled = time.monotonic()
+        os.kill(server.pid, signal.SIGTERM)
+        assert server.process.wait(30) == 0
+        assert time.monotonic() - signalled < 15  # the hung batch does not hold the exit
+        assert "Traceback" not in server.output()
+
+
+def test_a_model_that_recovers_is_ready_again(tmp_path, wordcount_env):
+    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"timeout": 1}}}}
+    with running_server(config, tmp_path, env=wordcount_env) as server:
+        assert predict(server, "sleep:4 slow but finite").status == 504
+        wait_for(lambda: server.request("GET", "/health/ready").status == 503)
+        wait_for(lambda: server.request("GET", "/health/ready").status == 200, timeout=30)
+        assert predict(server, "three little words").json()["body"] == {"words": 3}
