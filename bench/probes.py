@@ -1,0 +1,94 @@
+"""Latency probes: what a health checker, a person opening the homepage and one more client see
+while the server is under load.
+
+Each probe runs on its own thread with its own keep-alive connection at a low fixed rate (10/s by
+default), so it adds little load and its answers are not queued behind its own earlier requests
+on a shared connection. A probe that is late sends at once (no catch-up burst). Latency is split
+by status, since under overload a fast 503 and a slow 200 mean different things; a failed
+connection is reopened and that time counts in the probe's latency, as a client would feel it.
+"""
+
+from __future__ import annotations
+
+import http.client
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Self
+
+from loadgen import _percentiles
+
+TIMEOUT, FAILED = "timeout", "failed"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One kind of probe: ``method path`` with an optional JSON body."""
+
+    label: str
+    method: str
+    path: str
+    body: bytes | None = None
+
+
+class Probes:
+    """Probes of every target against ``host:port`` between :meth:`start` and :meth:`stop`."""
+
+    def __init__(self, host: str, port: int, targets: Sequence[Target], rate: float = 10.0,
+                 timeout: float = 10.0) -> None:
+        self.host, self.port, self.interval, self.timeout = host, port, 1.0 / rate, timeout
+        self.targets = list(targets)
+        self.samples: dict[str, list[tuple[str, float]]] = {target.label: [] for target in self.targets}
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._probe, args=(target,), daemon=True) for target in self.targets]
+
+    def __enter__(self) -> Self:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 5)
+
+    def _probe(self, target: Target) -> None:
+        connection: http.client.HTTPConnection | None = None
+        headers = {"Content-Type": "application/json"} if target.body else {}
+        due = time.monotonic()
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                if connection is None:
+                    connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+                connection.request(target.method, target.path, body=target.body, headers=headers)
+                answer = connection.getresponse()
+                answer.read()
+                status = str(answer.status)
+                if answer.will_close:
+                    connection.close()
+                    connection = None
+            except TimeoutError:
+                status = TIMEOUT
+            except (OSError, http.client.HTTPException):
+                status = FAILED
+            if status in (TIMEOUT, FAILED) and connection is not None:
+                connection.close()
+                connection = None
+            self.samples[target.label].append((status, (time.perf_counter() - started) * 1000))
+            due = max(due + self.interval, time.monotonic())
+            self._stop.wait(due - time.monotonic())
+        if connection is not None:
+            connection.close()
+
+    def summary(self) -> dict[str, Any]:
+        """Per target: answers by status, and latency (ms) percentiles by status."""
+        out: dict[str, Any] = {}
+        for label, samples in self.samples.items():
+            by_status: dict[str, list[float]] = {}
+            for status, ms in samples:
+                by_status.setdefault(status, []).append(ms)
+            out[label] = {"counts": {s: len(v) for s, v in sorted(by_status.items())},
+                          "latency_ms": {s: _percentiles(v) for s, v in sorted(by_status.items())}}
+        return out
