@@ -11,9 +11,9 @@ is done. It receives texts already validated and prepared by the caller's thread
 (:meth:`Batcher.submit`) and never touches them again before the forward pass.
 
 Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
-queued items and the rest of the running round, priced at the recent seconds per item) longer
-than the request's deadline, answers "overloaded" (HTTP 503) rather than work that would come too
-late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504).
+rest of the running round and the whole next one, priced at the recent seconds per item; see
+:meth:`Batcher.predicted_wait`) longer than the request's deadline, answers "overloaded" (HTTP
+503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504).
 A round running past the model's timeout is reported (:meth:`Batcher.overdue_round_seconds`) so the
 model can be marked stuck. An exception is bisected down to the item(s) that caused it.
 """
@@ -171,15 +171,26 @@ class Batcher:
         return self.config.timeout if timeout is None else min(timeout, self.config.timeout)
 
     def predicted_wait(self, items_ahead: int) -> float:
-        """Seconds before work queued behind ``items_ahead`` items would be answered: those items
-        and what is left of the running round, priced at the recent seconds per item."""
+        """Seconds before work queued behind ``items_ahead`` items (its own included) would be
+        answered, priced at the recent seconds per item.
+
+        Work queued now runs in the round after the running one, with whatever else arrives
+        before that round starts; the round sorts its items by length, so any of them may come
+        first. So the wait is what is left of the running round plus the whole next round: the
+        items ahead and those expected to arrive meanwhile (at the rate the queue filled since
+        the running round began), at most a full queue.
+        """
         per_item = self._seconds_per_item
         if per_item is None:
             return 0.0
-        round_left = 0.0
-        if self._round_started is not None:
-            round_left = max(0.0, self._round_items * per_item - (time.monotonic() - self._round_started))
-        return round_left + items_ahead * per_item
+        started = self._round_started
+        if started is None:
+            return items_ahead * per_item
+        elapsed = time.monotonic() - started
+        round_left = max(0.0, self._round_items * per_item - elapsed)
+        arriving = len(self._queue) / elapsed * round_left if elapsed > 0 else 0.0
+        next_round = min(items_ahead + arriving, max(items_ahead, self.config.max_queue))
+        return round_left + next_round * per_item
 
     def _admission_error(self, queued: int, size: int, timeout: float) -> OverloadedError | None:
         """Why ``size`` more items cannot be taken behind ``queued`` (a request always fits an empty

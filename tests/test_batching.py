@@ -421,3 +421,19 @@ def test_torch_threads_are_configurable_and_validated() -> None:
     assert parse_config({"server": {"torch_threads": 3}}).server.torch_threads == 3
     with pytest.raises(ConfigError, match="server.torch_threads must be >= 0"):
         parse_config({"server": {"torch_threads": -1}})
+
+
+def test_the_predicted_wait_counts_the_rest_of_the_round_and_the_whole_next_one(gated) -> None:
+    """Work queued now runs after the running round, in a round that also takes what arrives
+    meanwhile (sorted by length, any of it may come first), so all of it counts, up to a full queue."""
+    batcher = Batcher(gated, BatchConfig(max_queue=64))
+    assert batcher.predicted_wait(10) == 0.0  # nothing measured yet: nothing to price with
+    batcher._seconds_per_item = 0.1
+    assert batcher.predicted_wait(10) == pytest.approx(1.0)  # idle: the items ahead, then done
+    batcher._round_items, batcher._round_started = 20, time.monotonic() - 1.0  # 1 s of a 2 s round left
+    batcher._queue.extend([None] * 10)  # 10 items queued in the round's first second
+    # 1 s left + (11 ahead + 10 more expected in that second) x 0.1 s
+    assert batcher.predicted_wait(11) == pytest.approx(1.0 + 2.1, abs=0.05)
+    batcher._queue.extend([None] * 30)  # 40 queued in 1 s: 40 more expected before the next round
+    # 41 ahead + 40 expected is more than a round can hold: a full queue, 64 items
+    assert batcher.predicted_wait(41) == pytest.approx(1.0 + 6.4, abs=0.05)
