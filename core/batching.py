@@ -193,18 +193,19 @@ class Batcher:
         return round_left + next_round * per_item
 
     def _admission_error(self, queued: int, size: int, timeout: float) -> OverloadedError | None:
-        """Why ``size`` more items cannot be taken behind ``queued`` (a request always fits an empty
-        queue), or None: the queue is full, or the predicted wait exceeds the request's deadline."""
-        if not queued:
-            return None
-        if queued + size > self.config.max_queue:
+        """Why ``size`` more items cannot be taken behind ``queued``, or None: the queue is full (a
+        request always fits an empty queue), or the predicted wait exceeds the request's deadline
+        (an idle model takes anything: only its own items are ahead)."""
+        if queued and queued + size > self.config.max_queue:
             return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
                                    f"{self.config.max_queue}); retry later", retry_after=1)
+        if not queued and self._round_started is None:
+            return None
         wait = self.predicted_wait(queued + size)
         if wait > timeout:
             return OverloadedError(
                 f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
-                f"{wait:.1f} s of queued work comes first; retry later or allow more time",
+                f"{wait:.1f} s of work comes first; retry later or allow more time",
                 retry_after=max(1, math.ceil(wait - timeout)))
         return None
 

@@ -231,3 +231,15 @@ def test_the_pacer_spaces_refusals_at_its_rate_and_never_holds_one_past_the_cap(
     crowded = RefusalPacer(rate=1)
     assert max(crowded.delay() for _ in range(20)) <= MAX_HOLD_SECONDS
     assert RefusalPacer(rate=0).delay() == 0.0  # 0: refusals are never held
+
+
+def test_an_empty_queue_behind_a_busy_model_still_refuses_a_deadline_it_cannot_meet(echo, app_for):
+    client, _ = app_for({"models": {"echo": {"batch": {"max_queue": 16}}}, "serve": ["echo"]})
+    assert predict(client, "sleep:0.4").status_code == 200  # ~0.4 s an item
+    assert predict(client, "x", headers={"X-Request-Timeout": "0.1"}).status_code == 200  # idle: taken
+    busy = in_background(lambda: predict(client, "block"))
+    assert echo_plugin.BLOCKED.wait(30)
+    refused = predict(client, "x", headers={"X-Request-Timeout": "0.1"})
+    assert refused.status_code == 503
+    assert "cannot answer within the request's deadline (0.1 s)" in refused.json["error"]["message"]
+    release([busy])
