@@ -133,13 +133,16 @@ class Config:
         """HTTP threads to run: ``server.threads``, or with 0 enough for backpressure to work.
 
         Each waiting request holds a thread, and requests beyond the pool wait inside the WSGI
-        server where no queue limit sees them. So the automatic pool covers, for every served
-        model, a full queue plus the batch being computed (``max_queue + max_batch_size``), with
-        a few threads left for the homepage, health checks and metrics.
+        server where no queue limit sees them (health checks too, behind them). A round takes
+        everything queued when it starts and computes it in sub-batches, so the automatic pool
+        covers, for every served model, a full queue waiting behind a round that took a full queue
+        (``2 * max_queue``, or ``max_queue + max_batch_size`` when a batch is larger), with a few
+        threads left for the homepage, health checks and metrics.
         """
         if self.server.threads:
             return self.server.threads
-        in_flight = sum(self.model(n).batch.max_queue + self.model(n).batch.max_batch_size for n in served)
+        in_flight = sum(self.model(n).batch.max_queue + max(self.model(n).batch.max_queue,
+                                                            self.model(n).batch.max_batch_size) for n in served)
         return min(max(in_flight + HTTP_SPARE_THREADS, MIN_HTTP_THREADS), MAX_HTTP_THREADS)
 
     def served_names(self, available: Iterable[str]) -> list[str]:

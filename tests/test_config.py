@@ -170,7 +170,10 @@ def test_http_threads_cover_every_models_queue_and_batch_unless_set():
     auto = parse_config({"models": {"sentiment": {"batch": {"max_queue": 10, "max_batch_size": 4}}, "ner": {}}},
                         AVAILABLE, environ={})
     assert auto.server.threads == 0
-    assert auto.http_threads(["sentiment", "ner"]) == (10 + 4) + (64 + 32) + 8
+    # per model, a full queue waiting behind a round that took a full queue (its batches are smaller)
+    assert auto.http_threads(["sentiment", "ner"]) == (10 + 10) + (64 + 64) + 8
+    wide = parse_config({"models": {"ner": {"batch": {"max_queue": 8, "max_batch_size": 32}}}}, AVAILABLE, environ={})
+    assert wide.http_threads(["ner"]) == (8 + 32) + 8  # a round may hold one batch larger than the queue
     assert auto.http_threads([]) == 16  # never fewer than a small pool for pages and health checks
     fixed = parse_config({"server": {"threads": 5}}, AVAILABLE, environ={})
     assert fixed.http_threads(AVAILABLE) == 5
