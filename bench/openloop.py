@@ -64,9 +64,10 @@ class Pool:
 
     async def request(self, raw: bytes) -> int:
         """Send one whole HTTP/1.1 request; the status of its answer. A reused connection the
-        server closed while idle fails before any byte comes back: that is retried once, fresh."""
+        server closed while idle fails before any byte comes back: that is retried once, on a new
+        connection (the next idle one may have been closed too: the server closes idle ones together)."""
         for attempt in range(2):
-            reused = bool(self.idle)
+            reused = bool(self.idle) and attempt == 0
             if reused:
                 reader, writer = self.idle.pop()
             else:

@@ -243,7 +243,7 @@ def measure(model: str, args: argparse.Namespace, phases: Phases) -> dict[str, A
                                                   result["saturation"]["cpu_ms_per_success"], peak)
         print(f"== {model}: Poisson at {POISSON_LOAD:g} x peak = {POISSON_LOAD * peak:.1f}/s", flush=True)
         result["poisson"] = poisson(server, model, bodies, POISSON_LOAD * peak, phases)
-        result["server_log"] = str(server.log_path)
+        result["server_log"] = str(server.log_path.relative_to(ROOT))
         return result
     finally:
         server.stop()
