@@ -1,9 +1,10 @@
 """Refuse what a model cannot take before Flask runs, cheaply, and hold refusals back in a storm.
 
 When a model is saturated, clients that retry at once (load balancers, impatient scripts, ``wrk``)
-turn every refusal into another request. Through Flask a 503 costs about as much CPU as serving
-a small answer, all of it holding the GIL that the model's thread needs between torch operations,
-so turning work away cost more than doing it (bench/results-overload.md). This WSGI layer, in
+turn every refusal into another request. Under waitress a 503 through Flask cost about 790 us of
+CPU (bench/results-refusal-cost.md), much of it holding the GIL that the model's thread needs
+between torch operations, so turning work away cost more than doing it
+(bench/results-overload-before.md). This WSGI layer, in
 front of the Flask app, decides from the URL, the ``X-Request-Timeout`` header and at most the
 body's first bytes (the model name of a ``/predict`` body; nothing is parsed or tokenized)
 whether the model would refuse the request (not ready, queue full, or the predicted wait longer
