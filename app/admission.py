@@ -99,14 +99,13 @@ class AdmissionGate:
     def _target(self, environ: dict[str, Any]) -> tuple[str, str] | None:
         """(route template, model name) of a request that asks a model for work, when both can be
         known without parsing the body."""
-        if environ.get("REQUEST_METHOD") not in ("POST", "GET") or not self._plain_body_within_limit(environ):
-            return None  # a body Flask refuses outright (400, 413) is answered that way first
-        path = environ.get("PATH_INFO", "")
-        if path == PREDICT_ROUTE:
-            name = self._peek_model_name(environ)
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if path == PREDICT_ROUTE and method in ("POST", "GET"):
+            name = self._peek_model_name(environ) if self._plain_body_within_limit(environ) else None
             return (PREDICT_ROUTE, name) if name is not None else None
-        match = _INFER_PATH.fullmatch(path)
-        if match is None or environ.get("REQUEST_METHOD") != "POST":
+        match = _INFER_PATH.fullmatch(path) if method == "POST" else None
+        # a body Flask refuses outright (400, 413) is answered that way first
+        if match is None or not self._plain_body_within_limit(environ):
             return None
         return _INFER_ROUTES[match.group(2) is not None], match.group(1)
 
