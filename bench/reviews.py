@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 SUBJECTS = ["The battery", "This blender", "The hotel room", "Our waiter", "The delivery", "The screen",
@@ -27,6 +28,13 @@ VERDICTS = ["works exactly as described", "stopped working after two weeks", "is
 ASIDES = ["to be honest", "after a month of daily use", "compared with the previous model", "for what it costs",
           "according to my wife", "on the second try", "in my experience", "unfortunately",
           "surprisingly", "as other reviewers said", "despite the mixed reviews", "without any doubt"]
+#: The VERDICTS that praise (label 1, POSITIVE); the others complain (label 0, NEGATIVE). The
+#: benchmark classifier's head (bench/minilm.py) is fitted on sentences labelled this way, so its
+#: labels mean something and its logit margins are those of a trained head.
+POSITIVE_VERDICTS = frozenset({
+    "works exactly as described", "is much better than I expected", "is sturdy and well made",
+    "exceeded every expectation", "was friendly and helpful", "is worth every penny", "is excellent",
+    "is comfortable even after hours", "is easy to use", "looks great in our living room"})
 CLOSINGS = ["I would buy it again.", "Would not recommend.", "Five stars from me.", "Returning it tomorrow.",
             "Highly recommended for families.", "Avoid this one.", "Good value overall.",
             "We will definitely come back.", "I contacted support twice and heard nothing.",
@@ -39,12 +47,18 @@ MIN_WORDS = 4
 LONG_SHARE, LONG_WORDS = 0.04, (120, 380)
 
 
-def sentence(rng: random.Random) -> str:
-    """One review sentence, sometimes with an aside."""
-    words = f"{rng.choice(SUBJECTS)} {rng.choice(VERDICTS)}"
+def labelled_sentence(rng: random.Random, subjects: Sequence[str] = SUBJECTS) -> tuple[str, int]:
+    """One review sentence, sometimes with an aside, and its label (1: its verdict praises)."""
+    subject, verdict = rng.choice(subjects), rng.choice(VERDICTS)
+    words = f"{subject} {verdict}"
     if rng.random() < 0.4:
         words = f"{words}, {rng.choice(ASIDES)}"
-    return words + "."
+    return words + ".", int(verdict in POSITIVE_VERDICTS)
+
+
+def sentence(rng: random.Random) -> str:
+    """One review sentence, sometimes with an aside."""
+    return labelled_sentence(rng)[0]
 
 
 def review(rng: random.Random) -> str:
