@@ -8,10 +8,12 @@ from modeldeploy.registry import Registry
 
 
 def describe_model(registry: Registry, name: str) -> dict[str, Any]:
-    """Name, task, plugin, source, device, status and example of one served model."""
+    """Name, task, plugin, source, device, precision, runtime, status and example of one served model."""
     served = registry.model(name)
     entry, loaded = served.entry, served.wrapper
     wrapper_class = entry.wrapper_class
+    # a model served elsewhere reports no settings: its configured ones are what it runs with
+    settings = getattr(loaded, "settings", None) or wrapper_class.resolve_settings(served.config.settings)
     return {
         "name": name,
         "task": wrapper_class.task,
@@ -19,6 +21,9 @@ def describe_model(registry: Registry, name: str) -> dict[str, Any]:
         "plugin": {"distribution": entry.distribution or entry.plugin, "version": entry.version},
         "source": served.source,
         "device": loaded.device if loaded is not None else served.config.device,
+        # artifacts exported before these settings existed hold fp32 torch models
+        "precision": settings.get("precision", "fp32"),
+        "runtime": settings.get("runtime", "torch"),
         "status": served.status.as_dict(),
         "example": wrapper_class.example,
     }

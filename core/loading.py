@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import hub, store
+from . import hub, runtimes, store
 from .devices import resolve_device, validate_device
 from .errors import ModelLoadError, StoreError, failure_reason
 from .plugins import Catalog, get_catalog
@@ -147,6 +147,7 @@ def load_artifact(
             unpickled = store.unpickle_artifact(artifact)
         wrapper = _loaded_wrapper(unpickled, artifact, name)
         if settings:
+            _refuse_conversion(wrapper, settings, artifact)
             wrapper.settings = wrapper.resolve_settings({**wrapper.settings, **settings})
         return _place(wrapper, device)
     files = store.extract_pretrained(artifact, cache)
@@ -168,10 +169,23 @@ def _loaded_wrapper(unpickled: Any, artifact: store.VerifiedArtifact, name: str 
     return unpickled
 
 
+def _refuse_conversion(wrapper: ModelWrapper, settings: Mapping[str, Any], artifact: store.VerifiedArtifact) -> None:
+    """A dill artifact holds the model already converted: its precision and runtime cannot change."""
+    for key, default in (("precision", "fp32"), ("runtime", "torch")):
+        held = wrapper.settings.get(key, default)  # artifacts older than these settings are fp32 torch
+        wanted = settings.get(key, held)
+        if wanted != held:
+            raise StoreError(f"artifact {artifact.path} holds model {wrapper.name!r} exported with {key} {held!r}, "
+                             f"which a dill artifact fixes at export; to serve {key} {wanted!r}, export it again "
+                             "with that setting, or push the pretrained format, which converts at load")
+
+
 def _place(wrapper: ModelWrapper, device: str) -> ModelWrapper:
     """Move an unpickled model to the requested device (artifacts are exported on CPU)."""
     wrapper.requested_device = validate_device(device)
     target = resolve_device(wrapper.requested_device)
+    runtimes.check_device(wrapper.name, wrapper.settings.get("precision", "fp32"),
+                          wrapper.settings.get("runtime", "torch"), target)
     if wrapper.device != target:
         wrapper.model.to(target)
         wrapper.device = target

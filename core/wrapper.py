@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from . import heap
+from . import heap, runtimes
 from .batch_planner import CostModel, plan_batches
 from .devices import resolve_device, validate_device
 from .errors import ConfigError, ModelDeployError, ModelLoadError, PluginContractError
@@ -29,7 +29,9 @@ from .jsonsafe import to_jsonable
 #: Tokenizers saved without a limit report this huge sentinel as their model_max_length.
 _NO_LIMIT = 1_000_000
 _FALLBACK_MAX_LENGTH = 512
-_COMMON_SETTINGS: Mapping[str, Any] = {"batch_size": 32}
+_COMMON_SETTINGS: Mapping[str, Any] = {"batch_size": 32, "precision": "fp32", "runtime": "torch"}
+#: Two texts of different lengths: what an ONNX export traces (batch and length stay dynamic).
+_TRACE_TEXTS = ("A short example.", "A second, somewhat longer example sentence, traced for export.")
 
 
 class ModelWrapper:
@@ -58,6 +60,8 @@ class ModelWrapper:
     #: How results travel as an Open Inference Protocol tensor: ``"BYTES"`` (each result as its
     #: JSON text) or ``"FP32"`` (each result a vector of floats of :meth:`result_shape`).
     result_datatype: ClassVar[str] = "BYTES"
+    #: Runtimes this task can run on (the ``runtime`` setting); generation stays on torch.
+    supported_runtimes: ClassVar[tuple[str, ...]] = runtimes.RUNTIMES
 
     def __init__(
         self,
@@ -98,6 +102,7 @@ class ModelWrapper:
             merged[key] = value
         if not isinstance(merged["batch_size"], int) or merged["batch_size"] < 1:
             raise ConfigError(f"setting 'batch_size' of model {cls.name!r} must be a positive integer")
+        runtimes.check_settings(cls.name, merged, cls.supported_runtimes)
         return merged
 
     # ----------------------------------------------------------------- loading
@@ -111,16 +116,25 @@ class ModelWrapper:
             with self._lock:
                 if not self.is_loaded:
                     device = resolve_device(self.requested_device)
+                    precision, runtime = self.settings["precision"], self.settings["runtime"]
+                    runtimes.check_device(self.name, precision, runtime, device)
                     try:
                         self.load(self.source, device)
+                        self.device = device
+                        # under the lock: a caller that sees the model before it is converted
+                        # waits for this lock before it can run it
+                        self.model = runtimes.convert(self.model, self.name, precision, runtime,
+                                                      lambda: self.encode(_TRACE_TEXTS))
+                        self.__dict__.pop("_forward_parameter_names", None)
                     except ModelDeployError:
+                        self.model = None
                         raise
                     except Exception as exc:
+                        self.model = None
                         raise ModelLoadError(
                             f"could not load model {self.name!r} from {self.source!r}: "
                             f"{type(exc).__name__}: {exc}"
                         ) from exc
-                    self.device = device
         return self
 
     def load(self, source: str, device: str) -> None:
@@ -189,8 +203,9 @@ class ModelWrapper:
 
     def _forward_parameters(self) -> frozenset[str]:
         cached = getattr(self, "_forward_parameter_names", None)
-        if cached is None:
-            cached = frozenset(inspect.signature(self.model.forward).parameters)
+        if cached is None:  # a non-torch runtime names its graph's inputs itself
+            cached = getattr(self.model, "forward_parameters", None) or frozenset(
+                inspect.signature(self.model.forward).parameters)
             self._forward_parameter_names = cached
         return cached
 

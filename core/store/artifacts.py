@@ -70,6 +70,8 @@ def export_artifact(wrapper: ExportableModel, output: Path, format: str = "dill"
     output = Path(output)
     check_export_target(output, format)
     origin = origin or PluginOrigin()
+    if format == "pretrained":
+        _check_pretrained_weights(wrapper)
     wrapper.ensure_loaded()
     output.parent.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=output.parent, prefix=".export-", delete=False)
@@ -96,6 +98,16 @@ def check_export_target(output: Path, format: str) -> None:
     if implied_format(Path(output).name) != format:
         raise StoreError(f"a {format} artifact's file name must end in {EXTENSIONS[format]}, got {Path(output).name!r}")
     current_key()  # a signing key that is set but too short is a ConfigError now, not after the export
+
+
+def _check_pretrained_weights(wrapper: ExportableModel) -> None:
+    """``save_pretrained`` writes torch weights in a float dtype: an int8-quantized or an ONNX Runtime
+    model has none to write. Such a model travels as dill, or as the fp32 model with the setting."""
+    precision, runtime = wrapper.settings.get("precision", "fp32"), wrapper.settings.get("runtime", "torch")
+    if precision == "int8" or runtime != "torch":
+        raise StoreError(f"model {wrapper.name!r} runs with precision {precision!r} and runtime {runtime!r}, which "
+                         "the pretrained format cannot hold (it stores float torch weights): export it as dill, or "
+                         "export the fp32 torch model and set precision/runtime where it is loaded")
 
 
 def _write_pretrained(wrapper: ExportableModel, target: HashingWriter) -> None:

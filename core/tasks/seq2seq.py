@@ -48,6 +48,7 @@ class Seq2SeqWrapper(ModelWrapper):
     }
 
     auto_model_class = "AutoModelForSeq2SeqLM"
+    supported_runtimes = ("torch",)
     demo_builder = staticmethod(testing.build_summarization)
     #: Settings that must be integers of at least this value when set (null keeps the default).
     integer_settings: ClassVar[dict[str, int]] = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0,
