@@ -101,8 +101,23 @@ def test_models_describes_every_served_model(client, tiny_models):
     assert sentiment["plugin"] == {"distribution": "modeldeploy-sentiment", "version": "0.1.0"}
     assert sentiment["source"] == str(tiny_models["sentiment"])
     assert sentiment["device"] == "cpu"
+    assert (sentiment["precision"], sentiment["runtime"]) == ("fp32", "torch")
     assert sentiment["status"]["state"] == "ready" and sentiment["status"]["reason"] is None
     assert sentiment["example"]
+
+
+def test_a_model_configured_in_another_precision_and_runtime_serves_and_says_so(app_for, tiny_models):
+    config = {"serve": ["sentiment", "ner"], "models": {
+        "sentiment": {"source": str(tiny_models["sentiment"]), "device": "cpu", "settings": {"precision": "bf16"}},
+        "ner": {"source": str(tiny_models["ner"]), "device": "cpu", "settings": {"runtime": "onnxruntime"}}}}
+    client, _ = app_for(config)
+    models = {m["name"]: m for m in client.get("/models").json["models"]}
+    assert (models["sentiment"]["precision"], models["sentiment"]["runtime"]) == ("bf16", "torch")
+    assert (models["ner"]["precision"], models["ner"]["runtime"]) == ("fp32", "onnxruntime")
+    answer = client.post("/predict", json={"model_name": "sentiment", "data": ["good", "bad and sad"]})
+    assert answer.status_code == 200 and len(answer.json["body"]) == 2
+    answer = client.post("/predict", json={"model_name": "ner", "data": "Alice lives in Paris."})
+    assert answer.status_code == 200 and isinstance(answer.json["body"], list)
 
 
 def test_health_live_and_ready(client):
