@@ -29,6 +29,16 @@ def test_cuda_is_refused_clearly_when_absent():
     assert resolve_device("cpu") == "cpu"
 
 
+def test_auto_picks_cuda_when_torch_sees_a_gpu(monkeypatch):
+    """No GPU here: torch is told it has one (what cannot exist here is the only thing faked)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") in {"cpu", "mps"}
+
+
 def test_setting_types_are_checked(tiny_models):
     with pytest.raises(modeldeploy.ConfigError, match="'batch_size' .* must be int"):
         modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]), settings={"batch_size": "8"})
