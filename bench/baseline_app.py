@@ -3,7 +3,7 @@
 Same wrapper code and the same WSGI server (waitress) as modeldeploy; the only difference is
 that each request runs its own forward pass (serialised by the wrapper's lock).
 
-    python bench/baseline_app.py MODEL MODEL_DIR PORT
+    python bench/baseline_app.py MODEL MODEL_DIR PORT DEVICE
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from modeldeploy.plugins import get_catalog
 from servers import set_torch_threads
 
 
-def create_app(model: str, source: str) -> Flask:
+def create_app(model: str, source: str, device: str) -> Flask:
     set_torch_threads()
-    wrapper = get_catalog().models[model].wrapper_class(source=source, device="cpu").ensure_loaded()
+    wrapper = get_catalog().models[model].wrapper_class(source=source, device=device).ensure_loaded()
     app = Flask(__name__)
 
     @app.post("/predict")
@@ -35,5 +35,5 @@ def create_app(model: str, source: str) -> Flask:
 
 
 if __name__ == "__main__":
-    name, directory, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    serve(create_app(name, directory), host="127.0.0.1", port=port, threads=16)
+    name, directory, port, device = sys.argv[1:5]
+    serve(create_app(name, directory, device), host="127.0.0.1", port=int(port), threads=16)

@@ -1,30 +1,35 @@
-"""The peer: LitServe with its batching on, serving the same wrapper code.
+"""The peer that serves our wrapper: LitServe with its batching on, around the same wrapper code
+modeldeploy runs, so that comparing the two measures the serving front and the batching alone.
 
 LitServe batches what arrives within ``batch_timeout`` up to ``max_batch_size`` and runs it as
 one padded forward pass in arrival order.
 
-    python bench/litserve_app.py MODEL MODEL_DIR PORT MAX_BATCH_SIZE BATCH_TIMEOUT
+    python bench/litserve_app.py MODEL MODEL_DIR PORT MAX_BATCH_SIZE BATCH_TIMEOUT DEVICE SETTINGS_JSON
+
+SETTINGS_JSON: the model's settings, as modeldeploy's config gives them (``--setting`` of the harness).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 
 import litserve as ls
 
 from modeldeploy.plugins import get_catalog
+from plain import resolve_device
 from servers import set_torch_threads
 
 
 class WrapperAPI(ls.LitAPI):
-    def __init__(self, model: str, source: str, **batching) -> None:
+    def __init__(self, model: str, source: str, settings: dict, **batching) -> None:
         super().__init__(**batching)
-        self.model_name, self.source = model, source
+        self.model_name, self.source, self.settings = model, source, settings
 
     def setup(self, device: str) -> None:
         set_torch_threads()
         wrapper_class = get_catalog().models[self.model_name].wrapper_class
-        self.wrapper = wrapper_class(source=self.source, device="cpu").ensure_loaded()
+        self.wrapper = wrapper_class(source=self.source, device=device, settings=self.settings).ensure_loaded()
 
     def decode_request(self, request: dict) -> str:
         return request["data"]
@@ -37,7 +42,8 @@ class WrapperAPI(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    name, directory, port, batch, timeout = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-    api = WrapperAPI(name, directory, max_batch_size=batch, batch_timeout=timeout)
-    server = ls.LitServer(api, accelerator="cpu", workers_per_device=1, timeout=120)
-    server.run(host="127.0.0.1", port=port, generate_client_file=False, log_level="warning")
+    name, directory, port, batch, timeout, device, settings = sys.argv[1:8]
+    api = WrapperAPI(name, directory, json.loads(settings), max_batch_size=int(batch), batch_timeout=float(timeout))
+    accelerator = "cuda" if resolve_device(device).startswith("cuda") else "cpu"
+    server = ls.LitServer(api, accelerator=accelerator, workers_per_device=1, timeout=120)
+    server.run(host="127.0.0.1", port=int(port), generate_client_file=False, log_level="warning")

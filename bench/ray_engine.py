@@ -55,7 +55,8 @@ def servers(source: Path, work: Path) -> dict[str, Server]:
             "rayserve", [PYTHON, str(BENCH / "ray_serve_peer.py"), str(source), str(ray_port), "32", "0.01"],
             ray_port, "/health", work),
         "LitServe (same wrapper)": Server(
-            "litserve", [PYTHON, str(BENCH / "litserve_app.py"), "sentiment", str(source), str(lit_port), "16", "0.01"],
+            "litserve", [PYTHON, str(BENCH / "litserve_app.py"), "sentiment", str(source), str(lit_port), "16", "0.01",
+                         "cpu", "{}"],
             lit_port, "/health", work),
     }
 

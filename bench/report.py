@@ -1,133 +1,160 @@
-"""results.json -> results.md (tables, ratios, targets) and throughput.png."""
+"""results.json -> results.md (machine, method, references, curves, targets, where the time goes)
+and curve.png (throughput and latency against concurrency, per model)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-SERVERS = ("modeldeploy", "litserve", "baseline")
-RATIO_CONCURRENCY = 32
+SERVERS = ("modeldeploy", "litserve-user", "litserve-wrapper", "baseline")
+DESCRIPTIONS = {
+    "modeldeploy": "`modeldeploy serve` with a generated config",
+    "litserve-user": "LitServe as its users write it (bench/litserve_user_app.py: plain transformers, one padded "
+                     "batch in arrival order)",
+    "litserve-wrapper": "LitServe serving our wrapper (bench/litserve_app.py)",
+    "baseline": "the original app's way (Flask + waitress, one forward pass per request)",
+}
+#: The issue's targets: modeldeploy over each reference at the comparison concurrency.
+IDEAL_SHARE, USER_RATIO, WRAPPER_RATIO, BATCH1_SLACK_MS = 0.95, 3.0, 1.1, 2.0
 
 
-def ratios(model: dict[str, Any]) -> dict[str, float]:
-    """modeldeploy over the limit, LitServe and the baseline, at concurrency 32 (or the closest run)."""
-    runs = model["runs"]
-    concurrency = min(runs["modeldeploy"], key=lambda c: abs(int(c) - RATIO_CONCURRENCY))
-    ours = runs["modeldeploy"][concurrency]["items_per_s"]
-    return {
-        "concurrency": int(concurrency),
-        "limit": ours / model["limit"]["limit_items_per_s"],
-        "litserve": ours / max(runs["litserve"][concurrency]["items_per_s"], 1e-9),
-        "baseline": ours / max(runs["baseline"][concurrency]["items_per_s"], 1e-9),
-    }
+def closest(runs: dict[str, Any], concurrency: int) -> str:
+    return min(runs, key=lambda c: abs(int(c) - concurrency))
 
 
-def targets(model: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """The issue's targets: (what, measured, met)."""
-    r = ratios(model)
-    runs = model["runs"]["modeldeploy"]
-    c1 = runs[min(runs, key=int)]
-    batch1 = model["limit"]["batch1_latency_ms"]
-    rows = [
-        (f"c={r['concurrency']} throughput >= 0.85 x limit", f"{r['limit']:.2f} x", r["limit"] >= 0.85),
-        (f"c={r['concurrency']} throughput >= 1.25 x LitServe", f"{r['litserve']:.2f} x", r["litserve"] >= 1.25),
-        (f"c={r['concurrency']} throughput >= 1.5 x baseline", f"{r['baseline']:.2f} x", r["baseline"] >= 1.5),
-        ("c=1 p50 <= batch-1 latency + 3 ms", f"{c1['p50_ms']:.1f} vs {batch1:.1f} + 3 ms", c1["p50_ms"] <= batch1 + 3),
-    ]
-    overload = model.get("overload")
-    if overload:
-        lat = overload["latency_ms"]
-        c32 = runs[min(runs, key=lambda c: abs(int(c) - 32))]
-        answered = set(overload["counts"]) <= {"200", "503"} and overload["failures"] == 0
-        rows.append(("overload: every request answered 200 or 503", str(overload["counts"]), answered))
-        if "503" in lat:
-            rows.append(("overload: 503s answered in < 50 ms", f"p99 {lat['503']['p99']:.1f} ms, max "
-                         f"{lat['503']['max']:.1f} ms", lat["503"]["max"] < 50))
-        if "200" in lat:
-            rows.append(("overload: p99 of 200s <= 2 x c=32 p99", f"{lat['200']['p99']:.0f} vs 2 x "
-                         f"{c32['p99_ms']:.0f} ms", lat["200"]["p99"] <= 2 * c32["p99_ms"]))
+def targets(model: dict[str, Any], compare_at: int) -> list[tuple[str, str, bool]]:
+    """(what, measured, met) for each target of the issue."""
+    runs, refs = model["runs"], model["references"]
+    at = closest(runs["modeldeploy"], compare_at)
+    ours = runs["modeldeploy"][at]["items_per_s"]
+    ideal = refs["windows"][closest(refs["windows"], int(at))]["ideal_items_per_s"]
+    rows = [(f"c={at}: >= {IDEAL_SHARE} x the ideal window", f"{ours:.1f} / {ideal:.1f} = {ours / ideal:.2f} x",
+             ours >= IDEAL_SHARE * ideal)]
+    for peer, ratio in (("litserve-user", USER_RATIO), ("litserve-wrapper", WRAPPER_RATIO)):
+        theirs = runs[peer][at]["items_per_s"]
+        rows.append((f"c={at}: >= {ratio:g} x {peer}", f"{ours:.1f} / {theirs:.1f} = {ours / max(theirs, 1e-9):.2f} x",
+                     ours >= ratio * theirs))
+    lone = runs["modeldeploy"][closest(runs["modeldeploy"], 1)]["p50_ms"]
+    batch1 = refs["batch1"]["p50_ms"]
+    rows.append((f"c=1: p50 <= in-process batch-1 p50 + {BATCH1_SLACK_MS:g} ms", f"{lone:.1f} vs {batch1:.1f} ms",
+                 lone <= batch1 + BATCH1_SLACK_MS))
     return rows
 
 
+def header(results: dict[str, Any]) -> list[str]:
+    m, s = results["machine"], results["settings"]
+    measured = [name for name in SERVERS if any(name in model["runs"] for model in results["models"].values())]
+    settings = "; ".join(f"{model}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                         for model, values in s["settings"].items()) or "none (each model's defaults)"
+    return [
+        "# Benchmark results", "",
+        f"Produced by `{results['command']}` (bench/harness.py) on {m['date']}. Machine: {m['cpu']}, {m['cores']} "
+        f"cores, {m['memory_gb']} GiB, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} intra-op "
+        f"threads); device: {m['device']} ({m['device_name']}). Load average (1/5/15 min) before: "
+        f"{_load(m['load_average'])}, after: {_load(m['load_average_after'])} (above the benchmark's own ~"
+        f"{m['cores']}, other work shared the machine).", "",
+        "![throughput and latency against concurrency](curve.png)", "",
+        "How it was taken: for each model, first the in-process references (plain transformers, no HTTP, "
+        f"on the first {s['reference_items']} texts of the bodies the load generator sends, in that order; items/s "
+        "is the best of two passes after a warm-up pass), then each server started alone, warmed up for "
+        f"{s['warmup_seconds']:g} s and driven by `wrk` (closed loop: each connection sends its next request "
+        f"when answered) for {s['seconds']:g} s at each concurrency, then stopped. One review-like text per "
+        "request (bench/reviews.py: most under 40 words, a few of several hundred; 8 to 512 tokens). "
+        f"Servers: " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in measured)
+        + f". modeldeploy: max_batch_size {s['max_batch_size']}, max_queue {s['max_queue']}; both LitServe "
+        f"servers: max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s (the values of "
+        "LitServe's batching docs). torch intra-op threads: modeldeploy's choice "
+        f"({m['torch_threads']}) for every server and reference (peers: {s['peer_torch_threads'] or 'torch default'}). "
+        f"Model settings given to modeldeploy and the wrapper LitServe serves: {settings}. CPU ms/request: the "
+        "server's processes' user + system CPU over the run, per answered request.", "",
+    ]
+
+
+def references_table(refs: dict[str, Any]) -> list[str]:
+    tokens, cost = refs["tokens"], refs["cost"]
+    lines = [f"In-process references on {refs['items']} texts (tokens: median {tokens['median']:g}, max "
+             f"{tokens['max']}, {tokens['over_128']} over 128):", "",
+             "| reference | items/s | p50 ms |", "|---|---|---|",
+             f"| batch-1 (each text alone) | {refs['batch1']['items_per_s']:.1f} | {refs['batch1']['p50_ms']:.1f} |"]
+    for size, window in refs["windows"].items():
+        lines += [f"| arrival order, windows of {size} as one padded batch | {window['arrival_items_per_s']:.1f} | |",
+                  f"| ideal window of {size} (sorted, cheapest split: {window['ideal_sub_batches']} sub-batches) | "
+                  f"{window['ideal_items_per_s']:.1f} | |"]
+    lines += ["", f"The ideal window's cost function, fitted to {len(cost['samples'])} timed forward passes "
+              f"(median error {cost['median_relative_error']:.0%}): {cost['fixed'] * 1000:.3g} ms + rows x "
+              f"({cost['per_row'] * 1000:.3g} ms + {cost['per_token'] * 1e6:.3g} us x tokens + "
+              f"{cost['per_token_squared'] * 1e9:.3g} ns x tokens^2).", ""]
+    return lines
+
+
+def curve_table(runs: dict[str, dict[str, Any]]) -> list[str]:
+    lines = ["| server | concurrency | items/s | p50 ms | p99 ms | non-200 | CPU ms/request |",
+             "|---|---|---|---|---|---|---|"]
+    for server in SERVERS:
+        for concurrency, run in runs.get(server, {}).items():
+            bad = ", ".join(f"{k}: {v}" for k, v in run["statuses"].items() if k != "200") or "0"
+            if run["errors"] or run["timeouts"]:
+                bad += f"; socket errors {run['errors']}, timeouts {run['timeouts']}"
+            lines.append(f"| {server} | {concurrency} | {run['items_per_s']:.1f} | {run['p50_ms']:.1f} | "
+                         f"{run['p99_ms']:.1f} | {bad} | {run['cpu_ms_per_request']:.1f} |")
+    return lines + [""]
+
+
+def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any]) -> list[str]:
+    lines = [f"Where modeldeploy's CPU goes, c={result['concurrency']}, {result['seconds']:g} s under py-spy "
+             f"(`record --nonblocking --threads --rate {result['rate']}`, sampling every Python thread; each "
+             "thread's CPU from /proc split by what its samples were running; see bench/breakdown.py): "
+             f"{result['requests']} requests answered ({result['items_per_s']:.1f}/s), "
+             f"{result['cpu_ms_per_request']:.1f} ms of CPU each (unprofiled, the curve's run at that concurrency: "
+             f"{unprofiled['items_per_s']:.1f}/s, {unprofiled['cpu_ms_per_request']:.1f} ms each).", ""]
+    if result["py_spy"] != "ok":
+        return lines + [f"py-spy failed: `{result['py_spy']}`; only the total above was measured.", ""]
+    lines += ["| part of the request path | CPU ms/request | share |", "|---|---|---|"]
+    lines += [f"| {bucket} | {part['cpu_ms_per_request']:.2f} | {part['share']:.0%} |"
+              for bucket, part in result["buckets"].items()]
+    samples = result["samples"]
+    waited = samples["waiting"] / max(samples["working"] + samples["waiting"], 1)
+    lines += ["", f"Samples: {samples['working']} working, {samples['waiting']} caught waiting ({waited:.0%}: a lock, "
+              "a condition, poll; charged no CPU; py-spy skips threads the OS reports asleep)."
+              + (" py-spy fell behind its rate (fewer samples, same CPU totals)." if result["lagged"] else ""), ""]
+    return lines
+
+
+def model_section(name: str, model: dict[str, Any], compare_at: int) -> list[str]:
+    lines = [f"## {name}", ""]
+    head = model.get("classifier_head")
+    if head:
+        lines += [f"The MiniLM classifier (bench/minilm.py): all-MiniLM-L6-v2 with a head fitted on labelled review "
+                  f"sentences, held-out accuracy {head['held_out_accuracy']:.1%}, median |logit margin| on the "
+                  f"benchmark reviews {head['median_margin_on_reviews']:.2f}.", ""]
+    if model["options"]["generation"]:
+        lines += [f"Generation (the plugin's, for every server and reference): `{model['options']['generation']}`.", ""]
+    lines += references_table(model["references"]) + curve_table(model["runs"])
+    lines += ["| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |"
+              for what, measured, met in targets(model, compare_at)]
+    memory = ", ".join(f"{k} {v:.0f} MB" for k, v in model["peak_memory_mb"].items())
+    lines += ["", f"Peak memory (all processes of each server): {memory}.", ""]
+    if "breakdown" in model:
+        profiled = model["breakdown"]
+        runs = model["runs"]["modeldeploy"]
+        lines += breakdown_table(profiled, runs[closest(runs, profiled["concurrency"])])
+    if "threads_check" in model:
+        conditions = {"quiet": "on the quiet machine", "one_core_busy": "with one core kept busy by another process"}
+        lines += [f"torch intra-op threads, modeldeploy at c={compare_at}, back to back: " + "; ".join(
+            f"{conditions[condition]}: " + ", ".join(f"{t} thread(s) {r['items_per_s']:.1f} items/s" for t, r in
+                                                     runs.items())
+            for condition, runs in model["threads_check"].items()) + ".", ""]
+    return lines
+
+
 def write(results: dict[str, Any], out: Path) -> None:
-    lines = ["# Benchmark results", "",
-             "Produced by `bash bench/run.sh` (see the top of `bench/harness.py`); numbers from one run on a",
-             "shared machine vary by about 10% run to run, the ratios hold better: the servers of a model run",
-             "back to back in one invocation, each alone on the machine while it is measured.", ""]
-    m = results["machine"]
-    lines += [f"Machine: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}, torch "
-              f"{m['torch']} ({m['torch_threads']} intra-op threads), no GPU. Date: {m['date']}. Load average "
-              f"(1/5/15 min) before: {_load(m['load_average'])}, after: {_load(m['load_average_after'])} "
-              "(other work shared the machine when it is above the bench's own ~2).", "",
-              "![throughput and p95 latency against concurrency](throughput.png)", "",
-              "Reading the numbers: the machine is shared (see the load average), so a point measured while other "
-              "work ran is low for every server near it in time; compare servers within one concurrency. At "
-              "concurrency 128 the baseline's waitress accepts 100 connections at a time (its default), so 28 of "
-              "wrk's connections wait for a slot; modeldeploy raises that limit to twice its thread pool and "
-              "LitServe (uvicorn) takes all 128.", ""]
-    s = results["settings"]
-    lines += [f"Load: `wrk` closed loop, one text of 5-60 words per request, {s['seconds']:g} s per point after a "
-              f"{s['warmup_seconds']:g} s warm-up; servers: modeldeploy (`modeldeploy serve`, max_batch_size "
-              f"{s['max_batch_size']}, max_wait_ms 0), the original app's way (Flask + waitress, one forward pass "
-              f"per request), LitServe (max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s). "
-              f"torch intra-op threads: modeldeploy's default ({m['torch_threads']}) for all three servers "
-              f"(peers: {s['peer_torch_threads'] or 'torch default'}), so the comparison isolates batching; the "
-              "threads check below runs modeldeploy with 1 thread and with one per core.",
-              ""]
+    compare_at = results["settings"]["compare_at"]
+    lines = header(results)
     for name, model in results["models"].items():
-        limit = model["limit"]
-        lines += [f"## {name}", "",
-                  "In-process limit (no HTTP): items/s by batch size, in arrival order and length-grouped:", "",
-                  "| batch size | " + " | ".join(str(b) for b in limit["arrival_order"]) + " |",
-                  "|---|" + "---|" * len(limit["arrival_order"]),
-                  "| arrival order | " + " | ".join(f"{v:.1f}" for v in limit["arrival_order"].values()) + " |",
-                  "| length-grouped | " + " | ".join(f"{v:.1f}" for v in limit["length_grouped"].values()) + " |",
-                  "",
-                  f"Upper bound {limit['limit_items_per_s']:.1f} items/s (length-grouped, batch "
-                  f"{limit['best_batch_size']}); best in arrival order {limit['arrival_best_items_per_s']:.1f}; "
-                  f"batch-1 latency (median) {limit['batch1_latency_ms']:.1f} ms; length-grouped at the best batch "
-                  "size by torch threads: " + ", ".join(f"{t}: {v:.1f}/s" for t, v in
-                                                         limit["grouped_by_torch_threads"].items()) + ".", "",
-                  "| server | concurrency | items/s | p50 ms | p95 ms | p99 ms | non-200 |",
-                  "|---|---|---|---|---|---|---|"]
-        for server in SERVERS:
-            for concurrency, run in model["runs"][server].items():
-                bad = {k: v for k, v in run["statuses"].items() if k != "200"}
-                bad_text = ", ".join(f"{k}: {v}" for k, v in bad.items()) or "0"
-                if run["errors"] or run["timeouts"]:
-                    bad_text += f"; socket errors {run['errors']}, timeouts {run['timeouts']}"
-                lines.append(f"| {server} | {concurrency} | {run['items_per_s']:.1f} | {run['p50_ms']:.0f} | "
-                             f"{run['p95_ms']:.0f} | {run['p99_ms']:.0f} | {bad_text} |")
-        r = ratios(model)
-        memory = ", ".join(f"{k} {v:.0f} MB" for k, v in model["peak_memory_mb"].items())
-        c1 = model["runs"]["modeldeploy"].get(min(model["runs"]["modeldeploy"], key=int))
-        lines += ["", f"Ratios at concurrency {r['concurrency']}: modeldeploy / limit **{r['limit']:.2f}**, "
-                  f"/ LitServe **{r['litserve']:.2f}**, / baseline **{r['baseline']:.2f}**. "
-                  f"Concurrency-1 p50 {c1['p50_ms']:.1f} ms vs batch-1 in-process {limit['batch1_latency_ms']:.1f} ms. "
-                  f"Peak memory (all processes of each server): {memory}.", ""]
-        lines += ["| target | measured | met |", "|---|---|---|"]
-        lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |" for what, measured, met in targets(model)]
-        lines.append("")
-        if "threads_check" in model:
-            conditions = {"quiet": "on the quiet machine", "one_core_busy": "with one core kept busy by another process"}
-            lines += ["torch intra-op threads, modeldeploy at concurrency 32, back to back: " + "; ".join(
-                f"{conditions[condition]}: " + ", ".join(
-                    f"{t} thread(s) {r['items_per_s']:.1f} items/s (p95 {r['p95_ms']:.0f} ms)" for t, r in runs.items())
-                for condition, runs in model["threads_check"].items()) + ".", ""]
-        if "overload" in model:
-            o = model["overload"]
-            c32 = model["runs"]["modeldeploy"].get(min(model["runs"]["modeldeploy"], key=lambda c: abs(int(c) - 32)))
-            lat = o["latency_ms"]
-            lines += [f"Overload: {o['concurrency']} clients, max_queue {o['max_queue']}, {o.get('http_threads', 16)} "
-                      "HTTP threads (with fewer threads than clients waitress queues the surplus itself, before "
-                      "the model's bounded queue sees it), clients honour Retry-After: "
-                      f"answers {o['counts']}, connection failures {o['failures']}."
-                      + (f" 503 latency p50 {lat['503']['p50']:.1f} / p99 {lat['503']['p99']:.1f} / max "
-                         f"{lat['503']['max']:.1f} ms." if "503" in lat else " No 503s.")
-                      + (f" 200 latency p99 {lat['200']['p99']:.0f} ms (concurrency-32 p99: {c32['p99_ms']:.0f} ms)."
-                         if "200" in lat else ""), ""]
+        lines += model_section(name, model, compare_at)
     (out / "results.md").write_text("\n".join(lines) + "\n")
-    plot(results, out / "throughput.png")
+    plot(results, out / "curve.png")
 
 
 def _load(values: list[float]) -> str:
@@ -135,30 +162,46 @@ def _load(values: list[float]) -> str:
 
 
 def plot(results: dict[str, Any], path: Path) -> None:
+    """Per model a row: throughput against concurrency (the references as dashed lines), and p50
+    (solid) and p99 (dotted) latency against concurrency."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = results["models"]
-    fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 7), squeeze=False)
-    for column, (name, model) in enumerate(models.items()):
-        top, bottom = axes[0][column], axes[1][column]
+    models, compare_at = results["models"], results["settings"]["compare_at"]
+    fig, axes = plt.subplots(len(models), 2, figsize=(12, 4.2 * len(models)), squeeze=False)
+    for row, (name, model) in enumerate(models.items()):
+        throughput, latency = axes[row]
+        refs = model["references"]
+        window = refs["windows"][closest(refs["windows"], compare_at)]
+        size = closest(refs["windows"], compare_at)
         for server in SERVERS:
-            runs = model["runs"][server]
+            runs = model["runs"].get(server)
+            if not runs:
+                continue
             xs = [int(c) for c in runs]
-            top.plot(xs, [r["items_per_s"] for r in runs.values()], marker="o", label=server)
-            bottom.plot(xs, [r["p95_ms"] for r in runs.values()], marker="o", label=server)
-        top.axhline(model["limit"]["limit_items_per_s"], color="grey", linestyle="--", label="in-process limit")
-        top.set_title(f"{name}: throughput")
-        top.set_ylabel("items/s")
-        bottom.set_title(f"{name}: p95 latency")
-        bottom.set_ylabel("ms")
-        for axis in (top, bottom):
+            line, = throughput.plot(xs, [r["items_per_s"] for r in runs.values()], marker="o", label=server)
+            latency.plot(xs, [r["p50_ms"] for r in runs.values()], marker="o", color=line.get_color(),
+                         label=f"{server} p50")
+            latency.plot(xs, [r["p99_ms"] for r in runs.values()], linestyle=":", color=line.get_color(),
+                         label=f"{server} p99")
+        throughput.axhline(window["ideal_items_per_s"], color="black", linestyle="--", label=f"ideal window (C={size})")
+        throughput.axhline(window["arrival_items_per_s"], color="grey", linestyle="--",
+                           label=f"arrival order (C={size})")
+        throughput.axhline(refs["batch1"]["items_per_s"], color="grey", linestyle=":", label="batch-1")
+        throughput.set_title(f"{name}: throughput")
+        throughput.set_ylabel("items/s")
+        latency.set_title(f"{name}: latency")
+        latency.set_ylabel("ms")
+        latency.set_yscale("log")
+        concurrencies = sorted({int(c) for runs in model["runs"].values() for c in runs})
+        for axis in (throughput, latency):
             axis.set_xscale("log", base=2)
-            axis.set_xlabel("concurrency")
-            axis.legend(fontsize=8)
-        bottom.set_yscale("log")
+            axis.set_xticks(concurrencies, [str(c) for c in concurrencies])
+            axis.set_xlabel("concurrency (clients)")
+            axis.legend(fontsize=7)
+    fig.suptitle(f"{results['machine']['device_name']} ({results['machine']['device']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -74,10 +74,19 @@ class Server:
             time.sleep(0.3)
         raise RuntimeError(f"{self.label} not ready after {timeout}s; see {self.log_path}")
 
+    def pids(self) -> list[int]:
+        """The server's process and all its descendants (LitServe runs its model in a child)."""
+        assert self.process is not None, "start() the server first"
+        return _tree(self.process.pid)
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU seconds used so far by the server and its live descendants."""
+        return sum(cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in self.pids())
+
     def peak_memory_mb(self) -> float:
         """Peak resident memory (VmHWM) of the server and all its descendants."""
         assert self.process is not None, "start() the server first"
-        return sum(_hwm_kb(pid) for pid in _tree(self.process.pid)) / 1024
+        return sum(_hwm_kb(pid) for pid in self.pids()) / 1024
 
     def stop(self) -> None:
         """Stop the server and every process of its session. Waits until the whole group is gone:
@@ -118,6 +127,15 @@ def _group_alive(group: int) -> bool:
         if int(fields[2]) == group and fields[0] != "Z":
             return True
     return False
+
+
+def cpu_seconds(stat: Path) -> float:
+    """utime + stime of a ``/proc/.../stat`` file (a process or one of its threads); 0 once gone."""
+    try:
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _tree(pid: int) -> list[int]:

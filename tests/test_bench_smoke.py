@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+SERVERS = ("modeldeploy", "litserve-user", "litserve-wrapper", "baseline")
 
 
 def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
@@ -20,15 +21,68 @@ def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
         check=True, env=env, timeout=300, cwd=ROOT,
     )
     results = json.loads((out / "results.json").read_text())
+    assert results["machine"]["device"] in ("cpu", "cuda") and results["machine"]["device_name"]
     model = results["models"]["sentiment"]
-    assert model["limit"]["limit_items_per_s"] > 0
-    for server in ("modeldeploy", "baseline", "litserve"):
-        run = model["runs"][server]["2"]
-        assert run["ok"] > 0 and run["errors"] == 0
+    references = model["references"]
+    assert references["batch1"]["items_per_s"] > 0 and references["batch1"]["p50_ms"] > 0
+    window = references["windows"]["2"]
+    assert window["arrival_items_per_s"] > 0 and window["ideal_items_per_s"] > 0
+    assert window["ideal_sub_batches"] >= references["items"] // 2
+    for server in SERVERS:
+        for concurrency in ("1", "2"):
+            run = model["runs"][server][concurrency]
+            assert run["ok"] > 0 and set(run["statuses"]) == {"200"}, (server, concurrency, run)
+            assert run["errors"] == 0 and run["timeouts"] == 0 and run["cpu_ms_per_request"] > 0
     # each server measured alone: an idle peer beside it takes CPU from the one under load
-    assert model["running_alongside"] == {"modeldeploy": [], "baseline": [], "litserve": []}
-    overload = model["overload"]
-    assert overload["failures"] == 0
-    assert set(overload["counts"]) <= {"200", "503"}
+    assert model["running_alongside"] == {server: [] for server in SERVERS}
+    assert "breakdown" not in model  # --smoke skips the profile
     report = (out / "results.md").read_text()
-    assert "modeldeploy / limit" in report and (out / "throughput.png").stat().st_size > 0
+    for heading in ("In-process references", "| target | measured | met |", "litserve-user", "ideal window"):
+        assert heading in report
+    assert (out / "curve.png").stat().st_size > 0
+    # results are published: nothing of this machine's file system in them
+    for text in (report, (out / "results.json").read_text()):
+        assert str(tmp_path) not in text and str(ROOT) not in text
+
+
+def _bench_module(name: str):
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_ideal_window_splits_a_sorted_window_where_the_fitted_cost_is_least() -> None:
+    ideal = _bench_module("ideal")
+    cost, error = ideal.fit([(rows, length, 0.002 + rows * (1e-5 * length + 2e-8 * length**2))
+                             for rows in (1, 4, 16) for length in (16, 64, 256)])
+    assert error < 0.01 and cost.per_token_squared > 0
+    # 30 short texts and 2 long ones: one batch would pad the short ones to 500 tokens
+    assert ideal.cheapest_split([12] * 30 + [500, 510], cost) == [30, 2]
+    # with a large fixed cost per batch, one batch is cheapest
+    assert ideal.cheapest_split([12] * 30 + [20, 24], ideal.Cost(fixed=1.0, per_token=1e-6)) == [32]
+
+
+def test_breakdown_charges_each_thread_group_by_its_working_samples() -> None:
+    breakdown = _bench_module("breakdown")
+    raw = "\n".join([
+        'process 1:"serve";thread (11): waitress-0;run (threading.py:1);service (waitress/task.py:2);'
+        "send (waitress/wasyncore.py:3) 3",
+        'process 1:"serve";thread (12): waitress-1;run (threading.py:1);wsgi_app (flask/app.py:9);'
+        "loads (json/__init__.py:4) 1",
+        'process 1:"serve";thread (12): waitress-1;run (threading.py:1);submit (core/batching.py:5);'
+        "Condition.wait (threading.py:6) 50",
+        'process 1:"serve";thread (20): modeldeploy-batcher-m;_compute (core/batching.py:7);'
+        "predict_batch (core/tasks/classification.py:8);_call_impl (torch/nn/modules/module.py:9) 9",
+        'process 1:"serve";thread (20): modeldeploy-batcher-m;_compute (core/batching.py:7);'
+        "__call__ (transformers/tokenization_utils_base.py:10) 1",
+    ])
+    threads = breakdown.parse(raw)
+    # the two pool threads are pooled: 0.4 s of CPU split 3:1; thread 30 is native (not sampled)
+    result = breakdown.split(threads, {11: 0.1, 12: 0.3, 20: 1.0, 30: 0.6}, requests=100)
+    ms = {bucket: part["cpu_ms_per_request"] for bucket, part in result["buckets"].items()}
+    assert round(ms[breakdown.HTTP], 6) == 3.0 and round(ms[breakdown.PARSING], 6) == 1.0
+    assert round(ms[breakdown.FORWARD], 6) == 9.0 and round(ms[breakdown.TOKENIZING], 6) == 1.0
+    assert round(ms[breakdown.NATIVE], 6) == 6.0
+    assert result["samples"] == {"working": 14, "waiting": 50}

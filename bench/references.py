@@ -1,0 +1,123 @@
+"""What the model itself does on the benchmark's texts, in-process with plain transformers (no
+HTTP, no queue, no modeldeploy on the model path): the references the servers are judged against.
+
+On the texts in arrival order (the order of the bodies file the load generator cycles through):
+
+- batch-1: each text alone; its median latency is what a lone client cannot beat;
+- arrival order: consecutive windows of C texts, each one padded batch (what a batcher that
+  neither sorts nor splits does with C clients);
+- ideal window: each window of C sorted by token length and split into the cheapest contiguous
+  sub-batches (bench/ideal.py), priced by a cost function fitted to forward passes timed here on
+  this model: the best a server can do with what C clients have sent, short of holding requests
+  back to wait for others.
+
+Each reports items/s, the best of two passes after a warm-up pass: the first pass over new shapes
+pays for their kernels, and the fastest is the one least disturbed by other work on the machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import types
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ideal
+from plain import PlainModel
+
+#: (rows, tokens) shapes timed to fit a model's cost function: small and large in both
+#: dimensions, at most this many tokens each (the fit extrapolates beyond; timing 32 x 512
+#: tokens of a base-size encoder on 2 cores would take seconds per shape).
+CALIBRATION_ROWS, CALIBRATION_LENGTHS, CALIBRATION_TOKENS = (1, 4, 16, 32), (16, 64, 256, 512), 4096
+
+
+def plugin_generation(name: str, source: str | Path) -> tuple[str, dict[str, Any]]:
+    """The prefix and ``generate`` arguments the model's plugin would use on this checkpoint, read
+    without loading weights (the wrapper is handed the checkpoint's config in place of a model),
+    so that every server and reference generates exactly as modeldeploy does."""
+    from transformers import AutoConfig
+
+    from modeldeploy.plugins import get_catalog
+
+    wrapper = get_catalog().models[name].wrapper_class(source=str(source))
+    if not hasattr(wrapper, "generation_kwargs"):
+        return "", {}
+    wrapper.model = types.SimpleNamespace(config=AutoConfig.from_pretrained(source))
+    return wrapper.prefix, wrapper.generation_kwargs()
+
+
+def _pass(model: PlainModel, batches: Sequence[Sequence[str]]) -> tuple[float, list[float]]:
+    """Seconds for all ``batches`` one after another, and each batch's seconds."""
+    durations = []
+    for batch in batches:
+        started = time.perf_counter()
+        model.run(batch)
+        durations.append(time.perf_counter() - started)
+    return sum(durations), durations
+
+
+def _best(model: PlainModel, batches: Sequence[Sequence[str]], passes: int = 2) -> tuple[float, list[float]]:
+    """The fastest of ``passes`` timed passes, after an untimed one."""
+    _pass(model, batches)
+    return min((_pass(model, batches) for _ in range(passes)), key=lambda timed: timed[0])
+
+
+def calibrate(model: PlainModel, long_text: str) -> tuple[ideal.Cost, float, list[tuple[int, int, float]]]:
+    """Time forward passes of ``long_text`` cut to each calibration shape (fastest of two after a
+    warm-up) and fit the cost function; returns it, its median relative error and the samples."""
+    samples = []
+    for rows in CALIBRATION_ROWS:
+        for length in CALIBRATION_LENGTHS:
+            if rows * length > CALIBRATION_TOKENS or length > model.max_length:
+                continue
+            encoded = model.encode([long_text] * rows, max_length=length)
+            model.forward(encoded)
+            timings = []
+            for _ in range(2):
+                started = time.perf_counter()
+                model.forward(encoded)
+                timings.append(time.perf_counter() - started)
+            samples.append((rows, int(encoded["input_ids"].shape[1]), min(timings)))
+    cost, error = ideal.fit(samples)
+    return cost, error, samples
+
+
+def windows(texts: Sequence[str], size: int) -> list[list[int]]:
+    """Indices of consecutive windows of ``size`` arrivals."""
+    return [list(range(start, min(start + size, len(texts)))) for start in range(0, len(texts), size)]
+
+
+def ideal_batches(texts: Sequence[str], lengths: Sequence[int], size: int, cost: ideal.Cost) -> list[list[str]]:
+    """Each window of ``size`` arrivals sorted by length and cut where ``cost`` says is cheapest."""
+    batches = []
+    for window in windows(texts, size):
+        window.sort(key=lengths.__getitem__)
+        start = 0
+        for count in ideal.cheapest_split([lengths[i] for i in window], cost):
+            batches.append([texts[i] for i in window[start : start + count]])
+            start += count
+    return batches
+
+
+def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int]) -> dict[str, Any]:
+    """All references of ``model`` on ``texts`` (in arrival order), for each window size."""
+    lengths = model.token_lengths(texts)
+    cost, error, samples = calibrate(model, " ".join(texts))
+    seconds, latencies = _best(model, [[text] for text in texts])
+    result: dict[str, Any] = {
+        "items": len(texts),
+        "tokens": {"median": statistics.median(lengths), "max": max(lengths),
+                   "over_128": sum(length > 128 for length in lengths)},
+        "cost": {**cost.as_dict(), "median_relative_error": round(error, 3), "samples": samples},
+        "batch1": {"items_per_s": len(texts) / seconds, "p50_ms": statistics.median(latencies) * 1000},
+        "windows": {},
+    }
+    for size in window_sizes:
+        arrival, _ = _best(model, [[texts[i] for i in window] for window in windows(texts, size)])
+        batches = ideal_batches(texts, lengths, size, cost)
+        best, _ = _best(model, batches)
+        result["windows"][size] = {"arrival_items_per_s": len(texts) / arrival, "ideal_items_per_s": len(texts) / best,
+                                   "ideal_sub_batches": len(batches)}
+    return result
