@@ -71,29 +71,57 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: a
     return Server(label, command, port, "/health/ready", work)
 
 
-def servers(model: str, source: Path, work: Path, args: argparse.Namespace,
-            options: dict[str, Any]) -> dict[str, Server]:
+def peer_env(args: argparse.Namespace) -> dict[str, str]:
+    return {TORCH_THREADS_ENV: str(args.peer_torch_threads)} if args.peer_torch_threads else {}
+
+
+def litserve_user(model: str, source: Path, args: argparse.Namespace, options: dict[str, Any], batch: int,
+                  label: str) -> Server:
+    """LitServe as its users write it, batching up to ``batch`` texts."""
+    port = free_port()
+    return Server(label, [PYTHON, str(BENCH / "litserve_user_app.py"), model, str(source), str(port), str(batch),
+                          str(args.litserve_timeout), args.device, json.dumps(options)],
+                  port, "/health", args.work, peer_env(args))
+
+
+def servers(model: str, source: Path, args: argparse.Namespace, options: dict[str, Any]) -> dict[str, Server]:
     """The servers of one model, not started: each is measured alone (an idle LitServe still polls
     its queues, about 10% of a core, which would slow whichever server shares the machine;
     results.json records under ``running_alongside`` what else ran during each measurement)."""
-    env = {TORCH_THREADS_ENV: str(args.peer_torch_threads)} if args.peer_torch_threads else {}
-    litserve = [str(args.litserve_batch), str(args.litserve_timeout), args.device]
-    user_port, wrapper_port, baseline_port = free_port(), free_port(), free_port()
+    wrapper_port, baseline_port = free_port(), free_port()
     chosen = {
-        "modeldeploy": modeldeploy_server(model, source, work, f"modeldeploy-{model}", args),
-        "litserve-user": Server(f"litserve-user-{model}",
-                                [PYTHON, str(BENCH / "litserve_user_app.py"), model, str(source), str(user_port),
-                                 *litserve, json.dumps(options)], user_port, "/health", work, env),
+        "modeldeploy": modeldeploy_server(model, source, args.work, f"modeldeploy-{model}", args),
+        "litserve-user": litserve_user(model, source, args, options, args.litserve_batch, f"litserve-user-{model}"),
         "litserve-wrapper": Server(f"litserve-wrapper-{model}",
                                    [PYTHON, str(BENCH / "litserve_app.py"), model, str(source), str(wrapper_port),
-                                    *litserve, json.dumps(args.settings.get(model, {}))], wrapper_port, "/health",
-                                   work, env),
+                                    str(args.litserve_batch), str(args.litserve_timeout), args.device,
+                                    json.dumps(args.settings.get(model, {}))], wrapper_port, "/health", args.work,
+                                   peer_env(args)),
     }
     if args.baseline:
         chosen["baseline"] = Server(f"baseline-{model}", [PYTHON, str(BENCH / "baseline_app.py"), model, str(source),
                                                           str(baseline_port), args.device], baseline_port, "/health",
-                                    work, env)
+                                    args.work, peer_env(args))
     return chosen
+
+
+def litserve_sweep(model: str, source: Path, bodies: Path, args: argparse.Namespace,
+                   options: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """LitServe as its users write it at the comparison concurrency with other batch sizes, each
+    server alone: how much of the gap to it is its configuration (with texts of very different
+    lengths in arrival order, a smaller batch pads less)."""
+    runs = {}
+    for batch in args.litserve_sweep:
+        server = litserve_user(model, source, args, options, batch, f"litserve-user-{model}-batch{batch}").start()
+        try:
+            server.wait_ready()
+            loadgen.wrk(server.url, bodies, args.compare_at, args.warmup_seconds)
+            runs[str(batch)] = run = loadgen.wrk(server.url, bodies, args.compare_at, args.seconds)
+        finally:
+            server.stop()
+        print(f"{model} litserve-user max_batch_size={batch} c={args.compare_at}: {run['items_per_s']:.1f}/s",
+              flush=True)
+    return runs
 
 
 def curve(server: Server, bodies: Path, args: argparse.Namespace, label: str) -> dict[str, dict[str, Any]]:
@@ -113,7 +141,7 @@ def measure_references(model: str, source: Path, args: argparse.Namespace, optio
     print(f"== {model}: in-process references", flush=True)
     plain = PlainModel.load(model, source, args.device, **options)
     texts = reviews.reviews(args.reference_items)
-    result = references.measure(plain, texts, sorted({args.compare_at, *args.reference_windows}))
+    result = references.measure(plain, texts, sorted({args.compare_at, *args.reference_windows}), args.concurrency)
     del plain
     gc.collect()
     if torch.cuda.is_available():
@@ -134,7 +162,7 @@ def bench_model(model: str, source: Path, args: argparse.Namespace) -> dict[str,
     if (source / RECORD).exists():
         result["classifier_head"] = json.loads((source / RECORD).read_text())
     bodies = reviews.write_bodies(args.work / f"{model}-bodies.jsonl", model)
-    for name, server in servers(model, source, args.work, args, options).items():  # one at a time, back to back
+    for name, server in servers(model, source, args, options).items():  # one at a time, back to back
         server.start()
         try:
             server.wait_ready()
@@ -148,6 +176,8 @@ def bench_model(model: str, source: Path, args: argparse.Namespace) -> dict[str,
             result["peak_memory_mb"][name] = server.peak_memory_mb()
         finally:
             server.stop()
+    if args.litserve_sweep:
+        result["litserve_sweep"] = litserve_sweep(model, source, bodies, args, options)
     if args.threads_check:
         result["threads_check"] = threads_check(model, source, bodies, args)
     return result
@@ -237,6 +267,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-queue", type=int, default=BatchConfig.max_queue)
     parser.add_argument("--litserve-batch", type=int, default=16, help="max_batch_size of both LitServe servers")
     parser.add_argument("--litserve-timeout", type=float, default=0.01, help="batch_timeout of both LitServe servers")
+    parser.add_argument("--litserve-sweep", default="1,4,8,32",
+                        help="other max_batch_size values to try LitServe as its users write it with, at the "
+                             "comparison concurrency (empty: none)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the original app's way (Flask + waitress, one forward pass per request)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false")
@@ -253,9 +286,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.seconds, args.warmup_seconds, args.reference_items = 1, 1, 8
         args.concurrency, args.compare_at, args.breakdown, args.baseline = "1,2", 2, False, True
+        args.litserve_sweep = "4"
     args.models = args.models.split(",")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     args.reference_windows = [int(c) for c in args.reference_windows.split(",") if c]
+    args.litserve_sweep = [int(b) for b in args.litserve_sweep.split(",") if b]
     args.settings = model_settings(args.settings)
     return args
 

@@ -101,8 +101,23 @@ def ideal_batches(texts: Sequence[str], lengths: Sequence[int], size: int, cost:
     return batches
 
 
-def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int]) -> dict[str, Any]:
-    """All references of ``model`` on ``texts`` (in arrival order), for each window size."""
+def predicted_ideal(lengths: Sequence[int], size: int, cost: ideal.Cost) -> float:
+    """Items/s of the ideal window of ``size`` as the fitted cost prices it (forward passes only:
+    no tokenizing), which costs nothing to compute for every concurrency of the curve."""
+    seconds = 0.0
+    for window in windows(lengths, size):
+        ordered = sorted(lengths[i] for i in window)
+        start = 0
+        for count in ideal.cheapest_split(ordered, cost):
+            seconds += cost(count, ordered[start + count - 1])
+            start += count
+    return len(lengths) / seconds
+
+
+def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int],
+            predicted_sizes: Sequence[int] = ()) -> dict[str, Any]:
+    """All references of ``model`` on ``texts`` (in arrival order): measured for each of
+    ``window_sizes``, predicted by the fitted cost for each of ``predicted_sizes``."""
     lengths = model.token_lengths(texts)
     cost, error, samples = calibrate(model, " ".join(texts))
     seconds, latencies = _best(model, [[text] for text in texts])
@@ -113,6 +128,7 @@ def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int]
         "cost": {**cost.as_dict(), "median_relative_error": round(error, 3), "samples": samples},
         "batch1": {"items_per_s": len(texts) / seconds, "p50_ms": statistics.median(latencies) * 1000},
         "windows": {},
+        "predicted_ideal_items_per_s": {size: predicted_ideal(lengths, size, cost) for size in predicted_sizes},
     }
     for size in window_sizes:
         arrival, _ = _best(model, [[texts[i] for i in window] for window in windows(texts, size)])

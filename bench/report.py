@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from breakdown import NATIVE
+
 SERVERS = ("modeldeploy", "litserve-user", "litserve-wrapper", "baseline")
 DESCRIPTIONS = {
     "modeldeploy": "`modeldeploy serve` with a generated config",
@@ -46,28 +48,31 @@ def header(results: dict[str, Any]) -> list[str]:
     measured = [name for name in SERVERS if any(name in model["runs"] for model in results["models"].values())]
     settings = "; ".join(f"{model}: " + ", ".join(f"{k}={v}" for k, v in values.items())
                          for model, values in s["settings"].items()) or "none (each model's defaults)"
-    return [
-        "# Benchmark results", "",
-        f"Produced by `{results['command']}` (bench/harness.py) on {m['date']}. Machine: {m['cpu']}, {m['cores']} "
-        f"cores, {m['memory_gb']} GiB, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} intra-op "
-        f"threads); device: {m['device']} ({m['device_name']}). Load average (1/5/15 min) before: "
-        f"{_load(m['load_average'])}, after: {_load(m['load_average_after'])} (above the benchmark's own ~"
-        f"{m['cores']}, other work shared the machine).", "",
-        "![throughput and latency against concurrency](curve.png)", "",
-        "How it was taken: for each model, first the in-process references (plain transformers, no HTTP, "
-        f"on the first {s['reference_items']} texts of the bodies the load generator sends, in that order; items/s "
-        "is the best of two passes after a warm-up pass), then each server started alone, warmed up for "
-        f"{s['warmup_seconds']:g} s and driven by `wrk` (closed loop: each connection sends its next request "
-        f"when answered) for {s['seconds']:g} s at each concurrency, then stopped. One review-like text per "
-        "request (bench/reviews.py: most under 40 words, a few of several hundred; 8 to 512 tokens). "
-        f"Servers: " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in measured)
-        + f". modeldeploy: max_batch_size {s['max_batch_size']}, max_queue {s['max_queue']}; both LitServe "
-        f"servers: max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s (the values of "
-        "LitServe's batching docs). torch intra-op threads: modeldeploy's choice "
-        f"({m['torch_threads']}) for every server and reference (peers: {s['peer_torch_threads'] or 'torch default'}). "
-        f"Model settings given to modeldeploy and the wrapper LitServe serves: {settings}. CPU ms/request: the "
-        "server's processes' user + system CPU over the run, per answered request.", "",
+    machine = (f"Produced by `{results['command']}` (bench/harness.py) on {m['date']}. Machine: {m['cpu']}, "
+               f"{m['cores']} cores, {m['memory_gb']} GiB, Python {m['python']}, torch {m['torch']} "
+               f"({m['torch_threads']} intra-op threads); device: {m['device']} ({m['device_name']}). Load average "
+               f"(1/5/15 min) before: {_load(m['load_average'])}, after: {_load(m['load_average_after'])} (above "
+               f"the benchmark's own ~{m['cores']}, other work shared the machine).")
+    method = [
+        "How it was taken: for each model, first the in-process references (plain transformers, no HTTP, on the "
+        f"first {s['reference_items']} texts of the bodies the load generator sends, in that order; items/s is the "
+        "best of two passes after a warm-up pass), then each server started alone, warmed up for "
+        f"{s['warmup_seconds']:g} s and driven by `wrk` (closed loop: each connection sends its next request when "
+        f"answered) for {s['seconds']:g} s at each concurrency, then stopped.",
+        "One review-like text per request (bench/reviews.py: most under 40 words, a few of several hundred; 8 to "
+        "512 tokens with a real WordPiece vocabulary, more with the test models' small one).",
+        "Servers: " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in measured) + ".",
+        f"modeldeploy: max_batch_size {s['max_batch_size']}, max_queue {s['max_queue']}. Both LitServe servers: "
+        f"max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s, as a user serving a "
+        "small text model might set them (LitAPI's own example has 8 and 0.1 s, which adds up to 100 ms to a lone "
+        "request), not tuned: after each model's targets, other batch sizes are tried.",
+        f"torch intra-op threads: modeldeploy's choice ({m['torch_threads']}) for every server and reference "
+        f"(peers: {s['peer_torch_threads'] or 'torch default'}).",
+        f"Model settings given to modeldeploy and the wrapper LitServe serves: {settings}.",
+        "CPU ms/request: the server's processes' user + system CPU over the run, per answered request.",
     ]
+    return ["# Benchmark results", "", machine, "", "![throughput and latency against concurrency](curve.png)", "",
+            " ".join(method), ""]
 
 
 def references_table(refs: dict[str, Any]) -> list[str]:
@@ -80,6 +85,11 @@ def references_table(refs: dict[str, Any]) -> list[str]:
         lines += [f"| arrival order, windows of {size} as one padded batch | {window['arrival_items_per_s']:.1f} | |",
                   f"| ideal window of {size} (sorted, cheapest split: {window['ideal_sub_batches']} sub-batches) | "
                   f"{window['ideal_items_per_s']:.1f} | |"]
+    predicted = refs["predicted_ideal_items_per_s"]
+    if predicted:
+        lines += ["", "The ideal window as the fitted cost prices it (forward passes only, no tokenizing; the "
+                  "dotted black curve of the plot), by window size C: "
+                  + ", ".join(f"{size}: {v:.1f}/s" for size, v in predicted.items()) + "."]
     lines += ["", f"The ideal window's cost function, fitted to {len(cost['samples'])} timed forward passes "
               f"(median error {cost['median_relative_error']:.0%}): {cost['fixed'] * 1000:.3g} ms + rows x "
               f"({cost['per_row'] * 1000:.3g} ms + {cost['per_token'] * 1e6:.3g} us x tokens + "
@@ -112,6 +122,11 @@ def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any]) -> list[
     lines += ["| part of the request path | CPU ms/request | share |", "|---|---|---|"]
     lines += [f"| {bucket} | {part['cpu_ms_per_request']:.2f} | {part['share']:.0%} |"
               for bucket, part in result["buckets"].items()]
+    threads = ", ".join(f"{group} {ms:.2f} ms" for group, ms in result["threads_cpu_ms_per_request"].items())
+    lines += ["", f"CPU per request by thread: {threads}; threads py-spy never saw (native) "
+              f"{result['buckets'][NATIVE]['cpu_ms_per_request']:.2f} ms (waitress: the HTTP worker pool; "
+              "MainThread: waitress's event loop, which accepts, reads and writes the sockets; "
+              "modeldeploy-batcher: the inference thread)."]
     samples = result["samples"]
     waited = samples["waiting"] / max(samples["working"] + samples["waiting"], 1)
     lines += ["", f"Samples: {samples['working']} working, {samples['waiting']} caught waiting ({waited:.0%}: a lock, "
@@ -120,7 +135,23 @@ def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any]) -> list[
     return lines
 
 
-def model_section(name: str, model: dict[str, Any], compare_at: int) -> list[str]:
+def sweep_line(model: dict[str, Any], compare_at: int, batch: int) -> str:
+    """LitServe as its users write it with other batch sizes (``batch``: the curve's), against ours,
+    at the comparison concurrency."""
+    runs = model["runs"]
+    at = closest(runs["modeldeploy"], compare_at)
+    by_batch = {int(b): run["items_per_s"] for b, run in model["litserve_sweep"].items()}
+    by_batch[batch] = runs["litserve-user"][at]["items_per_s"]
+    best = max(by_batch, key=by_batch.get)
+    return (f"LitServe as its users write it, at c={at} with other max_batch_size values (each server alone): "
+            + ", ".join(f"{b}: {v:.1f}/s" for b, v in sorted(by_batch.items()))
+            + f". At its best ({best}), modeldeploy serves "
+            f"{runs['modeldeploy'][at]['items_per_s'] / by_batch[best]:.2f} x as much (texts of very different "
+            "lengths in arrival order pad less in smaller batches).")
+
+
+def model_section(name: str, model: dict[str, Any], settings: dict[str, Any]) -> list[str]:
+    compare_at = settings["compare_at"]
     lines = [f"## {name}", ""]
     head = model.get("classifier_head")
     if head:
@@ -133,6 +164,8 @@ def model_section(name: str, model: dict[str, Any], compare_at: int) -> list[str
     lines += ["| target | measured | met |", "|---|---|---|"]
     lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |"
               for what, measured, met in targets(model, compare_at)]
+    if model.get("litserve_sweep"):
+        lines += ["", sweep_line(model, compare_at, settings["litserve_batch"])]
     memory = ", ".join(f"{k} {v:.0f} MB" for k, v in model["peak_memory_mb"].items())
     lines += ["", f"Peak memory (all processes of each server): {memory}.", ""]
     if "breakdown" in model:
@@ -149,10 +182,9 @@ def model_section(name: str, model: dict[str, Any], compare_at: int) -> list[str
 
 
 def write(results: dict[str, Any], out: Path) -> None:
-    compare_at = results["settings"]["compare_at"]
     lines = header(results)
     for name, model in results["models"].items():
-        lines += model_section(name, model, compare_at)
+        lines += model_section(name, model, results["settings"])
     (out / "results.md").write_text("\n".join(lines) + "\n")
     plot(results, out / "curve.png")
 
@@ -187,9 +219,14 @@ def plot(results: dict[str, Any], path: Path) -> None:
             latency.plot(xs, [r["p99_ms"] for r in runs.values()], linestyle=":", color=line.get_color(),
                          label=f"{server} p99")
         throughput.axhline(window["ideal_items_per_s"], color="black", linestyle="--", label=f"ideal window (C={size})")
+        predicted = refs["predicted_ideal_items_per_s"]
+        if predicted:
+            throughput.plot([int(c) for c in predicted], list(predicted.values()), color="black", linestyle=":",
+                            label="ideal window of C, predicted")
         throughput.axhline(window["arrival_items_per_s"], color="grey", linestyle="--",
                            label=f"arrival order (C={size})")
         throughput.axhline(refs["batch1"]["items_per_s"], color="grey", linestyle=":", label="batch-1")
+        throughput.set_ylim(bottom=0)
         throughput.set_title(f"{name}: throughput")
         throughput.set_ylabel("items/s")
         latency.set_title(f"{name}: latency")

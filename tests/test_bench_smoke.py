@@ -16,8 +16,8 @@ def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke", "--models", "sentiment",
-         "--models-dir", str(Path(tiny_models["sentiment"]).parent), "--out", str(out), "--work", str(tmp_path / "work")],
+        [sys.executable, str(ROOT / "bench" / "harness.py"), "--smoke", "--models", "sentiment", "--models-dir",
+         str(Path(tiny_models["sentiment"]).parent), "--out", str(out), "--work", str(tmp_path / "work")],
         check=True, env=env, timeout=300, cwd=ROOT,
     )
     results = json.loads((out / "results.json").read_text())
@@ -35,9 +35,11 @@ def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
             assert run["errors"] == 0 and run["timeouts"] == 0 and run["cpu_ms_per_request"] > 0
     # each server measured alone: an idle peer beside it takes CPU from the one under load
     assert model["running_alongside"] == {server: [] for server in SERVERS}
+    assert model["litserve_sweep"]["4"]["ok"] > 0  # LitServe as its users write it, another batch size
     assert "breakdown" not in model  # --smoke skips the profile
     report = (out / "results.md").read_text()
-    for heading in ("In-process references", "| target | measured | met |", "litserve-user", "ideal window"):
+    for heading in ("In-process references", "| target | measured | met |", "litserve-user", "ideal window",
+                    "other max_batch_size values"):
         assert heading in report
     assert (out / "curve.png").stat().st_size > 0
     # results are published: nothing of this machine's file system in them
