@@ -1,8 +1,9 @@
 """The benchmark, end to end, model by model: the in-process references (plain transformers:
 batch-1, arrival-order windows, the ideal window), then modeldeploy, LitServe as its users write
 it and LitServe serving our wrapper, each alone on the machine, under wrk at each concurrency of
-the curve, and where modeldeploy's CPU goes (on the classifier). Writes results.json, results.md
-and curve.png next to this file (or under --out).
+the curve, LitServe as its users write it at other batch sizes, and where modeldeploy's CPU goes
+(on the classifier). Writes results.json, results.md and curve.png next to this file (or under
+--out).
 
     bash bench/run.sh            # the documented command (builds the models once)
     python bench/harness.py --models-dir DIR [--minilm DIR] [--smoke] [options]
@@ -172,7 +173,9 @@ def bench_model(model: str, source: Path, args: argparse.Namespace) -> dict[str,
             if name == "modeldeploy" and model == "sentiment" and args.breakdown:
                 result["breakdown"] = breakdown.measure(server, bodies, args.compare_at, args.breakdown_seconds,
                                                         args.breakdown_rate)
-                print(f"{model} breakdown: {json.dumps(result['breakdown']['buckets'])}", flush=True)
+                print(f"{model} modeldeploy CPU ms/request: " + ", ".join(
+                    f"{bucket} {part['cpu_ms_per_request']:.2f}" for bucket, part in
+                    result["breakdown"]["buckets"].items()), flush=True)
             result["peak_memory_mb"][name] = server.peak_memory_mb()
         finally:
             server.stop()
