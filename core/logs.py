@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
+import threading
 from datetime import datetime, timezone
 from typing import Any
 
@@ -44,6 +46,63 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class BackgroundStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Formats each record on the thread that logs it, and writes on a thread of its own, all
+    lines waiting in one write.
+
+    The stdlib handler writes and flushes the stream under its lock on every logging thread; with
+    one access line per request, 32 clients of a model that does nothing (wordcount) got 410
+    answers/s, against 980/s with access lines off: each write released the GIL, and the threads
+    queued behind the lock and the GIL in turn. ``flush`` waits until every line logged before it
+    is written; ``close`` (``logging.shutdown``) writes what is left.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: queue.SimpleQueue[str | threading.Event | None] = queue.SimpleQueue()
+        self._writer = threading.Thread(target=self._write_until_closed, name="modeldeploy-log-writer", daemon=True)
+        self._writer.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._pending.put(self.format(record) + self.terminator)
+        except Exception:  # noqa: BLE001 - logging must never break the caller
+            self.handleError(record)
+
+    def flush(self) -> None:
+        if self._writer.is_alive():
+            written = threading.Event()
+            self._pending.put(written)
+            written.wait(timeout=5)
+
+    def close(self) -> None:
+        if self._writer.is_alive():
+            self._pending.put(None)
+            self._writer.join(timeout=5)
+        super().close()
+
+    def _write_until_closed(self) -> None:
+        while True:
+            batch = [self._pending.get()]
+            while True:
+                try:
+                    batch.append(self._pending.get_nowait())
+                except queue.Empty:
+                    break
+            lines = "".join(item for item in batch if isinstance(item, str))
+            if lines:
+                try:
+                    self.stream.write(lines)
+                    self.stream.flush()
+                except Exception:  # noqa: BLE001 - a closed stderr must not kill the writer
+                    pass
+            for item in batch:
+                if isinstance(item, threading.Event):
+                    item.set()
+            if None in batch:
+                return
+
+
 def default_log_format() -> str:
     return os.environ.get(LOG_FORMAT_ENV) or "text"
 
@@ -55,7 +114,7 @@ def configure_logging(level: str = "WARNING", log_format: str = "text") -> None:
         raise ConfigError(
             f"log format must be one of {', '.join(LOG_FORMATS)}, got {log_format!r} (--log-format or ${LOG_FORMAT_ENV})"
         )
-    handler = logging.StreamHandler()
+    handler = BackgroundStreamHandler()
     handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(TEXT_FORMAT))
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     root_level = logging.getLogger().level

@@ -72,6 +72,7 @@ def test_text_access_line_of_an_in_process_request(restore_logging: None) -> Non
     app = create_app(registry=Registry(parse_config({"serve": ["sentiment"]})))
     response = app.test_client().get("/v2/models/sentiment", headers={"X-Request-ID": "text-line-1"})
     assert response.status_code == 200
+    logging.getLogger().handlers[0].flush()  # lines are written on the handler's own thread
     line = stream.getvalue().strip()
     assert " INFO modeldeploy.access: GET /v2/models/sentiment 200 model=sentiment " in line
     assert line.endswith("ms request_id=text-line-1")
