@@ -95,7 +95,7 @@ def servers(model: str, source: Path, args: argparse.Namespace, options: dict[st
         "litserve-user": litserve_user(model, source, args, options, args.litserve_batch, f"litserve-user-{model}"),
         "litserve-wrapper": Server(f"litserve-wrapper-{model}",
                                    [PYTHON, str(BENCH / "litserve_app.py"), model, str(source), str(wrapper_port),
-                                    str(args.litserve_batch), str(args.litserve_timeout), args.device,
+                                    str(args.max_batch_size), str(args.litserve_timeout), args.device,
                                     json.dumps(args.settings.get(model, {}))], wrapper_port, "/health", args.work,
                                    peer_env(args)),
     }
@@ -268,7 +268,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="more window sizes C for the arrival-order and ideal references (the comparison's always)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue", type=int, default=BatchConfig.max_queue)
-    parser.add_argument("--litserve-batch", type=int, default=16, help="max_batch_size of both LitServe servers")
+    parser.add_argument("--litserve-batch", type=int, default=16, help="max_batch_size of LitServe as its users write it (LitServe around our wrapper takes "
+                             "--max-batch-size, as modeldeploy does, and plans each batch with our planner)")
     parser.add_argument("--litserve-timeout", type=float, default=0.01, help="batch_timeout of both LitServe servers")
     parser.add_argument("--litserve-sweep", default="1,4,8,32",
                         help="other max_batch_size values to try LitServe as its users write it with, at the "
