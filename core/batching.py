@@ -416,7 +416,8 @@ def configure_torch_threads(threads: int = 0) -> int:
     One inference thread per model drives torch, so its intra-op pool should span the cores the
     process really has (containers often report the host's count). When another process keeps a
     core busy, threads stall in each other's barriers and fewer threads serve more; the measured
-    figures are in bench/results.md ("threads check") and docs/architecture.md.
+    figures are in docs/architecture.md (``server.torch_threads``; ``bash bench/run.sh
+    --threads-check`` measures them again).
     """
     import torch
 
