@@ -62,10 +62,13 @@ def header(results: dict[str, Any]) -> list[str]:
         "One review-like text per request (bench/reviews.py: most under 40 words, a few of several hundred; 8 to "
         "512 tokens with a real WordPiece vocabulary, more with the test models' small one).",
         "Servers: " + "; ".join(f"{name}: {DESCRIPTIONS[name]}" for name in measured) + ".",
-        f"modeldeploy: max_batch_size {s['max_batch_size']}, max_queue {s['max_queue']}. Both LitServe servers: "
-        f"max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s, as a user serving a "
-        "small text model might set them (LitAPI's own example has 8 and 0.1 s, which adds up to 100 ms to a lone "
-        "request), not tuned: after each model's targets, other batch sizes are tried.",
+        f"modeldeploy: max_batch_size {s['max_batch_size']}, max_queue {s['max_queue']}. LitServe as its users "
+        f"write it: max_batch_size {s['litserve_batch']}, batch_timeout {s['litserve_timeout']:g} s, as a user "
+        "serving a small text model might set them (LitAPI's own example has 8 and 0.1 s, which adds up to 100 ms to "
+        "a lone request), not tuned: after each model's targets, other batch sizes are tried. LitServe serving our "
+        f"wrapper: max_batch_size {s['max_batch_size']} (modeldeploy's), batch_timeout {s['litserve_timeout']:g} s, "
+        "each batch planned by `ModelWrapper.predict` with the cost model calibrated as modeldeploy's batcher does, "
+        "so the two differ in the front and in how a round is gathered.",
         f"torch intra-op threads: modeldeploy's choice ({m['torch_threads']}) for every server and reference "
         f"(peers: {s['peer_torch_threads'] or 'torch default'}).",
         f"Model settings given to modeldeploy and the wrapper LitServe serves: {settings}.",
