@@ -13,14 +13,11 @@ SETTINGS_JSON: the model's settings, as modeldeploy's config gives them (``--set
 
 from __future__ import annotations
 
-import json
-import sys
-
 import litserve as ls
 
 from modeldeploy.batching import calibrate_cost_model
 from modeldeploy.plugins import get_catalog
-from plain import resolve_device
+import litserve_main
 from servers import set_torch_threads
 
 
@@ -46,8 +43,4 @@ class WrapperAPI(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    name, directory, port, batch, timeout, device, settings = sys.argv[1:8]
-    api = WrapperAPI(name, directory, json.loads(settings), max_batch_size=int(batch), batch_timeout=float(timeout))
-    accelerator = "cuda" if resolve_device(device).startswith("cuda") else "cpu"
-    server = ls.LitServer(api, accelerator=accelerator, workers_per_device=1, timeout=120)
-    server.run(host="127.0.0.1", port=int(port), generate_client_file=False, log_level="warning")
+    litserve_main.serve(WrapperAPI)

@@ -14,13 +14,12 @@ arguments as the plugin would use them (bench/references.py, ``plugin_generation
 
 from __future__ import annotations
 
-import json
-import sys
 from typing import Any
 
 import litserve as ls
 
-from plain import PlainModel, resolve_device
+import litserve_main
+from plain import PlainModel
 from servers import set_torch_threads
 
 
@@ -44,8 +43,4 @@ class TransformersAPI(ls.LitAPI):
 
 
 if __name__ == "__main__":
-    name, directory, port, batch, timeout, device, options = sys.argv[1:8]
-    api = TransformersAPI(name, directory, json.loads(options), max_batch_size=int(batch), batch_timeout=float(timeout))
-    accelerator = "cuda" if resolve_device(device).startswith("cuda") else "cpu"
-    server = ls.LitServer(api, accelerator=accelerator, workers_per_device=1, timeout=120)
-    server.run(host="127.0.0.1", port=int(port), generate_client_file=False, log_level="warning")
+    litserve_main.serve(TransformersAPI)
