@@ -72,7 +72,7 @@ def export(model: Any, name: str, example_inputs: Mapping[str, Any], quantize: b
         import torch
     except ImportError as exc:
         raise ModelLoadError(f"model {name!r}: {MISSING}") from exc
-    inputs = {key: value for key, value in example_inputs.items()}
+    inputs = dict(example_inputs)
     with torch.inference_mode():
         output_names = [key for key, value in model(**inputs).items() if value is not None]
     batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
