@@ -107,13 +107,14 @@ def windows_throughput(wrapper: Any, texts: list[str], window: int) -> tuple[flo
 
 
 def measure(model: str, source: str | None, variants: dict[str, dict[str, str]],
-            agreement: Callable[..., dict[str, float]], texts: list[str], window: int) -> dict[str, Any]:
+            agreement: Callable[..., dict[str, float]], texts: list[str], window: int,
+            device: str = "cpu") -> dict[str, Any]:
     rows: dict[str, Any] = {}
     reference: list[Any] = []
     for name, settings in variants.items():
         started = time.perf_counter()
         try:
-            wrapper = modeldeploy.load(model, source, device="cpu", settings=settings)
+            wrapper = modeldeploy.load(model, source, device=device, settings=settings)
         except modeldeploy.ModelDeployError as exc:  # recorded, not hidden: the setting's own refusal
             rows[name] = {"refused": str(exc)}
             print(f"{model} {name}: refused: {exc}", flush=True)
@@ -127,6 +128,8 @@ def measure(model: str, source: str | None, variants: dict[str, dict[str, str]],
                       **agreement(results, reference)}
         print(f"{model} {name}: {json.dumps(rows[name])}", flush=True)
         del wrapper
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     fp32 = rows["fp32 torch"]["items_per_s"]
     for row in rows.values():
         if "items_per_s" in row:
@@ -183,12 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--texts", type=int, default=0, help="texts per model (0: each model's default)")
     parser.add_argument("--window", type=int, default=32)
     parser.add_argument("--out", type=Path, default=BENCH)
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or auto (int8 and onnxruntime are CPU-only: on a GPU their rows say why)")
     args = parser.parse_args(argv)
     threads = configure_torch_threads(0)
-    machine = f"{recording.machine()}, torch {torch.__version__} ({threads} intra-op threads), onnxruntime {onnxruntime.__version__}"
+    machine = f"{recording.machine(args.device)}, torch {torch.__version__} ({threads} intra-op threads), onnxruntime {onnxruntime.__version__}"
     results: dict[str, Any] = {"machine": machine, "date": datetime.date.today().isoformat(),
                                "window": args.window, "models": {},
-                               "command": "python bench/precision.py" + (f" --models {args.models}" if args.models != ",".join(MODELS) else ""),
+                               "command": "python bench/precision.py" + (f" --models {args.models}" if args.models != ",".join(MODELS) else "")
+                                          + (f" --device {args.device}" if args.device != "cpu" else ""),
                                "texts": args.texts or MODELS["sentiment"][3]}
     for model in args.models.split(","):
         folder, variants, agreement, default_count = MODELS[model]
@@ -197,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         label = {None: "the plugin's default (all-MiniLM-L6-v2 from PyPI)", "minilm": "bench/minilm.py's classifier",
                  "models": "modeldeploy.testing base-size model"}[folder]
         results["models"][model] = {"source": label, "texts": len(texts),
-                                    "variants": measure(model, source, variants, agreement, texts, args.window)}
+                                    "variants": measure(model, source, variants, agreement, texts, args.window,
+                                                        args.device)}
     args.out.mkdir(parents=True, exist_ok=True)
     recording.save(args.out / "results-precision", results, report)
     return 0

@@ -10,10 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from ab import cpu_name
+from plain import device_name, resolve_device
 
 
-def machine() -> str:
-    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, no GPU"
+def machine(device: str = "cpu") -> str:
+    """The CPU, its cores and Python, and the GPU when ``device`` resolves to one."""
+    gpu = device_name(device) if resolve_device(device).startswith("cuda") else "no GPU"
+    return f"{cpu_name()}, {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}, {gpu}"
 
 
 def save(out: Path, results: dict[str, Any], render: Callable[[dict[str, Any]], str]) -> None:
