@@ -14,11 +14,15 @@ import math
 
 from flask import request
 
+from modeldeploy.cancellation import Cancellation
 from modeldeploy.errors import InvalidInputError
 
 TIMEOUT_HEADER = "X-Request-Timeout"
 #: The header as a WSGI environ key, for the admission gate that runs before Flask.
 TIMEOUT_ENVIRON_KEY = "HTTP_X_REQUEST_TIMEOUT"
+#: WSGI environ key of the request's :class:`~modeldeploy.cancellation.Cancellation`, cancelled by
+#: the HTTP server when the client hangs up (``modeldeploy serve`` provides it).
+CANCELLATION = "modeldeploy.cancellation"
 #: A day: longer is a mistake (a unit mix-up, most likely), not a deadline.
 MAX_TIMEOUT_SECONDS = 86400.0
 
@@ -41,6 +45,11 @@ def parse_timeout_header(value: str | None) -> float | None:
 def request_timeout() -> float | None:
     """The current Flask request's ``X-Request-Timeout``, in seconds."""
     return parse_timeout_header(request.headers.get(TIMEOUT_HEADER))
+
+
+def request_cancellation() -> Cancellation | None:
+    """The current Flask request's cancellation, where the HTTP server provides one."""
+    return request.environ.get(CANCELLATION)
 
 
 def earliest(*timeouts: float | None) -> float | None:

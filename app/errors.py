@@ -25,12 +25,15 @@ from modeldeploy.errors import (
     OverloadedError,
     PredictionError,
     PredictionTimeoutError,
+    RequestCancelledError,
     UnknownModelError,
     UnsupportedOperationError,
 )
 
 log = logging.getLogger(__name__)
 
+#: The status logged for a request whose client hung up before its answer (no one receives it).
+CLIENT_CLOSED_REQUEST = 499
 INTERNAL_ERROR_MESSAGE = "internal server error; the server log has the details"
 
 
@@ -57,6 +60,8 @@ def describe_error(exc: BaseException) -> HttpError:
         return HttpError(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
     if isinstance(exc, PredictionTimeoutError):
         return HttpError(504, str(exc))
+    if isinstance(exc, RequestCancelledError):  # nobody reads it; nginx's "client closed request"
+        return HttpError(CLIENT_CLOSED_REQUEST, str(exc))
     if isinstance(exc, UnsupportedOperationError):
         return HttpError(501, str(exc))
     if isinstance(exc, PredictionError):

@@ -13,7 +13,7 @@ from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 
 from modeldeploy.inputs import decode_json, normalize_texts
 
-from .deadlines import request_timeout
+from .deadlines import request_cancellation, request_timeout
 from .models import describe_models
 from .observability import record_model
 from .state import get_registry, max_items
@@ -62,7 +62,7 @@ def predict() -> Response:
     record_model(name)
     texts, single = normalize_texts(body["data"])  # the one validation of this request's data
     check_item_count(len(texts), "'data'")
-    results = served.predict_texts(texts, request_timeout())
+    results = served.predict_texts(texts, request_timeout(), request_cancellation())
     return jsonify({"model_name": name, "body": results[0] if single else results})
 
 

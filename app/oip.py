@@ -19,7 +19,7 @@ from modeldeploy.errors import InvalidInputError, ModelNotReadyError, UnknownMod
 from modeldeploy.registry import ServedModel
 
 from . import oip_codec
-from .deadlines import earliest, request_timeout
+from .deadlines import earliest, request_cancellation, request_timeout
 from .json_api import check_item_count
 from .errors import HttpError, use_error_body
 from .observability import record_model
@@ -129,7 +129,8 @@ def infer(name: str, version: str | None = None) -> Response:
         raise InvalidInputError(f"Content-Encoding {encoding!r} is not supported; send the body uncompressed")
     parsed = oip_codec.parse_infer_request(request.get_data(), request.headers.get(oip_codec.HEADER_LENGTH))
     check_item_count(len(parsed.texts), f"input {oip_codec.INPUT_NAME!r}")
-    results = served.predict_texts(parsed.texts, earliest(request_timeout(), parsed.timeout))
+    results = served.predict_texts(parsed.texts, earliest(request_timeout(), parsed.timeout),
+                                   request_cancellation())
     body, headers = oip_codec.encode_infer_response(name, MODEL_VERSION, parsed, results,
                                                     served.entry.wrapper_class.result_datatype)
     return Response(body, status=200, headers=headers)

@@ -13,7 +13,8 @@ is done. It receives texts already validated and prepared by the caller's thread
 Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
 rest of the running round and the whole next one, priced at the recent seconds per item; see
 :meth:`Batcher.predicted_wait`) longer than the request's deadline, answers "overloaded" (HTTP
-503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504).
+503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504), and
+so are those of a caller that cancelled (an HTTP client that hung up: see :mod:`modeldeploy.cancellation`).
 A round running past the model's timeout is reported (:meth:`Batcher.overdue_round_seconds`) so the
 model can be marked stuck. An exception is bisected down to the item(s) that caused it.
 """
@@ -42,7 +43,9 @@ from .errors import (
     PluginContractError,
     PredictionError,
     PredictionTimeoutError,
+    RequestCancelledError,
 )
+from .cancellation import Cancellation
 from .inputs import normalize_texts
 from .wrapper import ModelWrapper
 
@@ -218,13 +221,15 @@ class Batcher:
         running = time.monotonic() - started
         return running if running > self.config.timeout else None
 
-    def submit(self, prepared: Sequence[str], timeout: float | None = None) -> list[Any]:
+    def submit(self, prepared: Sequence[str], timeout: float | None = None,
+               cancellation: Cancellation | None = None) -> list[Any]:
         """Queue prepared texts (``wrapper.prepare_texts`` of validated ones), wait for their
         results (in order) or raise.
 
         Raises OverloadedError when the queue cannot take them (a request always fits an empty
-        queue), PredictionTimeoutError after ``timeout`` seconds (default: the config's), and
-        PredictionError when the model failed on one of these texts.
+        queue), PredictionTimeoutError after ``timeout`` seconds (default: the config's),
+        PredictionError when the model failed on one of these texts, and RequestCancelledError
+        when ``cancellation`` is cancelled first (its items leave the queue at once).
         """
         if not prepared:
             return []
@@ -242,19 +247,40 @@ class Batcher:
             self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
             self._set_depth(len(self._queue))
             self._cond.notify()
-        if not request.done.wait(timeout):
-            with self._cond:
-                if not request.done.is_set():
-                    request.abandoned = True
-                    self._queue = deque(item for item in self._queue if item.request is not request)
-                    self._set_depth(len(self._queue))
-            if request.abandoned:
-                raise PredictionTimeoutError(
-                    f"model {self.name!r} did not answer within {timeout:g}s; the request was dropped"
-                )
+        unregister = cancellation.on_cancel(lambda: self._cancel(request)) if cancellation else None
+        try:
+            finished = request.done.wait(timeout)
+        finally:
+            if unregister is not None:
+                unregister()
+        if not finished and self._abandon(request):
+            raise PredictionTimeoutError(
+                f"model {self.name!r} did not answer within {timeout:g}s; the request was dropped"
+            )
         if request.error is not None:
             raise request.error
         return request.results
+
+    def _abandon(self, request: _Request) -> bool:
+        """Take ``request``'s items out of the queue unless it was answered; True if abandoned."""
+        with self._cond:
+            if request.done.is_set():
+                return False
+            request.abandoned = True
+            before = len(self._queue)
+            self._queue = deque(item for item in self._queue if item.request is not request)
+            self._set_depth(len(self._queue))
+        if before > len(self._queue):
+            metrics.ITEMS.labels(self.name, "dropped").inc(before - len(self._queue))
+        return True
+
+    def _cancel(self, request: _Request) -> None:
+        """The caller went away: free its place in the queue and wake it with the reason (items
+        already in the running round are skipped before their sub-batch)."""
+        if self._abandon(request):
+            request.error = RequestCancelledError(
+                f"model {self.name!r}: the caller went away before its answer was computed; its items were dropped")
+            request.done.set()
 
     # ------------------------------------------------------------------ inference thread
     def _serve(self) -> None:

@@ -108,6 +108,11 @@ class PredictionTimeoutError(ModelDeployError, TimeoutError):
     """The request waited longer than its timeout; its work was dropped (HTTP 504)."""
 
 
+class RequestCancelledError(ModelDeployError):
+    """The caller went away (the HTTP client closed its connection) before its answer was computed;
+    its items left the queue unanswered. Over HTTP nobody reads the answer: the access log shows 499."""
+
+
 class AttemptTimeoutError(ModelDeployError, TimeoutError):
     """A call did not finish within its deadline and was abandoned (see ``modeldeploy.retrying``)."""
 

@@ -34,6 +34,7 @@ from typing import Any
 
 from . import heap, loading, metrics
 from .batching import Batcher, configure_torch_threads
+from .cancellation import Cancellation
 from .config import Config, ModelConfig
 from .errors import (
     AttemptTimeoutError,
@@ -189,14 +190,16 @@ class ServedModel:
         batcher = self.batcher
         return batcher.refusal(timeout) if batcher is not None else None
 
-    def predict_texts(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+    def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
+                      cancellation: Cancellation | None = None) -> list[Any]:
         """Results for validated texts, in order: each prepared once, then batched. ``timeout``
-        (seconds) lowers the model's own deadline. A request that reaches a version just swapped
-        out goes on to the one now serving."""
+        (seconds) lowers the model's own deadline; cancelling ``cancellation`` takes the texts
+        out of the queue. A request that reaches a version just swapped out goes on to the one
+        now serving."""
         for _ in range(_MAX_SWAPS_FOLLOWED):
             batcher = self.ready_batcher()
             try:
-                return batcher.submit(batcher.wrapper.prepare_texts(texts), timeout)
+                return batcher.submit(batcher.wrapper.prepare_texts(texts), timeout, cancellation)
             except BatcherRetiredError:
                 continue
         raise ModelNotReadyError(f"model {self.name!r} is being swapped repeatedly; retry shortly", retry_after=1)

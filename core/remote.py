@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from prometheus_client import generate_latest
 
+from .cancellation import Cancellation
 from .config import Config, ModelConfig
 from .errors import (
     InputTypeError,
@@ -30,6 +31,7 @@ from .errors import (
     OverloadedError,
     PredictionError,
     PredictionTimeoutError,
+    RequestCancelledError,
     UnsupportedOperationError,
 )
 from .plugins import Catalog, ModelEntry
@@ -146,8 +148,13 @@ class RemoteServedModel(ServedModel):
     def _serving(self) -> bool:
         return True
 
-    def predict_texts(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+    def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
+                      cancellation: Cancellation | None = None) -> list[Any]:
+        """As the local model's, except that a request already sent to a replica runs there to the
+        end (its queue is the replica's): a caller gone before it is sent sends nothing."""
         self.raise_unless_ready()
+        if cancellation is not None and cancellation.cancelled:
+            raise RequestCancelledError(f"model {self.name!r}: the caller went away before the request was sent")
         return self.client.predict(texts, timeout)
 
     def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:

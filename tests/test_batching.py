@@ -18,6 +18,7 @@ from modeldeploy_summarization import SummarizationWrapper
 from modeldeploy import metrics
 from modeldeploy.batch_planner import CostModel
 from modeldeploy.batching import Batcher, calibrate_cost_model, configure_torch_threads
+from modeldeploy.cancellation import Cancellation
 from modeldeploy.config import BatchConfig, parse_config
 from modeldeploy.errors import (
     ConfigError,
@@ -25,6 +26,7 @@ from modeldeploy.errors import (
     OverloadedError,
     PredictionError,
     PredictionTimeoutError,
+    RequestCancelledError,
 )
 from modeldeploy.registry import Registry
 
@@ -318,6 +320,66 @@ def test_timeout_after_draining_drops_the_remaining_sub_batches(gated) -> None:
         batcher.close()
     assert not any("much longer" in item for batch in gated.batches for item in batch)
     assert dropped._value.get() == before + 1
+
+
+def test_a_cancelled_request_leaves_the_queue_at_once_and_is_never_computed(gated) -> None:
+    dropped = metrics.ITEMS.labels(gated.name, "dropped")
+    before = dropped._value.get()
+    batcher = started(gated)
+    gated.gate.clear()
+    cancellation = Cancellation()
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            busy = pool.submit(batcher.predict, "slow")
+            wait_until_busy(gated)
+            left = pool.submit(batcher.submit, ["the client hung up"], None, cancellation)
+            wait_for_queue(batcher, 1)
+            cancellation.cancel()
+            with pytest.raises(RequestCancelledError, match="went away"):
+                left.result(timeout=5)  # at once, while the round it waited behind still runs
+            assert len(batcher._queue) == 0 and not busy.done()
+            assert dropped._value.get() == before + 1
+            gated.gate.set()
+            assert busy.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        gated.gate.set()
+        batcher.close()
+    assert not any("hung up" in item for batch in gated.batches for item in batch)
+
+
+def test_a_request_cancelled_during_its_round_skips_its_remaining_sub_batches(gated) -> None:
+    batcher = started(gated, max_batch_size=1)
+    gated.gate.clear()
+    cancellation = Cancellation()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            both = pool.submit(batcher.submit, ["slow", "a much longer text that is planned after the slow one"],
+                               None, cancellation)
+            wait_until_busy(gated)
+            cancellation.cancel()
+            with pytest.raises(RequestCancelledError):
+                both.result(timeout=5)
+        gated.gate.set()
+        assert batcher.predict("next")["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        gated.gate.set()
+        batcher.close()
+    assert not any("much longer" in item for batch in gated.batches for item in batch)
+
+
+def test_cancelling_after_the_answer_changes_nothing(gated) -> None:
+    dropped = metrics.ITEMS.labels(gated.name, "dropped")
+    before = dropped._value.get()
+    batcher = started(gated)
+    cancellation = Cancellation()
+    try:
+        [result] = batcher.submit(["answered in time"], None, cancellation)
+        cancellation.cancel()
+        assert result["label"] in {"POSITIVE", "NEGATIVE"}
+        assert batcher.predict("still serving")["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        batcher.close()
+    assert dropped._value.get() == before
 
 
 def test_a_poisoned_item_fails_alone(gated) -> None:

@@ -15,6 +15,10 @@ server behind an orchestrator is added here:
 - **A response can be held back without a thread.** The app may call ``environ[HOLD_RESPONSE]``
   (seconds) to delay sending its answer; the connection keeps it until then while the thread
   serves others. The admission gate paces refusals this way in a retry storm.
+- **A client that hangs up cancels its request.** A connection stays readable while its request
+  runs (waitress's ``channel_request_lookahead``), so a client's close is seen at once; the
+  request's :class:`~modeldeploy.cancellation.Cancellation` (``environ[CANCELLATION]``) is then
+  cancelled and its items leave the model's queue instead of being computed for nobody.
 - **SIGTERM drains.** The listening sockets close at once (new connections are refused), requests
   in flight finish and their answers are sent, for up to ``shutdown_grace_seconds``; then the
   models stop (what is still queued is answered 503) and the process exits 0.
@@ -41,6 +45,8 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 
 from ..app.admission import HOLD_RESPONSE
+from ..app.deadlines import CANCELLATION
+from ..cancellation import Cancellation
 from ..config import ServerConfig
 
 log = logging.getLogger(__name__)
@@ -66,11 +72,13 @@ class ConnectionTimeouts:
 
 
 class _Task(WSGITask):
-    """A request whose app may hold its response back (:data:`HOLD_RESPONSE`)."""
+    """A request whose app may hold its response back (:data:`HOLD_RESPONSE`) and learns when its
+    client hangs up (:data:`CANCELLATION`)."""
 
     def get_environment(self) -> dict[str, Any]:
         environ = super().get_environment()
         environ[HOLD_RESPONSE] = self.channel.hold
+        environ[CANCELLATION] = self.channel.cancellation
         return environ
 
 
@@ -82,10 +90,29 @@ class _Channel(HTTPChannel):
     request_started = 0.0
     held_until = 0.0
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: Cancelled when the client hangs up; shared by the requests of one connection, which
+        #: waitress runs one at a time (they all lose their client together).
+        self.cancellation = Cancellation()
+
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
             self.request_started = time.time()
         return super().received(data)
+
+    def readable(self) -> bool:
+        # once the client has closed, its socket polls readable forever: stop asking
+        return self.connected and bool(super().readable())
+
+    def handle_read(self) -> None:
+        super().handle_read()
+        if not self.connected:
+            self.cancellation.cancel()
+
+    def handle_close(self) -> None:
+        super().handle_close()
+        self.cancellation.cancel()
 
     def hold(self, seconds: float) -> None:
         """Send what is written from now on no sooner than ``seconds`` from now (rounded up to
@@ -182,6 +209,7 @@ class HttpServer:
             host=config.host, port=config.port, threads=threads, ident="modeldeploy",
             connection_limit=connection_limit(config.connection_limit), asyncore_use_poll=True,
             max_request_body_size=max_body_bytes, cleanup_interval=1,
+            channel_request_lookahead=1,  # read while a request runs, so a client's close is seen
         )
         timeouts = ConnectionTimeouts(config.idle_timeout_seconds, config.read_timeout_seconds,
                                       config.request_timeout_seconds)

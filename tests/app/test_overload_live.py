@@ -7,13 +7,17 @@ for S seconds. The tiny sentiment model is the neighbour that must keep serving.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urlsplit
 
 import pytest
 from live_server import running_server
+from prometheus_client.parser import text_string_to_metric_families
 from waiting import wait_for
 
 #: Refusals sent at once per second in the pacing test, and how many clients are refused at once.
@@ -90,3 +94,30 @@ def test_a_model_that_recovers_is_ready_again(tmp_path, wordcount_env):
         wait_for(lambda: server.request("GET", "/health/ready").status == 503)
         wait_for(lambda: server.request("GET", "/health/ready").status == 200, timeout=30)
         assert predict(server, "three little words").json()["body"] == {"words": 3}
+
+
+def metric(server, name: str, **labels: str) -> float:
+    text = server.request("GET", "/metrics").text
+    return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+               if sample.name == name and sample.labels == labels)
+
+
+def test_a_client_that_hangs_up_takes_its_request_out_of_the_queue(tmp_path, wordcount_env):
+    config = {"serve": ["wordcount"]}
+    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(1) as pool:
+        busy = pool.submit(predict, server, "sleep:6 holds the model")
+        time.sleep(0.5)  # the model is now busy with it
+        parts = urlsplit(server.url)
+        body = json.dumps({"model_name": "wordcount", "data": "nobody will read this"}).encode()
+        with socket.create_connection((parts.hostname, parts.port)) as client:
+            client.sendall(b"POST /predict HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+            wait_for(lambda: metric(server, "modeldeploy_queue_depth", model="wordcount") == 1)
+        # the close is seen while the model is still busy: the queue empties long before the round ends
+        wait_for(lambda: metric(server, "modeldeploy_queue_depth", model="wordcount") == 0, timeout=3)
+        assert not busy.done()
+        assert metric(server, "modeldeploy_items_total", model="wordcount", outcome="dropped") == 1
+        assert busy.result().status == 200
+        assert metric(server, "modeldeploy_items_total", model="wordcount", outcome="ok") == 1
+        assert predict(server, "three little words").json()["body"] == {"words": 3}
+        wait_for(lambda: "POST /predict 499 model=wordcount" in server.output())
