@@ -98,7 +98,7 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
         f"Produced by `python bench/ab.py` ({datetime.date.today()}): {cpu_name()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, no GPU; "
         f"load average before {load[0]:.1f}, "
-        f"after {load[1]:.1f}. Base-size models (`python -m modeldeploy.testing build --size base`), "
+        f"after {load[1]:.1f}. Models: each model's folder under `--models-dir`, "
         f"`wrk` closed loop, texts of 5-60 words, {args.seconds:g} s per point after a {args.warmup_seconds:g} s "
         f"warm-up; each version served alone with its defaults, one server at a time in the order "
         f"{' '.join('A' if v == 'before' else 'B' for v in run_order(args.rounds))} (A = before, B = after); "
@@ -107,14 +107,14 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
     ]
     for model, summary in summaries.items():
         lines += [f"## {model}", "", "| concurrency | items/s before (min-max) | items/s after (min-max) | ratio | "
-                  "p50 ms before | p50 ms after | p99 ms before | p99 ms after | non-200 |",
+                  "p50 ms before | p50 ms after | p99 ms before | p99 ms after | non-200 before / after |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for concurrency in args.concurrency:
             b, a = summary["before"][concurrency], summary["after"][concurrency]
             lines.append(f"| {concurrency} | {b['items_per_s']:.1f} ({b['items_per_s_min']:.1f}-{b['items_per_s_max']:.1f}) | "
                          f"{a['items_per_s']:.1f} ({a['items_per_s_min']:.1f}-{a['items_per_s_max']:.1f}) | "
                          f"{a['items_per_s'] / b['items_per_s']:.2f} | {b['p50_ms']:.1f} | {a['p50_ms']:.1f} | "
-                         f"{b['p99_ms']:.1f} | {a['p99_ms']:.1f} | {b['non_200'] + a['non_200']} |")
+                         f"{b['p99_ms']:.1f} | {a['p99_ms']:.1f} | {b['non_200']} / {a['non_200']} |")
         lines.append("")
     return "\n".join(lines)
 
