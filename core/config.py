@@ -23,7 +23,7 @@ from .devices import validate_device
 from .errors import ConfigError
 
 MIN_HTTP_THREADS, HTTP_SPARE_THREADS, MAX_HTTP_THREADS = 16, 8, 1024
-ENGINES = ("local", "ray")
+ENGINES = ("local", "process", "ray")
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -105,7 +105,8 @@ class ServerConfig:
     max_refusals_per_second: float = 200.0
     #: Bearer token of the model-repository routes (load, unload, index); empty: those routes are off.
     admin_token: str = field(default="", repr=False)
-    #: ``local`` (this process) or ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``).
+    #: ``local`` (the models' threads in this process), ``process`` (each model in a worker process of
+    #: its own, the HTTP front here) or ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``).
     engine: str = "local"
     #: Ray engine: the cluster to join (``HOST:PORT``); empty starts a private one on 127.0.0.1.
     ray_address: str = ""

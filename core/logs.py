@@ -12,6 +12,7 @@ import logging
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -119,3 +120,15 @@ def configure_logging(level: str = "WARNING", log_format: str = "text") -> None:
     logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
     root_level = logging.getLogger().level
     logging.getLogger(ACCESS_LOGGER).setLevel(min(root_level, logging.INFO) if root_level < logging.ERROR else root_level)
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """The command's ``--log-level`` and ``--log-format``, applied again in every process an
+    engine starts for a model (a Ray replica, a worker process)."""
+
+    level: str = "WARNING"
+    format: str = "text"
+
+    def apply(self) -> None:
+        configure_logging(self.level, self.format)

@@ -98,7 +98,8 @@ class ModelService:
     def report(self) -> ReplicaReport:
         return ReplicaReport.of(self._served)
 
-    def metrics(self) -> str:
+    @staticmethod
+    def metrics() -> str:
         """This process's Prometheus exposition (batch sizes, queue depth, items) for the front's /metrics."""
         return generate_latest().decode("utf-8")
 
@@ -184,6 +185,9 @@ class RemoteRegistry(Registry):
     Operators' load and unload belong to the engine (it rolls replicas over), so they are refused.
     """
 
+    #: The engine whose processes serve the models (what operators are told to restart).
+    engine = "ray"
+
     def __init__(self, config: Config, clients: Mapping[str, ModelClient], catalog: Catalog | None = None,
                  refresh_seconds: float = 1.0) -> None:
         self._clients = dict(clients)
@@ -226,15 +230,18 @@ class RemoteRegistry(Registry):
         return [text for client in self._clients.values() for text in client.metric_texts()]
 
     def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
-        raise UnsupportedOperationError(_ENGINE_MANAGES)
+        raise UnsupportedOperationError(_engine_manages(self.engine))
 
     def unload_model(self, name: str) -> None:
-        raise UnsupportedOperationError(_ENGINE_MANAGES)
+        raise UnsupportedOperationError(_engine_manages(self.engine))
 
     def close(self, timeout: float | None = 10.0) -> None:
         self._closing.set()
 
 
-_ENGINE_MANAGES = ("this server's models run on an engine that manages their replicas (server.engine: ray); "
-                   "change the config and run `modeldeploy serve --engine ray` again: Ray Serve rolls the "
-                   "replicas over to the new version without dropping requests")
+def _engine_manages(engine: str) -> str:
+    """Why operators' loads and unloads are refused on ``engine``, and what to do instead."""
+    rollover = (": Ray Serve rolls the replicas over to the new version without dropping requests"
+                if engine == "ray" else "")
+    return (f"this server's models run in processes that their engine manages (server.engine: {engine}); "
+            f"change the config and run `modeldeploy serve --engine {engine}` again{rollover}")

@@ -28,7 +28,7 @@ def test_the_local_engine_is_the_default():
 
 
 @pytest.mark.parametrize("document, message", [
-    ({"server": {"engine": "kubernetes"}}, "server.engine must be one of local, ray, got 'kubernetes'"),
+    ({"server": {"engine": "kubernetes"}}, "server.engine must be one of local, process, ray, got 'kubernetes'"),
     ({"models": {"m": {"replicas": 0}}}, "models.m.replicas must be > 0"),
     ({"models": {"m": {"replicas": 2, "autoscaling": {"min_replicas": 1, "max_replicas": 2}}}},
      "models.m sets both replicas and autoscaling"),

@@ -17,10 +17,10 @@ from typing import Any
 from ray.serve import Application
 
 from ..config import load_config
-from ..logs import default_log_format
+from ..logs import LogSettings, default_log_format
 from ..plugins import get_catalog
 from ..registry import Registry
-from .deployments import LogSettings, build_application
+from .deployments import build_application
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -25,7 +25,7 @@ from ray.serve.handle import DeploymentHandle
 
 from ..app import create_app
 from ..config import Config, ModelConfig
-from ..logs import configure_logging
+from ..logs import LogSettings
 from ..remote import ModelService, RemoteFailure, RemoteRegistry, ReplicaReport
 from .client import RayModelClient
 
@@ -42,17 +42,6 @@ def max_ongoing(model: ModelConfig) -> int:
 def max_queued(model: ModelConfig) -> int:
     """Requests Serve holds for busy replicas before refusing (503): the config's, else a queue's worth."""
     return model.max_queued_requests or model.batch.max_queue
-
-
-@dataclasses.dataclass(frozen=True)
-class LogSettings:
-    """The command's ``--log-level`` and ``--log-format``, applied in every replica's process."""
-
-    level: str = "WARNING"
-    format: str = "text"
-
-    def apply(self) -> None:
-        configure_logging(self.level, self.format)
 
 
 class ModelReplica:

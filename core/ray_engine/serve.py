@@ -16,8 +16,9 @@ import ray
 from ray import serve
 
 from ..config import Config
+from ..logs import LogSettings
 from .cluster import start_http, start_ray
-from .deployments import APP_NAME, LogSettings, build_application
+from .deployments import APP_NAME, build_application
 
 log = logging.getLogger(__name__)
 

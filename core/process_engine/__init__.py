@@ -1,0 +1,46 @@
+"""``server.engine: process``: the HTTP front in this process, each model in a worker process of its own.
+
+The local engine runs the models' threads beside the front's, under one GIL; the process engine
+gives each model its own (see :mod:`.worker` for why that matters on a GPU). The app, the
+admission gate and the HTTP contract are the same: the front holds a
+:class:`~modeldeploy.remote.RemoteRegistry` whose clients are :class:`.client.ProcessModelClient`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from ..config import Config
+from ..logs import LogSettings
+from ..plugins import Catalog
+from ..remote import RemoteRegistry
+from .client import ProcessModelClient
+
+__all__ = ["ProcessRegistry"]
+
+
+class ProcessRegistry(RemoteRegistry):
+    """The models ``names`` of ``config``, each served by a worker process this registry starts
+    (:meth:`start`) and stops (:meth:`close`)."""
+
+    engine = "process"
+
+    def __init__(self, config: Config, names: list[str], log_settings: LogSettings,
+                 catalog: Catalog | None = None) -> None:
+        self._sockets = Path(tempfile.mkdtemp(prefix="modeldeploy-workers-"))
+        self.workers = {name: ProcessModelClient(config, name, log_settings, self._sockets / f"{index}.sock")
+                        for index, name in enumerate(names)}
+        super().__init__(config, self.workers, catalog)
+
+    def start(self, background: bool = True) -> None:
+        for worker in self.workers.values():
+            worker.start()
+        super().start(background)
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        super().close(timeout)
+        for worker in self.workers.values():
+            worker.close()
+        shutil.rmtree(self._sockets, ignore_errors=True)

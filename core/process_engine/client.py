@@ -1,0 +1,159 @@
+"""The front's side of a model in a worker process: start it, reach it, start it again if it dies.
+
+Each of the front's threads borrows a connection to the worker (a pool, one per thread at most),
+sends its texts and waits for the reply without holding the GIL. The worker's own batcher gathers
+what the threads send, so batching, admission and deadlines are the local engine's. A worker
+that exits (a crash, the OOM killer) is started again after a backoff; meanwhile its model is
+failed, saying why, and its requests get 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import queue
+import threading
+import time
+from collections.abc import Sequence
+from multiprocessing.connection import Client, Connection
+from pathlib import Path
+from typing import Any
+
+from ..config import Config
+from ..errors import ModelDeployError, ModelNotReadyError, PredictionTimeoutError
+from ..logs import LogSettings
+from ..registry import FAILED, LOADING, ModelStatus
+from ..remote import RemoteFailure, ReplicaReport
+from ..retrying import Backoff
+from .worker import run_worker
+
+log = logging.getLogger(__name__)
+
+#: Seconds a status report or a metrics read may take; past it the worker counts as busy.
+REPORT_TIMEOUT = 5.0
+#: Seconds beyond the request's deadline (the worker answers 504 itself) before the front gives up.
+TIMEOUT_MARGIN = 5.0
+#: Waits before starting a worker that exited again (at least two of the registry's one-second status
+#: reads, so the failure shows in /health/ready); a worker that ran this long starts afresh.
+RESTART_BACKOFF, STABLE_SECONDS = Backoff(initial=2.5, maximum=30.0), 60.0
+
+
+class ProcessModelClient:
+    """One model's worker process and the connections to it."""
+
+    def __init__(self, config: Config, name: str, log_settings: LogSettings, socket_path: Path) -> None:
+        self.name = name
+        self._config, self._log_settings, self._socket_path = config, log_settings, socket_path
+        self._timeout = config.model(name).batch.timeout
+        self._authkey = os.urandom(32)
+        self._lock = threading.Lock()
+        self._process: Any = None
+        #: Idle connections to the running worker; a new worker gets a new pool.
+        self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
+        #: Why the worker is not running, while it waits to be started again.
+        self._down: str | None = None
+        self._closing = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> None:
+        self._spawn()
+        threading.Thread(target=self._supervise, name=f"modeldeploy-supervise-{self.name}", daemon=True).start()
+
+    def close(self) -> None:
+        """Stop the worker (SIGKILL: it ignores SIGTERM, and has nothing to save); a request still
+        in it gets 503. The front calls this after draining its own requests."""
+        self._closing.set()
+        process = self._process
+        if process is not None and process.is_alive():
+            process.kill()
+            process.join()
+        self._socket_path.unlink(missing_ok=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The running worker's process id (None before it starts)."""
+        process = self._process
+        return process.pid if process is not None else None
+
+    def _spawn(self) -> None:
+        self._socket_path.unlink(missing_ok=True)
+        process = multiprocessing.get_context("spawn").Process(
+            target=run_worker, name=f"modeldeploy-worker-{self.name}",
+            args=(self._config, self.name, str(self._socket_path), self._authkey, self._log_settings))
+        process.start()
+        with self._lock:
+            self._process, self._idle, self._down = process, queue.SimpleQueue(), None
+
+    def _supervise(self) -> None:
+        attempt = 0
+        while True:
+            started = time.monotonic()
+            self._process.join()
+            if self._closing.is_set():
+                return
+            attempt = 1 if time.monotonic() - started > STABLE_SECONDS else attempt + 1
+            delay = RESTART_BACKOFF.delay(attempt)
+            reason = (f"the worker process of model {self.name!r} exited with code {self._process.exitcode}; "
+                      f"it is started again in {delay:.0f} s")
+            log.error("%s", reason)
+            with self._lock:
+                self._down = reason
+            if self._closing.wait(delay):
+                return
+            self._spawn()
+
+    # ------------------------------------------------------------------ ModelClient
+    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+        waited = (self._timeout if timeout is None else min(timeout, self._timeout)) + TIMEOUT_MARGIN
+        reply = self._call(("predict", list(texts), timeout), waited)
+        if isinstance(reply, RemoteFailure):
+            raise reply.error()
+        return reply
+
+    def report(self) -> ReplicaReport:
+        with self._lock:
+            down = self._down
+        if down is not None:
+            return ReplicaReport(ModelStatus(FAILED, down, fix="the server log has the worker's last lines"))
+        if not self._socket_path.exists():
+            return ReplicaReport(ModelStatus(LOADING))  # the worker is starting: its socket is not open yet
+        return self._call(("report",), REPORT_TIMEOUT)
+
+    def metric_texts(self) -> list[str]:
+        try:
+            return [self._call(("metrics",), REPORT_TIMEOUT)]
+        except ModelDeployError:
+            return []
+
+    def _call(self, message: tuple[Any, ...], waited: float) -> Any:
+        connection, pool = self._connection()
+        try:
+            connection.send(message)
+            if not connection.poll(waited):
+                connection.close()  # its reply, if it ever comes, must not answer the next request
+                raise PredictionTimeoutError(f"model {self.name!r}: its worker process did not answer within "
+                                             f"{waited:g} s")
+            reply = connection.recv()
+        except (EOFError, OSError):
+            connection.close()
+            raise ModelNotReadyError(f"the worker process of model {self.name!r} stopped while answering; "
+                                     "retry shortly", retry_after=1) from None
+        pool.put(connection)
+        return reply
+
+    def _connection(self) -> tuple[Connection, queue.SimpleQueue[Connection]]:
+        """An idle connection to the running worker, or a new one, with the pool it returns to."""
+        with self._lock:
+            down, pool = self._down, self._idle
+        if down is not None:
+            raise ModelNotReadyError(down, retry_after=1)
+        try:
+            return pool.get_nowait(), pool
+        except queue.Empty:
+            pass
+        try:
+            return Client(str(self._socket_path), family="AF_UNIX", authkey=self._authkey), pool
+        except OSError:
+            raise ModelNotReadyError(f"the worker process of model {self.name!r} is starting; retry shortly",
+                                     retry_after=1) from None

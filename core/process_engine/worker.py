@@ -1,0 +1,102 @@
+"""The worker process of one model: its local registry, batcher and planner, and nothing else.
+
+The HTTP front's threads parse, answer and log for every client; a model thread sharing their GIL
+waits behind them at each torch operation, which on a GPU (a few hundred short kernel launches per
+forward pass) costs more than the forward pass itself (bench/results-gpu.md). Here the model
+has a GIL of its own: the process runs a :class:`~modeldeploy.remote.ModelService` behind a Unix
+socket, one thread per connection of the front, each passing its request to the batcher.
+
+Messages are pickled tuples over :mod:`multiprocessing.connection` (authenticated with a key
+only the front knows): ``("predict", texts, timeout)`` answers results or a
+:class:`~modeldeploy.remote.RemoteFailure`, ``("report",)`` a
+:class:`~modeldeploy.remote.ReplicaReport`, ``("metrics",)`` this process's Prometheus text.
+The socket opens before the model loads, so the front sees "loading" rather than silence. The
+process ignores SIGINT and SIGTERM (the front stops it after draining) and ends with its parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+from multiprocessing.connection import Connection, Listener
+from typing import Any
+
+from ..config import Config
+from ..errors import ModelNotReadyError
+from ..logs import LogSettings
+from ..registry import LOADING, ModelStatus
+from ..remote import ModelService, RemoteFailure, ReplicaReport
+
+log = logging.getLogger(__name__)
+
+
+def run_worker(config: Config, name: str, address: str, authkey: bytes, log_settings: LogSettings) -> None:
+    """The worker's main (the target of a spawned process): listen, load the model, answer."""
+    log_settings.apply()
+    # Ctrl-C, and a service manager's SIGTERM to the whole group, are the front's: it drains its
+    # requests first, then stops its workers
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    _exit_with_parent()
+    listener = Listener(address, family="AF_UNIX", authkey=authkey)
+    worker = _Worker(config, name)
+    threading.Thread(target=worker.load, name=f"modeldeploy-load-{name}", daemon=True).start()
+    while True:
+        try:
+            connection = listener.accept()
+        except (OSError, EOFError) as exc:  # a client that failed the handshake: not ours
+            log.warning("worker of model %s refused a connection: %s", name, exc)
+            continue
+        threading.Thread(target=worker.answer, args=(connection,), name=f"modeldeploy-conn-{name}",
+                         daemon=True).start()
+
+
+class _Worker:
+    """Answers the front's messages, with "loading" until the model service exists."""
+
+    def __init__(self, config: Config, name: str) -> None:
+        self.config, self.name = config, name
+        self.service: ModelService | None = None
+
+    def load(self) -> None:
+        self.service = ModelService(self.config, self.name)  # loads the model (retries and failures as locally)
+
+    def answer(self, connection: Connection) -> None:
+        with connection:
+            while True:
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError):
+                    return  # the front closed this connection
+                connection.send(self._reply(message))
+
+    def _reply(self, message: tuple[Any, ...]) -> Any:
+        kind, *args = message
+        service = self.service
+        if kind == "metrics":
+            return ModelService.metrics()
+        if service is None:
+            if kind == "report":
+                return ReplicaReport(ModelStatus(LOADING))
+            return RemoteFailure.of(ModelNotReadyError(f"model {self.name!r} is still loading", retry_after=5))
+        if kind == "predict":
+            return service.predict(*args)
+        if kind == "report":
+            return service.report()
+        raise ValueError(f"unknown message {kind!r}")
+
+
+def _exit_with_parent() -> None:
+    """A worker never outlives the front that started it (a killed front leaves no model behind)."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(0)
+
+    threading.Thread(target=watch, name="modeldeploy-parent-watch", daemon=True).start()
