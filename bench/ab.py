@@ -6,6 +6,8 @@ Used to show that a change to the request path costs nothing (or what it costs).
 without ``--after`` the "after" server runs the package installed in this environment. Freeze
 both when the working tree may change while the benchmark runs. Each server runs alone; the
 versions alternate A B B A A B B A (``--rounds``) so that drift of the shared machine falls on both alike.
+``--engine-before``/``--engine-after`` set each side's ``server.engine`` (the same install on both
+sides then compares the engines).
 
     pip install --no-deps --target ../before-site <checkout of the other version>
     python bench/ab.py --models-dir bench/.work/models --before ../before-site
@@ -34,13 +36,15 @@ BENCH = Path(__file__).parent
 
 
 def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int,
-           legacy_config: bool) -> Server:
+           legacy_config: bool, engine: str = "local") -> Server:
     """``modeldeploy serve`` of one version, with the default batching and HTTP pool."""
     port = free_port()
     config = work / f"ab-{version}-{model}.yaml"
     document: dict[str, Any] = {"models": {model: {"source": str(source)}}}
     if not legacy_config:  # serve only this model (installs from before the 'serve' key refuse it)
         document["serve"] = [model]
+    if engine != "local":
+        document["server"] = {"engine": engine}
     config.write_text(json.dumps(document))  # JSON is YAML
     site = sites[version]
     env = {"PYTHONPATH": str(site)} if site is not None else {}
@@ -53,7 +57,7 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {"before": {}, "after": {}}
     for run, version in enumerate(run_order(args.rounds)):
         under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
-                            run, args.legacy_config).start()
+                            run, args.legacy_config, getattr(args, f"engine_{version}")).start()
         try:
             under_test.wait_ready()
             loadgen.wrk(under_test.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
@@ -131,6 +135,8 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, required=True)
     parser.add_argument("--before", type=Path, required=True, help="folder holding the other modeldeploy install")
     parser.add_argument("--after", type=Path, help="folder holding the install to compare (default: this one)")
+    parser.add_argument("--engine-before", choices=("local", "process"), default="local")
+    parser.add_argument("--engine-after", choices=("local", "process"), default="local")
     parser.add_argument("--label-before", default="before")
     parser.add_argument("--label-after", default="after")
     parser.add_argument("--models", default="sentiment,ner,summarization")
