@@ -58,7 +58,7 @@ def model_settings(pairs: list[str]) -> dict[str, dict[str, Any]]:
 
 
 def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: argparse.Namespace,
-                       torch_threads: int = 0) -> Server:
+                       torch_threads: int = 0, engine: str = "local") -> Server:
     """modeldeploy as users run it (``modeldeploy serve`` on a config naming the model's folder)."""
     port = free_port()
     config = work / f"{label}.yaml"
@@ -67,7 +67,7 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: a
     if args.settings.get(model):
         served["settings"] = args.settings[model]
     config.write_text(json.dumps({"serve": [model], "models": {model: served},  # JSON is YAML
-                                  "server": {"torch_threads": torch_threads}}))
+                                  "server": {"torch_threads": torch_threads, "engine": engine}}))
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     return Server(label, command, port, "/health/ready", work)
 
@@ -99,6 +99,9 @@ def servers(model: str, source: Path, args: argparse.Namespace, options: dict[st
                                     json.dumps(args.settings.get(model, {}))], wrapper_port, "/health", args.work,
                                    peer_env(args)),
     }
+    if args.process_engine:
+        chosen["modeldeploy-process"] = modeldeploy_server(model, source, args.work, f"modeldeploy-process-{model}",
+                                                           args, engine="process")
     if args.baseline:
         chosen["baseline"] = Server(f"baseline-{model}", [PYTHON, str(BENCH / "baseline_app.py"), model, str(source),
                                                           str(baseline_port), args.device], baseline_port, "/health",
@@ -274,6 +277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--litserve-sweep", default="1,4,8,32",
                         help="other max_batch_size values to try LitServe as its users write it with, at the "
                              "comparison concurrency (empty: none)")
+    parser.add_argument("--process-engine", action="store_true",
+                        help="also measure modeldeploy with server.engine: process (each model in a worker process)")
     parser.add_argument("--baseline", action="store_true",
                         help="also measure the original app's way (Flask + waitress, one forward pass per request)")
     parser.add_argument("--no-breakdown", dest="breakdown", action="store_false")
@@ -290,6 +295,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.smoke:
         args.seconds, args.warmup_seconds, args.reference_items = 1, 1, 8
         args.concurrency, args.compare_at, args.breakdown, args.baseline = "1,2", 2, False, True
+        args.process_engine = True
         args.litserve_sweep = "4"
     args.models = args.models.split(",")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]

@@ -8,9 +8,10 @@ from typing import Any
 
 from breakdown import NATIVE
 
-SERVERS = ("modeldeploy", "litserve-user", "litserve-wrapper", "baseline")
+SERVERS = ("modeldeploy", "modeldeploy-process", "litserve-user", "litserve-wrapper", "baseline")
 DESCRIPTIONS = {
     "modeldeploy": "`modeldeploy serve` with a generated config",
+    "modeldeploy-process": "the same with `server.engine: process` (the model in a worker process of its own)",
     "litserve-user": "LitServe as its users write it (bench/litserve_user_app.py: plain transformers, one padded "
                      "batch in arrival order)",
     "litserve-wrapper": "LitServe serving our wrapper (bench/litserve_app.py)",

@@ -5,7 +5,8 @@
 # bench/results.json and bench/curve.png. About 25 minutes on 2 cores.
 # Needs wrk (apt), py-spy and the dev requirements (litserve, matplotlib); extra arguments go to
 # the harness (e.g. --models sentiment --concurrency 1,32 --seconds 3, --device cuda,
-# --setting sentiment.precision=bf16; see `python bench/harness.py --help`).
+# --setting sentiment.precision=bf16, --process-engine to add modeldeploy with each model in a worker
+# process; see `python bench/harness.py --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SERVERS = ("modeldeploy", "litserve-user", "litserve-wrapper", "baseline")
+SERVERS = ("modeldeploy", "modeldeploy-process", "litserve-user", "litserve-wrapper", "baseline")
 
 
 def test_benchmark_harness_smoke(tiny_models, tmp_path) -> None:
