@@ -34,6 +34,7 @@ from typing import Any
 
 from . import metrics
 from .batch_planner import CostModel, fit_cost_model, plan_batches
+from .cancellation import Cancellation
 from .config import BatchConfig
 from .errors import (
     BatcherRetiredError,
@@ -45,7 +46,6 @@ from .errors import (
     PredictionTimeoutError,
     RequestCancelledError,
 )
-from .cancellation import Cancellation
 from .inputs import normalize_texts
 from .wrapper import ModelWrapper
 

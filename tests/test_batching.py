@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
@@ -14,6 +13,7 @@ import torch
 from modeldeploy_ner import NerWrapper
 from modeldeploy_sentiment import SentimentWrapper
 from modeldeploy_summarization import SummarizationWrapper
+from same_results import assert_same
 
 from modeldeploy import metrics
 from modeldeploy.batch_planner import CostModel
@@ -70,22 +70,6 @@ class GatedSentiment(SentimentWrapper):
         if any("POISON" in item for item in items):
             raise ValueError("poisoned input")
         return super().predict_batch(items)
-
-
-def assert_same(actual: Any, expected: Any) -> None:
-    """Equal structures, floats within tolerance (padding changes float sums slightly)."""
-    if isinstance(expected, float):
-        assert math.isclose(actual, expected, rel_tol=1e-4, abs_tol=1e-5), (actual, expected)
-    elif isinstance(expected, dict):
-        assert actual.keys() == expected.keys()
-        for key in expected:
-            assert_same(actual[key], expected[key])
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected)
-        for a, e in zip(actual, expected):
-            assert_same(a, e)
-    else:
-        assert actual == expected
 
 
 @pytest.fixture(scope="module")

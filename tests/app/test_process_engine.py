@@ -6,14 +6,13 @@ that dies must be reported and started again, and stopping the server must stop 
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest
 from live_server import running_server, session_members, tiny_models_config
+from same_results import assert_same
 from waiting import wait_for
 
 import modeldeploy
@@ -35,21 +34,6 @@ def workers(server) -> list[int]:
     return found
 
 
-def assert_close(actual: Any, expected: Any) -> None:
-    if isinstance(expected, float):
-        assert math.isclose(actual, expected, rel_tol=1e-4, abs_tol=1e-5), (actual, expected)
-    elif isinstance(expected, dict):
-        assert actual.keys() == expected.keys()
-        for key in expected:
-            assert_close(actual[key], expected[key])
-    elif isinstance(expected, list):
-        assert len(actual) == len(expected)
-        for a, e in zip(actual, expected):
-            assert_close(a, e)
-    else:
-        assert actual == expected
-
-
 @pytest.fixture(scope="module")
 def process_server(tiny_models, tmp_path_factory):
     models = {name: tiny_models[name] for name in ("sentiment", "ner")}
@@ -63,7 +47,7 @@ def test_answers_are_the_local_engines(process_server, tiny_models, model):
     expected = modeldeploy.load(model, str(tiny_models[model]), device="cpu").predict(TEXTS)
     answer = process_server.request("POST", "/predict", json={"model_name": model, "data": TEXTS})
     assert answer.status == 200, answer.text
-    assert_close(answer.json()["body"], expected)
+    assert_same(answer.json()["body"], expected)
     infer = {"inputs": [{"name": "text", "datatype": "BYTES", "shape": [1], "data": [TEXTS[0]]}]}
     assert process_server.request("POST", f"/v2/models/{model}/infer", json=infer).status == 200
 
