@@ -25,9 +25,9 @@ from multiprocessing.connection import Connection, Listener
 from typing import Any
 
 from ..config import Config
-from ..errors import ModelNotReadyError
+from ..errors import ModelNotReadyError, PredictionError
 from ..logs import LogSettings
-from ..registry import LOADING, ModelStatus
+from ..registry import FAILED, LOADING, ModelStatus
 from ..remote import ModelService, RemoteFailure, ReplicaReport
 
 log = logging.getLogger(__name__)
@@ -60,9 +60,15 @@ class _Worker:
     def __init__(self, config: Config, name: str) -> None:
         self.config, self.name = config, name
         self.service: ModelService | None = None
+        #: Why the model service could not be built (its plugin is not installed here, say).
+        self.failure: str | None = None
 
     def load(self) -> None:
-        self.service = ModelService(self.config, self.name)  # loads the model (retries and failures as locally)
+        try:
+            self.service = ModelService(self.config, self.name)  # loads the model (retries as locally)
+        except Exception as exc:  # noqa: BLE001 - reported to the front, which shows it as the model's status
+            log.exception("worker of model %s could not start its model service", self.name)
+            self.failure = f"the worker process of model {self.name!r} could not start: {type(exc).__name__}: {exc}"
 
     def answer(self, connection: Connection) -> None:
         with connection:
@@ -71,22 +77,27 @@ class _Worker:
                     message = connection.recv()
                 except (EOFError, OSError):
                     return  # the front closed this connection
-                connection.send(self._reply(message))
+                try:
+                    reply = self._reply(message)
+                except Exception as exc:  # noqa: BLE001 - a bug here must fail one request, not the connection
+                    log.exception("worker of model %s failed to answer %r", self.name, message[0])
+                    reply = RemoteFailure.of(PredictionError(
+                        f"model {self.name!r}: its worker process failed: {type(exc).__name__}: {exc}"))
+                connection.send(reply)
 
     def _reply(self, message: tuple[Any, ...]) -> Any:
         kind, *args = message
+        if kind not in ("predict", "report", "metrics"):
+            raise ValueError(f"unknown message {kind!r}")
         service = self.service
         if kind == "metrics":
             return ModelService.metrics()
         if service is None:
             if kind == "report":
-                return ReplicaReport(ModelStatus(LOADING))
-            return RemoteFailure.of(ModelNotReadyError(f"model {self.name!r} is still loading", retry_after=5))
-        if kind == "predict":
-            return service.predict(*args)
-        if kind == "report":
-            return service.report()
-        raise ValueError(f"unknown message {kind!r}")
+                return ReplicaReport(ModelStatus(FAILED, self.failure) if self.failure else ModelStatus(LOADING))
+            return RemoteFailure.of(ModelNotReadyError(self.failure or f"model {self.name!r} is still loading",
+                                                       retry_after=5))
+        return service.predict(*args) if kind == "predict" else service.report()
 
 
 def _exit_with_parent() -> None:

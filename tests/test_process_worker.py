@@ -1,0 +1,40 @@
+"""The process engine's worker, in this process: what it answers when its model service cannot be
+built, and when answering a message fails (the live server tests cover the rest)."""
+
+from __future__ import annotations
+
+import threading
+from multiprocessing import Pipe
+
+from modeldeploy.config import parse_config
+from modeldeploy.errors import ModelNotReadyError, PredictionError
+from modeldeploy.process_engine.worker import _Worker
+from modeldeploy.registry import FAILED
+from modeldeploy.remote import RemoteFailure
+
+
+def test_a_model_service_that_cannot_start_is_reported_failed_with_the_reason() -> None:
+    worker = _Worker(parse_config({}), "no-such-model")
+    worker.load()
+    report = worker._reply(("report",))
+    assert report.status.state == FAILED and "could not start" in report.status.reason
+    assert "no-such-model" in report.status.reason
+    refused = worker._reply(("predict", ["text"], None))
+    assert isinstance(refused, RemoteFailure) and refused.kind is ModelNotReadyError
+    assert refused.message == report.status.reason
+
+
+def test_a_message_that_fails_is_answered_as_an_error_and_the_connection_stays_open() -> None:
+    worker = _Worker(parse_config({}), "no-such-model")
+    front, back = Pipe()
+    answering = threading.Thread(target=worker.answer, args=(back,), daemon=True)
+    answering.start()
+    front.send(("no-such-message",))
+    reply = front.recv()
+    assert isinstance(reply, RemoteFailure) and reply.kind is PredictionError
+    assert "no-such-message" in reply.message
+    front.send(("report",))  # the same connection answers the next message
+    assert front.recv().status.state == "loading"
+    front.close()
+    answering.join(5)
+    assert not answering.is_alive()
