@@ -61,7 +61,7 @@ def run_serve(args: argparse.Namespace) -> int:
                                                ("ray_address", args.address)) if value is not None}
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     server_config = config.server
-    registry = Registry(config)  # checks that every configured model is installed, on either engine
+    registry = Registry(config)  # checks that every configured model is installed, on every engine
     if server_config.engine == "ray":
         return _serve_on_ray(config, registry.names, args)
     if server_config.ray_address:
