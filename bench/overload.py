@@ -41,6 +41,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import loadgen  # noqa: E402
@@ -589,9 +591,10 @@ def public_arguments(argv: Sequence[str]) -> list[str]:
     return shown
 
 
-def parse_setting(text: str) -> tuple[str, float]:
+def parse_setting(text: str) -> tuple[str, Any]:
+    """``KEY=VALUE``, the value read as YAML (``0`` is a number, ``process`` a string)."""
     key, _, value = text.partition("=")
-    return key, float(value)
+    return key, yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -608,8 +611,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--server-pythonpath", help="PYTHONPATH of the server (a frozen install of the code)")
     parser.add_argument("--server-commit", help="the commit that frozen install was made from, for the report")
     parser.add_argument("--server-setting", dest="server_settings", action="append", type=parse_setting,
-                        default=[], metavar="KEY=NUMBER", help="a server: key of the config, e.g. "
-                                                               "max_refusals_per_second=0 (repeatable)")
+                        default=[], metavar="KEY=VALUE", help="a server: key of the config, e.g. "
+                                                              "max_refusals_per_second=0 or engine=process "
+                                                              "(repeatable)")
     parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--out", type=Path, help="results path without suffix (default: bench/results-overload, "
                                                  "bench/results-soak; under --work with --smoke)")
