@@ -12,10 +12,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ..config import Config
+from ..config import Config, ModelConfig
+from ..errors import OverloadedError
 from ..logs import LogSettings
-from ..plugins import Catalog
-from ..remote import RemoteRegistry
+from ..plugins import Catalog, ModelEntry
+from ..registry import ServedModel
+from ..remote import RemoteRegistry, RemoteServedModel
 from .client import ProcessModelClient
 
 __all__ = ["ProcessRegistry"]
@@ -34,6 +36,9 @@ class ProcessRegistry(RemoteRegistry):
                         for index, name in enumerate(names)}
         super().__init__(config, self.workers, catalog)
 
+    def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
+        return _ProcessServedModel(entry, config, self.workers[entry.name])
+
     def start(self, background: bool = True) -> None:
         for worker in self.workers.values():
             worker.start()
@@ -44,3 +49,13 @@ class ProcessRegistry(RemoteRegistry):
         for worker in self.workers.values():
             worker.close()
         shutil.rmtree(self._sockets, ignore_errors=True)
+
+
+class _ProcessServedModel(RemoteServedModel):
+    """A model in a worker process: the front knows how much it sent there, so it can refuse a
+    full worker before Flask runs (the admission gate asks :meth:`_queue_refusal`)."""
+
+    client: ProcessModelClient
+
+    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
+        return self.client.refusal()

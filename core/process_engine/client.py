@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Config
-from ..errors import ModelDeployError, ModelNotReadyError, PredictionTimeoutError
+from ..errors import ModelDeployError, ModelNotReadyError, OverloadedError, PredictionTimeoutError
 from ..logs import LogSettings
 from ..registry import FAILED, LOADING, ModelStatus
 from ..remote import RemoteFailure, ReplicaReport
@@ -53,6 +53,11 @@ class ProcessModelClient:
         self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         #: Why the worker is not running, while it waits to be started again.
         self._down: str | None = None
+        #: Requests sent to the worker and not yet answered, and how many it can hold: a full
+        #: queue behind a full batch (what the front refuses beyond, before Flask reads the body).
+        self._in_flight = 0
+        batch = config.model(name).batch
+        self._capacity = batch.max_queue + batch.max_batch_size
         self._closing = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -106,10 +111,26 @@ class ProcessModelClient:
     # ------------------------------------------------------------------ ModelClient
     def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
         waited = (self._timeout if timeout is None else min(timeout, self._timeout)) + TIMEOUT_MARGIN
-        reply = self._call(("predict", list(texts), timeout), waited)
+        with self._lock:
+            self._in_flight += 1
+        try:
+            reply = self._call(("predict", list(texts), timeout), waited)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
         if isinstance(reply, RemoteFailure):
             raise reply.error()
         return reply
+
+    def refusal(self) -> OverloadedError | None:
+        """Overloaded when the worker already holds as many requests as its queue and a batch can:
+        judged here, so a retry storm is refused by the admission gate without a round trip (the
+        worker's own admission, with the predicted wait, still judges what is let through)."""
+        in_flight = self._in_flight
+        if in_flight < self._capacity:
+            return None
+        return OverloadedError(f"model {self.name!r} is overloaded ({in_flight} requests in flight to its worker "
+                               f"process, a full queue and batch); retry later", retry_after=1)
 
     def report(self) -> ReplicaReport:
         with self._lock:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,24 @@ def test_sigterm_stops_every_worker(tiny_models, tmp_path, to_the_group):
         assert server.process.wait(30) == 0
         wait_for(lambda: not workers(server), timeout=15)
         assert "Traceback" not in server.output() and "exited with code" not in server.output()
+
+
+def test_a_full_worker_is_refused_by_the_front_before_flask(tmp_path, extra_plugins_path):
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(extra_plugins_path), os.environ.get("PYTHONPATH")]))}
+    config = {"serve": ["wordcount"], "server": {"engine": "process"},
+              "models": {"wordcount": {"batch": {"max_queue": 1, "max_batch_size": 1}}}}
+
+    def predict(text: str):
+        return server.request("POST", "/predict", json={"model_name": "wordcount", "data": text})
+
+    with running_server(config, tmp_path, env=env) as server, ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(predict, "sleep:4 holds the worker")
+        wait_for(lambda: "modeldeploy_queue_depth" in server.request("GET", "/metrics").text)
+        time.sleep(0.5)
+        queued = pool.submit(predict, "waits its turn")
+        time.sleep(0.5)
+        refused = predict("one too many")
+        assert refused.status == 503 and refused.headers["Retry-After"] == "1"
+        assert "in flight to its worker process" in refused.json()["error"]["message"]
+        assert busy.result().status == 200 and queued.result().status == 200
+        assert predict("three little words").json()["body"] == {"words": 3}
