@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 #: Core errors raised again as themselves on the caller's side; anything else becomes PredictionError.
 _FAITHFUL_ERRORS = (ModelNotReadyError, OverloadedError, PredictionTimeoutError, InvalidInputError,
-                    InputTypeError, PredictionError)
+                    InputTypeError, PredictionError, RequestCancelledError)
 
 
 @dataclass(frozen=True)
@@ -89,9 +89,10 @@ class ModelService:
         self._registry.start(background=False)  # a replica takes requests once its model was tried
         self._served = self._registry.model(name)
 
-    def predict(self, texts: list[str], timeout: float | None = None) -> list[Any] | RemoteFailure:
+    def predict(self, texts: list[str], timeout: float | None = None,
+                cancellation: Cancellation | None = None) -> list[Any] | RemoteFailure:
         try:
-            return self._served.predict_texts(texts, timeout)
+            return self._served.predict_texts(texts, timeout, cancellation)
         except ModelDeployError as exc:
             return RemoteFailure.of(exc)
 

@@ -8,7 +8,7 @@ from multiprocessing import Pipe
 
 from modeldeploy.config import parse_config
 from modeldeploy.errors import ModelNotReadyError, PredictionError
-from modeldeploy.process_engine.worker import _Worker
+from modeldeploy.process_engine.worker import EARLY_CANCELS, _Worker
 from modeldeploy.registry import FAILED
 from modeldeploy.remote import RemoteFailure
 
@@ -38,3 +38,22 @@ def test_a_message_that_fails_is_answered_as_an_error_and_the_connection_stays_o
     front.close()
     answering.join(5)
     assert not answering.is_alive()
+
+
+class CancellationProbe:
+    """A stand-in model service that answers whether the request's cancellation was cancelled."""
+
+    def predict(self, texts, timeout, cancellation):
+        return cancellation.cancelled
+
+
+def test_a_cancel_that_overtakes_its_request_still_cancels_it_and_is_remembered_boundedly() -> None:
+    worker = _Worker(parse_config({}), "probe")
+    worker._cancel(7)  # arrives first, on another connection
+    assert worker._predict(CancellationProbe(), ["x"], None, 7) is True
+    assert worker._predict(CancellationProbe(), ["x"], None, 7) is False  # used once
+    assert worker._predict(CancellationProbe(), ["x"], None, 8) is False
+    for request_id in range(100, 100 + EARLY_CANCELS + 1):
+        worker._cancel(request_id)
+    assert worker._predict(CancellationProbe(), ["x"], None, 100) is False  # the oldest was forgotten
+    assert worker._predict(CancellationProbe(), ["x"], None, 100 + EARLY_CANCELS) is True

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
+from ..cancellation import Cancellation
 from ..config import Config, ModelConfig
 from ..errors import OverloadedError
 from ..logs import LogSettings
@@ -53,9 +56,16 @@ class ProcessRegistry(RemoteRegistry):
 
 class _ProcessServedModel(RemoteServedModel):
     """A model in a worker process: the front knows how much it sent there, so it can refuse a
-    full worker before Flask runs (the admission gate asks :meth:`_queue_refusal`)."""
+    full worker before Flask runs (the admission gate asks :meth:`_queue_refusal`), and it passes
+    each request's cancellation on to the worker."""
 
     client: ProcessModelClient
 
     def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
         return self.client.refusal()
+
+    def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
+                      cancellation: Cancellation | None = None) -> list[Any]:
+        """As the local model's: a request whose client hangs up leaves the worker's queue too."""
+        self.raise_unless_ready()
+        return self.client.predict(texts, timeout, cancellation)

@@ -9,6 +9,7 @@ failed, saying why, and its requests get 503.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import multiprocessing
 import os
@@ -20,6 +21,7 @@ from multiprocessing.connection import Client, Connection
 from pathlib import Path
 from typing import Any
 
+from ..cancellation import Cancellation
 from ..config import Config
 from ..errors import ModelDeployError, ModelNotReadyError, OverloadedError, PredictionTimeoutError
 from ..logs import LogSettings
@@ -56,6 +58,7 @@ class ProcessModelClient:
         #: Requests sent to the worker and not yet answered, and how many it can hold: a full
         #: queue behind a full batch (what the front refuses beyond, before Flask reads the body).
         self._in_flight = 0
+        self._request_ids = itertools.count()
         batch = config.model(name).batch
         self._capacity = batch.max_queue + batch.max_batch_size
         self._closing = threading.Event()
@@ -109,15 +112,21 @@ class ProcessModelClient:
             self._spawn()
 
     # ------------------------------------------------------------------ ModelClient
-    def predict(self, texts: Sequence[str], timeout: float | None = None) -> list[Any]:
+    def predict(self, texts: Sequence[str], timeout: float | None = None,
+                cancellation: Cancellation | None = None) -> list[Any]:
+        """Results from the worker; cancelling ``cancellation`` takes the request out of its queue."""
         waited = (self._timeout if timeout is None else min(timeout, self._timeout)) + TIMEOUT_MARGIN
+        request_id = next(self._request_ids)
+        unregister = cancellation.on_cancel(lambda: self._send_cancel(request_id)) if cancellation else None
         with self._lock:
             self._in_flight += 1
         try:
-            reply = self._call(("predict", list(texts), timeout), waited)
+            reply = self._call(("predict", list(texts), timeout, request_id), waited)
         finally:
             with self._lock:
                 self._in_flight -= 1
+            if unregister is not None:
+                unregister()
         if isinstance(reply, RemoteFailure):
             raise reply.error()
         return reply
@@ -140,6 +149,16 @@ class ProcessModelClient:
         if not self._socket_path.exists():
             return ReplicaReport(ModelStatus(LOADING))  # the worker is starting: its socket is not open yet
         return self._call(("report",), REPORT_TIMEOUT)
+
+    def _send_cancel(self, request_id: int) -> None:
+        """Tell the worker, from a thread of the client's own (the canceller is the server's loop)."""
+        def send() -> None:
+            try:
+                self._call(("cancel", request_id), REPORT_TIMEOUT)
+            except ModelDeployError:
+                pass  # the worker is gone or stuck: nothing of the request will be answered anyway
+
+        threading.Thread(target=send, name=f"modeldeploy-cancel-{self.name}", daemon=True).start()
 
     def metric_texts(self) -> list[str]:
         try:

@@ -7,8 +7,9 @@ has a GIL of its own: the process runs a :class:`~modeldeploy.remote.ModelServic
 socket, one thread per connection of the front, each passing its request to the batcher.
 
 Messages are pickled tuples over :mod:`multiprocessing.connection` (authenticated with a key
-only the front knows): ``("predict", texts, timeout)`` answers results or a
-:class:`~modeldeploy.remote.RemoteFailure`, ``("report",)`` a
+only the front knows): ``("predict", texts, timeout, request_id)`` answers results or a
+:class:`~modeldeploy.remote.RemoteFailure`, ``("cancel", request_id)`` takes that request out of
+the queue (its client hung up; it may arrive first, on another connection), ``("report",)`` a
 :class:`~modeldeploy.remote.ReplicaReport`, ``("metrics",)`` this process's Prometheus text.
 The socket opens before the model loads, so the front sees "loading" rather than silence. The
 process ignores SIGINT and SIGTERM (the front stops it after draining) and ends with its parent.
@@ -21,9 +22,11 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections import deque
 from multiprocessing.connection import Connection, Listener
 from typing import Any
 
+from ..cancellation import Cancellation
 from ..config import Config
 from ..errors import ModelNotReadyError, PredictionError
 from ..logs import LogSettings
@@ -31,6 +34,9 @@ from ..registry import FAILED, LOADING, ModelStatus
 from ..remote import ModelService, RemoteFailure, ReplicaReport
 
 log = logging.getLogger(__name__)
+
+#: Cancels remembered for requests not yet arrived (a cancel may overtake its request).
+EARLY_CANCELS = 1024
 
 
 def run_worker(config: Config, name: str, address: str, authkey: bytes, log_settings: LogSettings) -> None:
@@ -62,6 +68,12 @@ class _Worker:
         self.service: ModelService | None = None
         #: Why the model service could not be built (its plugin is not installed here, say).
         self.failure: str | None = None
+        self._lock = threading.Lock()
+        #: The cancellation of each request being answered, by the front's request id.
+        self._running: dict[int, Cancellation] = {}
+        #: Ids cancelled before their request arrived (the latest :data:`EARLY_CANCELS`, oldest first).
+        self._early_order: deque[int] = deque()
+        self._early: set[int] = set()
 
     def load(self) -> None:
         try:
@@ -87,17 +99,44 @@ class _Worker:
 
     def _reply(self, message: tuple[Any, ...]) -> Any:
         kind, *args = message
-        if kind not in ("predict", "report", "metrics"):
+        if kind not in ("predict", "cancel", "report", "metrics"):
             raise ValueError(f"unknown message {kind!r}")
         service = self.service
         if kind == "metrics":
             return ModelService.metrics()
+        if kind == "cancel":
+            return self._cancel(*args)
         if service is None:
             if kind == "report":
                 return ReplicaReport(ModelStatus(FAILED, self.failure) if self.failure else ModelStatus(LOADING))
             return RemoteFailure.of(ModelNotReadyError(self.failure or f"model {self.name!r} is still loading",
                                                        retry_after=5))
-        return service.predict(*args) if kind == "predict" else service.report()
+        return self._predict(service, *args) if kind == "predict" else service.report()
+
+    def _predict(self, service: ModelService, texts: list[str], timeout: float | None, request_id: int) -> Any:
+        cancellation = Cancellation()
+        with self._lock:
+            self._running[request_id] = cancellation
+            cancelled = request_id in self._early
+            self._early.discard(request_id)
+        if cancelled:
+            cancellation.cancel()
+        try:
+            return service.predict(texts, timeout, cancellation)
+        finally:
+            with self._lock:
+                self._running.pop(request_id, None)
+
+    def _cancel(self, request_id: int) -> None:
+        with self._lock:
+            cancellation = self._running.get(request_id)
+            if cancellation is None:
+                if len(self._early_order) == EARLY_CANCELS:
+                    self._early.discard(self._early_order.popleft())
+                self._early_order.append(request_id)
+                self._early.add(request_id)
+        if cancellation is not None:
+            cancellation.cancel()
 
 
 def _exit_with_parent() -> None:

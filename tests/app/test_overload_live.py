@@ -102,8 +102,9 @@ def metric(server, name: str, **labels: str) -> float:
                if sample.name == name and sample.labels == labels)
 
 
-def test_a_client_that_hangs_up_takes_its_request_out_of_the_queue(tmp_path, wordcount_env):
-    config = {"serve": ["wordcount"]}
+@pytest.mark.parametrize("engine", ["local", "process"])
+def test_a_client_that_hangs_up_takes_its_request_out_of_the_queue(tmp_path, wordcount_env, engine):
+    config = {"serve": ["wordcount"], "server": {"engine": engine}}
     with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(1) as pool:
         busy = pool.submit(predict, server, "sleep:6 holds the model")
         time.sleep(0.5)  # the model is now busy with it
