@@ -3,12 +3,19 @@ built, and when answering a message fails (the live server tests cover the rest)
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import threading
 from multiprocessing import Pipe
+from multiprocessing.connection import Client
+
+import pytest
+from waiting import wait_for
 
 from modeldeploy.config import parse_config
 from modeldeploy.errors import ModelNotReadyError, PredictionError
-from modeldeploy.process_engine.worker import EARLY_CANCELS, _Worker
+from modeldeploy.logs import LogSettings
+from modeldeploy.process_engine.worker import EARLY_CANCELS, _Worker, run_worker
 from modeldeploy.registry import FAILED
 from modeldeploy.remote import RemoteFailure
 
@@ -57,3 +64,20 @@ def test_a_cancel_that_overtakes_its_request_still_cancels_it_and_is_remembered_
         worker._cancel(request_id)
     assert worker._predict(CancellationProbe(), ["x"], None, 100) is False  # the oldest was forgotten
     assert worker._predict(CancellationProbe(), ["x"], None, 100 + EARLY_CANCELS) is True
+
+
+def test_a_connection_without_the_key_is_refused_and_the_worker_keeps_answering(tmp_path) -> None:
+    socket_path, key = str(tmp_path / "worker.sock"), os.urandom(32)
+    worker = multiprocessing.get_context("spawn").Process(
+        target=run_worker, args=(parse_config({}), "no-such-model", socket_path, key, LogSettings()))
+    worker.start()
+    try:
+        wait_for(lambda: os.path.exists(socket_path))
+        with pytest.raises(multiprocessing.AuthenticationError):
+            Client(socket_path, family="AF_UNIX", authkey=os.urandom(32))
+        with Client(socket_path, family="AF_UNIX", authkey=key) as front:
+            front.send(("report",))
+            assert front.recv().status.state in {FAILED, "loading"}
+    finally:
+        worker.kill()
+        worker.join()

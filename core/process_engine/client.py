@@ -78,12 +78,6 @@ class ProcessModelClient:
             process.join()
         self._socket_path.unlink(missing_ok=True)
 
-    @property
-    def pid(self) -> int | None:
-        """The running worker's process id (None before it starts)."""
-        process = self._process
-        return process.pid if process is not None else None
-
     def _spawn(self) -> None:
         self._socket_path.unlink(missing_ok=True)
         process = multiprocessing.get_context("spawn").Process(
@@ -194,6 +188,6 @@ class ProcessModelClient:
             pass
         try:
             return Client(str(self._socket_path), family="AF_UNIX", authkey=self._authkey), pool
-        except OSError:
+        except (OSError, EOFError):  # no socket yet, or the worker died during the handshake
             raise ModelNotReadyError(f"the worker process of model {self.name!r} is starting; retry shortly",
                                      retry_after=1) from None

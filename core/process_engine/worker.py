@@ -53,7 +53,7 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
     while True:
         try:
             connection = listener.accept()
-        except (OSError, EOFError) as exc:  # a client that failed the handshake: not ours
+        except (OSError, EOFError, multiprocessing.AuthenticationError) as exc:  # failed the handshake: not ours
             log.warning("worker of model %s refused a connection: %s", name, exc)
             continue
         threading.Thread(target=worker.answer, args=(connection,), name=f"modeldeploy-conn-{name}",
