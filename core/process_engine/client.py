@@ -55,12 +55,13 @@ class ProcessModelClient:
         self._idle: queue.SimpleQueue[Connection] = queue.SimpleQueue()
         #: Why the worker is not running, while it waits to be started again.
         self._down: str | None = None
-        #: Requests sent to the worker and not yet answered, and how many it can hold: a full
-        #: queue behind a full batch (what the front refuses beyond, before Flask reads the body).
+        #: Requests sent to the worker and not yet answered, and how many the front lets in: a
+        #: queue's worth (``max_queue``). Past it the worker is refusing or about to: refusing here
+        #: keeps a retry storm at the admission gate (cheap and paced) instead of sending each
+        #: retry through Flask and a round trip to be refused by the worker's queue.
         self._in_flight = 0
         self._request_ids = itertools.count()
-        batch = config.model(name).batch
-        self._capacity = batch.max_queue + batch.max_batch_size
+        self._capacity = config.model(name).batch.max_queue
         self._closing = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
@@ -126,14 +127,14 @@ class ProcessModelClient:
         return reply
 
     def refusal(self) -> OverloadedError | None:
-        """Overloaded when the worker already holds as many requests as its queue and a batch can:
-        judged here, so a retry storm is refused by the admission gate without a round trip (the
-        worker's own admission, with the predicted wait, still judges what is let through)."""
+        """Overloaded when a queue's worth of requests is already in flight to the worker: judged
+        here, so a retry storm is refused by the admission gate without a round trip (the worker's
+        own admission, with the predicted wait, still judges what is let through)."""
         in_flight = self._in_flight
         if in_flight < self._capacity:
             return None
         return OverloadedError(f"model {self.name!r} is overloaded ({in_flight} requests in flight to its worker "
-                               f"process, a full queue and batch); retry later", retry_after=1)
+                               f"process, max_queue {self._capacity}); retry later", retry_after=1)
 
     def report(self) -> ReplicaReport:
         with self._lock:

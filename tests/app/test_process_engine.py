@@ -110,7 +110,7 @@ def test_sigterm_stops_every_worker(tiny_models, tmp_path, to_the_group):
 def test_a_full_worker_is_refused_by_the_front_before_flask(tmp_path, extra_plugins_path):
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(extra_plugins_path), os.environ.get("PYTHONPATH")]))}
     config = {"serve": ["wordcount"], "server": {"engine": "process"},
-              "models": {"wordcount": {"batch": {"max_queue": 1, "max_batch_size": 1}}}}
+              "models": {"wordcount": {"batch": {"max_queue": 2, "max_batch_size": 1}}}}
 
     def predict(text: str):
         return server.request("POST", "/predict", json={"model_name": "wordcount", "data": text})
