@@ -39,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default: server.port, else 8080)")
     serve.add_argument("--engine", choices=ENGINES,
                        help="local: the models in this process (default); process: each model in a worker "
-                            "process of its own (a GIL of its own: faster on a GPU); ray: each model a Ray "
+                            "process of its own (a GIL of its own, meant for GPUs); ray: each model a Ray "
                             "Serve deployment (pip install 'modeldeploy[ray]')")
     serve.add_argument("--address", help="ray engine: the Ray cluster to join, HOST:PORT (default: server."
                                          "ray_address, else a private Ray on 127.0.0.1)")
