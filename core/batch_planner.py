@@ -5,7 +5,8 @@ tiny batches pay the per-call overhead again and again. A forward pass of ``rows
 ``max_len`` tokens costs about ``a + b * rows * max_len``; :func:`plan_batches` sorts items by
 length and splits them into contiguous groups minimising the total of that cost (exact dynamic
 programming: with sorted lengths some optimal partition is contiguous). Pure functions, shared by
-the server's batcher and ``ModelWrapper.predict``.
+the server's batcher and ``ModelWrapper.predict``. :class:`WorkPricer` turns the same cost model
+into seconds for work not yet planned (what admission compares with a request's deadline).
 """
 
 from __future__ import annotations
@@ -62,3 +63,74 @@ def fit_cost_model(samples: Sequence[tuple[int, int, float]]) -> CostModel:
     slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys)) / sum((x - mean_x) ** 2 for x in xs)
     slope = max(slope, 1e-9)  # noise must not make longer batches look free
     return CostModel(overhead=max(mean_y - slope * mean_x, 0.0), per_token=slope)
+
+
+#: Tokens per character of prepared text until a round has measured it (English WordPiece: ~0.25).
+DEFAULT_TOKENS_PER_CHAR = 0.25
+#: Weight of the latest round in the moving averages a :class:`WorkPricer` learns.
+SMOOTHING = 0.2
+#: A price adds this many times the recent relative excess of rounds over their price.
+EXCESS_MARGIN = 2.0
+
+
+class WorkPricer:
+    """Seconds a round of queued texts will take, before they are tokenized or planned.
+
+    Admission must price a queue in microseconds, so it cannot tokenize and plan it. Each text
+    is weighed by the fitted cost model: its share of a pass's ``overhead`` (one ``max_rows``-th)
+    plus ``per_token`` times its tokens (estimated from its characters at the ratio rounds
+    measured). What rounds really took per unit of that weight (a moving average) turns weight
+    into seconds, so padding, extra sub-batches and the machine's current speed are learned
+    rather than assumed. A queue of long texts so costs more than one of short texts, which an
+    average per item cannot tell apart; and where the cost model sees no length effect (a cost
+    per text), every text weighs the same and the price is the recent cost per item.
+
+    A price is a promise to a deadline, so it includes how far rounds have recently run past
+    their own price (twice the moving average of the relative excess): a model whose rounds are
+    predictable is priced at its mean, one whose rounds vary is priced above it.
+    """
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        #: Tokens per character of the texts rounds counted (moving average); None before any.
+        self.tokens_per_char: float | None = None
+        #: Characters of a typical item (moving average): the size of a request not yet read.
+        self.chars_per_item: float | None = None
+        #: Seconds rounds really took per unit of estimated weight; None before any round.
+        self.scale: float | None = None
+        #: How far rounds ran past their price, relative to it (moving average; 0 when within it).
+        self.excess = 0.0
+
+    def estimate(self, cost: CostModel, rows: float, chars: float) -> float:
+        """The cost-model weight of ``rows`` texts of ``chars`` characters in all (linear in both,
+        so a queue's weight is the sum of its texts')."""
+        tokens = chars * (self.tokens_per_char or DEFAULT_TOKENS_PER_CHAR)
+        return cost.overhead * rows / self.max_rows + cost.per_token * tokens
+
+    def seconds(self, cost: CostModel, rows: float, chars: float) -> float:
+        """Predicted seconds of that work, with its margin (0 before any round was measured:
+        nothing to scale by)."""
+        return 0.0 if self.scale is None else self.mean_seconds(cost, rows, chars) * (1 + EXCESS_MARGIN * self.excess)
+
+    def mean_seconds(self, cost: CostModel, rows: float, chars: float) -> float:
+        """Predicted seconds of that work, without a margin."""
+        return 0.0 if self.scale is None else self.scale * self.estimate(cost, rows, chars)
+
+    def observe(self, cost: CostModel, rows: int, chars: int, tokens: int | None, seconds: float) -> None:
+        """Learn from a round of ``rows`` texts, ``chars`` characters, ``tokens`` tokens when they
+        were counted, that took ``seconds``."""
+        if rows <= 0 or seconds <= 0:
+            return
+        if tokens and chars:
+            self.tokens_per_char = _smooth(self.tokens_per_char, tokens / chars)
+        self.chars_per_item = _smooth(self.chars_per_item, chars / rows)
+        estimate = self.estimate(cost, rows, chars)
+        if estimate <= 0:
+            return
+        if self.scale is not None:
+            self.excess = _smooth(self.excess, max(0.0, seconds / (self.scale * estimate) - 1))
+        self.scale = _smooth(self.scale, seconds / estimate)
+
+
+def _smooth(previous: float | None, latest: float) -> float:
+    return latest if previous is None else (1 - SMOOTHING) * previous + SMOOTHING * latest

@@ -11,9 +11,10 @@ is done. It receives texts already validated and prepared by the caller's thread
 (:meth:`Batcher.submit`) and never touches them again before the forward pass.
 
 Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
-rest of the running round and the whole next one, priced at the recent seconds per item; see
-:meth:`Batcher.predicted_wait`) longer than the request's deadline, answers "overloaded" (HTTP
-503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504), and
+rest of the running round and the whole next one, priced by the fitted cost model on the queued
+texts' lengths and scaled by what rounds really took; see :meth:`Batcher.predicted_wait` and
+:class:`~modeldeploy.batch_planner.WorkPricer`) longer than the request's deadline, answers
+"overloaded" (HTTP 503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504), and
 so are those of a caller that cancelled (an HTTP client that hung up: see :mod:`modeldeploy.cancellation`).
 A round running past the model's timeout is reported (:meth:`Batcher.overdue_round_seconds`) so the
 model can be marked stuck. An exception is bisected down to the item(s) that caused it.
@@ -33,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics
-from .batch_planner import CostModel, fit_cost_model, plan_batches
+from .batch_planner import CostModel, WorkPricer, fit_cost_model, plan_batches
 from .cancellation import Cancellation
 from .config import BatchConfig
 from .errors import (
@@ -51,8 +52,6 @@ from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
 
-#: Weight of the latest round in the moving average of seconds per item.
-COST_SMOOTHING = 0.2
 #: (rows, words) shapes timed to fit the cost model: small and large in both dimensions.
 CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
 
@@ -110,11 +109,13 @@ class Batcher:
         self._retiring = False
         self._thread: threading.Thread | None = None
         self._last_round = _RoundSummary()
-        #: Recent seconds per answered item (moving average), which prices queued work.
-        self._seconds_per_item: float | None = None
-        #: When the running round started (None between rounds) and its item count.
+        #: Prices queued work in seconds, learning from each round.
+        self._pricer = WorkPricer(self.config.max_batch_size)
+        #: Characters of the prepared texts queued (what the pricer prices).
+        self._queued_chars = 0
+        #: When the running round started (None between rounds) and its predicted seconds.
         self._round_started: float | None = None
-        self._round_items = 0
+        self._round_seconds = 0.0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, calibrate: bool = True) -> "Batcher":
@@ -147,6 +148,7 @@ class Batcher:
         with self._cond:
             self._stopping = True
             pending, self._queue = list(self._queue), deque()
+            self._queued_chars = 0
             self._cond.notify_all()
         for request in {item.request for item in pending}:
             request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")
@@ -166,45 +168,46 @@ class Batcher:
     def refusal(self, timeout: float | None = None) -> OverloadedError | None:
         """The error a one-text request with ``timeout`` would get now, judged before its texts are
         read (no lock: a stale view only moves one request either side of the limit), so the
-        HTTP front can refuse it before parsing its body."""
-        return self._admission_error(len(self._queue), 1, self.deadline_seconds(timeout))
+        HTTP front can refuse it before parsing its body: its size is taken to be a typical item's)."""
+        chars = round(self._pricer.chars_per_item or 0)
+        return self._admission_error(len(self._queue), 1, chars, self.deadline_seconds(timeout))
 
     def deadline_seconds(self, timeout: float | None) -> float:
         """A request's time limit: the model's ``timeout``, lowered (never raised) by the client's."""
         return self.config.timeout if timeout is None else min(timeout, self.config.timeout)
 
-    def predicted_wait(self, items_ahead: int) -> float:
-        """Seconds before work queued behind ``items_ahead`` items (its own included) would be
-        answered, priced at the recent seconds per item.
+    def predicted_wait(self, items_ahead: int, chars_ahead: int) -> float:
+        """Seconds before work queued behind ``items_ahead`` items of ``chars_ahead`` characters
+        (its own included) would be answered, priced by :class:`~modeldeploy.batch_planner.WorkPricer`.
 
         Work queued now runs in the round after the running one, with whatever else arrives
         before that round starts; the round sorts its items by length, so any of them may come
-        first. So the wait is what is left of the running round plus the whole next round: the
-        items ahead and those expected to arrive meanwhile (at the rate the queue filled since
-        the running round began), at most a full queue.
+        first. So the wait is what is left of the running round (its predicted seconds, less
+        those spent) plus the whole next round: the items ahead and those expected to arrive
+        meanwhile (at the rate the queue filled since the running round began, each the size of
+        an item ahead), at most a full queue.
         """
-        per_item = self._seconds_per_item
-        if per_item is None:
-            return 0.0
+        cost = self.wrapper.cost_model
         started = self._round_started
         if started is None:
-            return items_ahead * per_item
+            return self._pricer.seconds(cost, items_ahead, chars_ahead)
         elapsed = time.monotonic() - started
-        round_left = max(0.0, self._round_items * per_item - elapsed)
+        round_left = max(0.0, self._round_seconds - elapsed)
         arriving = len(self._queue) / elapsed * round_left if elapsed > 0 else 0.0
-        next_round = min(items_ahead + arriving, max(items_ahead, self.config.max_queue))
-        return round_left + next_round * per_item
+        rows = min(items_ahead + arriving, max(items_ahead, self.config.max_queue))
+        chars = chars_ahead * rows / items_ahead if items_ahead else 0.0
+        return round_left + self._pricer.seconds(cost, rows, chars)
 
-    def _admission_error(self, queued: int, size: int, timeout: float) -> OverloadedError | None:
-        """Why ``size`` more items cannot be taken behind ``queued``, or None: the queue is full (a
-        request always fits an empty queue), or the predicted wait exceeds the request's deadline
-        (an idle model takes anything: only its own items are ahead)."""
+    def _admission_error(self, queued: int, size: int, chars: int, timeout: float) -> OverloadedError | None:
+        """Why ``size`` more items of ``chars`` characters cannot be taken behind ``queued``, or
+        None: the queue is full (a request always fits an empty queue), or the predicted wait
+        exceeds the request's deadline (an idle model takes anything: only its own items are ahead)."""
         if queued and queued + size > self.config.max_queue:
             return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
                                    f"{self.config.max_queue}); retry later", retry_after=1)
         if not queued and self._round_started is None:
             return None
-        wait = self.predicted_wait(queued + size)
+        wait = self.predicted_wait(queued + size, self._queued_chars + chars)
         if wait > timeout:
             return OverloadedError(
                 f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
@@ -240,11 +243,13 @@ class Batcher:
                 raise BatcherRetiredError(f"model {self.name!r}: this version was retired")
             if self._stopping or self._thread is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
-            refusal = self._admission_error(len(self._queue), len(prepared), timeout)
+            chars = sum(map(len, prepared))
+            refusal = self._admission_error(len(self._queue), len(prepared), chars, timeout)
             if refusal is not None:
                 metrics.ITEMS.labels(self.name, "rejected").inc(len(prepared))
                 raise refusal
             self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
+            self._queued_chars += chars
             self._set_depth(len(self._queue))
             self._cond.notify()
         unregister = cancellation.on_cancel(lambda: self._cancel(request)) if cancellation else None
@@ -269,6 +274,7 @@ class Batcher:
             request.abandoned = True
             before = len(self._queue)
             self._queue = deque(item for item in self._queue if item.request is not request)
+            self._queued_chars = sum(len(item.text) for item in self._queue)
             self._set_depth(len(self._queue))
         if before > len(self._queue):
             metrics.ITEMS.labels(self.name, "dropped").inc(before - len(self._queue))
@@ -324,6 +330,7 @@ class Batcher:
                     break
                 self._cond.wait(left)
             items, self._queue = list(self._queue), deque()
+            self._queued_chars = 0
             self._set_depth(0)
         return items
 
@@ -332,28 +339,31 @@ class Batcher:
         if not live:
             return
         started = time.monotonic()
-        self._round_items, self._round_started = len(live), started
+        chars = sum(len(item.text) for item in live)
+        self._round_seconds = self._pricer.seconds(self.wrapper.cost_model, len(live), chars)
+        self._round_started = started
+        tokens = None
         try:
-            self._plan_and_compute(live)
+            tokens = self._plan_and_compute(live)
         finally:
             ended = time.monotonic()
             with self._cond:
                 self._last_round = _RoundSummary(len(live), len(self._queue), ended, ended - started)
                 self._round_started = None
-                per_item = (ended - started) / len(live)
-                previous = self._seconds_per_item
-                self._seconds_per_item = per_item if previous is None else (
-                    (1 - COST_SMOOTHING) * previous + COST_SMOOTHING * per_item)
+                self._pricer.observe(self.wrapper.cost_model, len(live), chars, tokens, ended - started)
 
-    def _plan_and_compute(self, live: list[_Item]) -> None:
+    def _plan_and_compute(self, live: list[_Item]) -> int | None:
+        """Run the round's sub-batches; the tokens it counted to plan them (None for a lone item,
+        which needs no plan: it is not tokenized twice)."""
         wrapper = self.wrapper
-        lengths = [0]  # a lone item needs no plan: skip tokenizing it twice
+        lengths = [0]
         if len(live) > 1:
             lengths = wrapper.token_lengths([item.text for item in live])
         for batch in plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model):
             batch_items = self._drop_expired([live[i] for i in batch])
             if batch_items:
                 self._compute(batch_items)
+        return sum(lengths) if len(live) > 1 else None
 
     def _drop_expired(self, items: list[_Item]) -> list[_Item]:
         live = [item for item in items if item.request.live]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from modeldeploy.batch_planner import CostModel, fit_cost_model, plan_batches
+from modeldeploy.batch_planner import DEFAULT_TOKENS_PER_CHAR, CostModel, WorkPricer, fit_cost_model, plan_batches
 
 
 def plan_cost(batches, lengths, cost: CostModel) -> float:
@@ -80,3 +80,40 @@ def test_fit_needs_two_sizes_and_never_makes_tokens_free() -> None:
         fit_cost_model([(2, 10, 0.1), (4, 5, 0.1)])
     noisy = fit_cost_model([(1, 10, 0.5), (8, 60, 0.1)])  # decreasing: noise, not physics
     assert noisy.per_token > 0 and noisy.overhead >= 0
+
+
+def test_the_pricer_scales_the_cost_model_by_what_rounds_really_took() -> None:
+    """Each text weighs its share of a pass's overhead plus its tokens' cost; rounds teach what a
+    unit of weight takes."""
+    pricer = WorkPricer(max_rows=4)
+    cost = CostModel(overhead=0.01, per_token=0.001)
+    assert pricer.seconds(cost, 4, 400) == 0.0  # before any round there is nothing to scale by
+    assert pricer.estimate(cost, 4, 400) == pytest.approx(0.01 + 0.001 * 400 * DEFAULT_TOKENS_PER_CHAR)
+    pricer.observe(cost, rows=4, chars=400, tokens=200, seconds=0.42)
+    assert pricer.tokens_per_char == 0.5 and pricer.chars_per_item == 100
+    # the estimate of that round was 0.01 + 0.001 x 200 = 0.21 s; it took twice as long
+    assert pricer.scale == pytest.approx(2.0)
+    assert pricer.seconds(cost, 4, 400) == pytest.approx(0.42)
+    assert pricer.seconds(cost, 4, 4000) == pytest.approx(2 * (0.01 + 2.0))  # longer texts cost more
+    assert pricer.seconds(cost, 5, 400) == pytest.approx(0.42 + 2 * 0.01 / 4)  # a fifth row: its share of a pass
+    assert pricer.seconds(cost, 0, 0) == 0.0
+    pricer.observe(cost, rows=1, chars=100, tokens=None, seconds=0.091875)  # a lone text is not counted
+    assert pricer.tokens_per_char == 0.5
+    # its weight was 0.01 / 4 + 0.001 x 50 = 0.0525, it took 1.75 x that: the scale moves a fifth of the way
+    assert pricer.scale == pytest.approx(0.8 * 2.0 + 0.2 * 1.75)
+
+
+def test_the_price_adds_twice_the_recent_excess_of_rounds_over_their_price() -> None:
+    """A price is a promise to a deadline: rounds that run past theirs raise the next prices."""
+    pricer = WorkPricer(max_rows=4)
+    cost = CostModel(overhead=0.01, per_token=0.001)
+    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=0.22)  # weight 0.11: 2 s per unit
+    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=0.11)  # half its price: no excess
+    assert pricer.excess == 0.0
+    assert pricer.seconds(cost, 4, 400) == pytest.approx(pricer.mean_seconds(cost, 4, 400))
+    scale = pricer.scale
+    assert scale == pytest.approx(0.8 * 2.0 + 0.2 * 1.0)
+    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=scale * 0.11 * 1.5)  # 50 % over its price
+    assert pricer.excess == pytest.approx(0.2 * 0.5)
+    assert pricer.seconds(cost, 4, 400) == pytest.approx(pricer.mean_seconds(cost, 4, 400) * (1 + 2 * 0.1))
+    assert pricer.mean_seconds(cost, 4, 400) == pytest.approx(pricer.scale * 0.11)

@@ -471,15 +471,21 @@ def test_torch_threads_are_configurable_and_validated() -> None:
 
 def test_the_predicted_wait_counts_the_rest_of_the_round_and_the_whole_next_one(gated) -> None:
     """Work queued now runs after the running round, in a round that also takes what arrives
-    meanwhile (sorted by length, any of it may come first), so all of it counts, up to a full queue."""
-    batcher = Batcher(gated, BatchConfig(max_queue=64))
-    assert batcher.predicted_wait(10) == 0.0  # nothing measured yet: nothing to price with
-    batcher._seconds_per_item = 0.1
-    assert batcher.predicted_wait(10) == pytest.approx(1.0)  # idle: the items ahead, then done
-    batcher._round_items, batcher._round_started = 20, time.monotonic() - 1.0  # 1 s of a 2 s round left
+    meanwhile (sorted by length, any of it may come first), so all of it counts, up to a full queue,
+    priced by the cost model on the queued characters."""
+    batcher = Batcher(gated, BatchConfig(max_queue=64, max_batch_size=8))
+    gated.cost_model = CostModel(overhead=0.1, per_token=0.001)
+    assert batcher.predicted_wait(10, 400) == 0.0  # nothing measured yet: nothing to scale by
+    batcher._pricer.scale, batcher._pricer.tokens_per_char = 1.0, 0.25
+    # idle: 10 texts of 400 characters in all (100 tokens): 10 eighths of a pass's 0.1 s, and 0.1 s of tokens
+    assert batcher.predicted_wait(10, 400) == pytest.approx(0.225)
+    batcher._round_seconds, batcher._round_started = 2.0, time.monotonic() - 1.0  # 1 s of a 2 s round left
     batcher._queue.extend([None] * 10)  # 10 items queued in the round's first second
-    # 1 s left + (11 ahead + 10 more expected in that second) x 0.1 s
-    assert batcher.predicted_wait(11) == pytest.approx(1.0 + 2.1, abs=0.05)
+    # 1 s left + 11 ahead and 10 more expected in that second, each the size of those ahead:
+    # 21 rows (21/8 x 0.1 s) of 21 x 40 characters (210 tokens, 0.21 s)
+    assert batcher.predicted_wait(11, 440) == pytest.approx(1.0 + 0.2625 + 0.21, abs=0.05)
     batcher._queue.extend([None] * 30)  # 40 queued in 1 s: 40 more expected before the next round
-    # 41 ahead + 40 expected is more than a round can hold: a full queue, 64 items
-    assert batcher.predicted_wait(41) == pytest.approx(1.0 + 6.4, abs=0.05)
+    # 41 ahead + 40 expected is more than a round can hold: a full queue, 64 rows (8 passes) of 40 characters
+    assert batcher.predicted_wait(41, 41 * 40) == pytest.approx(1.0 + 0.8 + 0.64, abs=0.05)
+    # the same number of texts, ten times longer, waits longer
+    assert batcher.predicted_wait(41, 41 * 400) > batcher.predicted_wait(41, 41 * 40) + 5

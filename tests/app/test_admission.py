@@ -178,14 +178,14 @@ def test_work_that_cannot_meet_its_deadline_is_refused_at_once(echo, app_for):
     assert threads[5].status_code == 200
 
 
-def test_admission_refusal_prices_queued_work_at_the_recent_cost_per_item(echo, app_for):
+def test_admission_prices_queued_work_by_the_rounds_it_has_seen(echo, app_for):
     _, registry = app_for({"models": {"echo": {"batch": {"max_queue": 16}}}, "serve": ["echo"]})
     served = registry.model("echo")
     assert served.admission_refusal(0.01) is None  # an empty queue takes anything
     registry.predict("echo", "sleep:0.3")
     batcher = served.batcher
-    assert 0.2 < batcher.predicted_wait(10) / 10 < 1.0
-    assert batcher.predicted_wait(0) == 0.0
+    assert 0.2 < batcher.predicted_wait(1, len("sleep:0.3")) < 1.0  # a round like the one seen
+    assert batcher.predicted_wait(0, 0) == 0.0
 
 
 def test_a_stuck_model_is_not_ready_until_its_batch_returns_and_others_keep_serving(echo, app_for, tiny_models):
