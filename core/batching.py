@@ -13,8 +13,10 @@ is done. It receives texts already validated and prepared by the caller's thread
 Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
 rest of the running round and the whole next one, priced by the fitted cost model on the queued
 texts' lengths and scaled by what rounds really took; see :meth:`Batcher.predicted_wait` and
-:class:`~modeldeploy.batch_planner.WorkPricer`) longer than the request's deadline, answers
-"overloaded" (HTTP 503) rather than work that would come too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504), and
+:class:`~modeldeploy.batch_planner.WorkPricer`) longer than the request's deadline, or one that
+would make work already accepted late (the next round sorts by length, so a newcomer may run
+before an earlier, longer text), answers "overloaded" (HTTP 503) rather than work that would come
+too late. Items whose deadline passed while queued are dropped before they are computed (HTTP 504), and
 so are those of a caller that cancelled (an HTTP client that hung up: see :mod:`modeldeploy.cancellation`).
 A round running past the model's timeout is reported (:meth:`Batcher.overdue_round_seconds`) so the
 model can be marked stuck. An exception is bisected down to the item(s) that caused it.
@@ -113,6 +115,8 @@ class Batcher:
         self._pricer = WorkPricer(self.config.max_batch_size)
         #: Characters of the prepared texts queued (what the pricer prices).
         self._queued_chars = 0
+        #: The earliest deadline (monotonic) of the requests queued; inf when none is.
+        self._earliest_deadline = math.inf
         #: When the running round started (None between rounds) and its predicted seconds.
         self._round_started: float | None = None
         self._round_seconds = 0.0
@@ -148,7 +152,7 @@ class Batcher:
         with self._cond:
             self._stopping = True
             pending, self._queue = list(self._queue), deque()
-            self._queued_chars = 0
+            self._queued_chars, self._earliest_deadline = 0, math.inf
             self._cond.notify_all()
         for request in {item.request for item in pending}:
             request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")
@@ -176,7 +180,7 @@ class Batcher:
         """A request's time limit: the model's ``timeout``, lowered (never raised) by the client's."""
         return self.config.timeout if timeout is None else min(timeout, self.config.timeout)
 
-    def predicted_wait(self, items_ahead: int, chars_ahead: int) -> float:
+    def predicted_wait(self, items_ahead: int, chars_ahead: int, arrivals: bool = True) -> float:
         """Seconds before work queued behind ``items_ahead`` items of ``chars_ahead`` characters
         (its own included) would be answered, priced by :class:`~modeldeploy.batch_planner.WorkPricer`.
 
@@ -185,7 +189,7 @@ class Batcher:
         first. So the wait is what is left of the running round (its predicted seconds, less
         those spent) plus the whole next round: the items ahead and those expected to arrive
         meanwhile (at the rate the queue filled since the running round began, each the size of
-        an item ahead), at most a full queue.
+        an item ahead; not counted with ``arrivals=False``), at most a full queue.
         """
         cost = self.wrapper.cost_model
         started = self._round_started
@@ -193,15 +197,17 @@ class Batcher:
             return self._pricer.seconds(cost, items_ahead, chars_ahead)
         elapsed = time.monotonic() - started
         round_left = max(0.0, self._round_seconds - elapsed)
-        arriving = len(self._queue) / elapsed * round_left if elapsed > 0 else 0.0
+        arriving = len(self._queue) / elapsed * round_left if elapsed > 0 and arrivals else 0.0
         rows = min(items_ahead + arriving, max(items_ahead, self.config.max_queue))
         chars = chars_ahead * rows / items_ahead if items_ahead else 0.0
         return round_left + self._pricer.seconds(cost, rows, chars)
 
     def _admission_error(self, queued: int, size: int, chars: int, timeout: float) -> OverloadedError | None:
         """Why ``size`` more items of ``chars`` characters cannot be taken behind ``queued``, or
-        None: the queue is full (a request always fits an empty queue), or the predicted wait
-        exceeds the request's deadline (an idle model takes anything: only its own items are ahead)."""
+        None: the queue is full (a request always fits an empty queue), the predicted wait exceeds
+        the request's deadline (an idle model takes anything: only its own items are ahead), or the
+        next round, with these items in it, would end after the earliest deadline of the queued
+        requests, which it would otherwise meet."""
         if queued and queued + size > self.config.max_queue:
             return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
                                    f"{self.config.max_queue}); retry later", retry_after=1)
@@ -213,6 +219,15 @@ class Batcher:
                 f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
                 f"{wait:.1f} s of work comes first; retry later or allow more time",
                 retry_after=max(1, math.ceil(wait - timeout)))
+        # later arrivals are judged when they come: what is queued now, with and without these
+        # items; a request already too late to save does not hold the others back
+        until_earliest = self._earliest_deadline - time.monotonic()
+        with_these = self.predicted_wait(queued + size, self._queued_chars + chars, arrivals=False)
+        if queued and with_these > until_earliest >= self.predicted_wait(queued, self._queued_chars, arrivals=False):
+            return OverloadedError(
+                f"model {self.name!r} cannot take more work without making requests it accepted late (the "
+                f"earliest is due in {max(0.0, until_earliest):.1f} s); retry later",
+                retry_after=max(1, math.ceil(until_earliest)))
         return None
 
     def overdue_round_seconds(self) -> float | None:
@@ -250,6 +265,7 @@ class Batcher:
                 raise refusal
             self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
             self._queued_chars += chars
+            self._earliest_deadline = min(self._earliest_deadline, request.deadline)
             self._set_depth(len(self._queue))
             self._cond.notify()
         unregister = cancellation.on_cancel(lambda: self._cancel(request)) if cancellation else None
@@ -275,6 +291,7 @@ class Batcher:
             before = len(self._queue)
             self._queue = deque(item for item in self._queue if item.request is not request)
             self._queued_chars = sum(len(item.text) for item in self._queue)
+            self._earliest_deadline = min((item.request.deadline for item in self._queue), default=math.inf)
             self._set_depth(len(self._queue))
         if before > len(self._queue):
             metrics.ITEMS.labels(self.name, "dropped").inc(before - len(self._queue))
@@ -330,7 +347,7 @@ class Batcher:
                     break
                 self._cond.wait(left)
             items, self._queue = list(self._queue), deque()
-            self._queued_chars = 0
+            self._queued_chars, self._earliest_deadline = 0, math.inf
             self._set_depth(0)
         return items
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -467,6 +468,44 @@ def test_torch_threads_are_configurable_and_validated() -> None:
     assert parse_config({"server": {"torch_threads": 3}}).server.torch_threads == 3
     with pytest.raises(ConfigError, match="server.torch_threads must be >= 0"):
         parse_config({"server": {"torch_threads": -1}})
+
+
+def test_work_that_would_make_an_accepted_request_late_is_refused(gated) -> None:
+    """The next round sorts by length, so a newcomer may run before an earlier, longer text:
+    admission refuses what would push the earliest queued deadline past, and only that."""
+    gated.cost_model = CostModel(overhead=0.0, per_token=0.01)  # 100 tokens (400 characters): 1 s
+    batcher = started(gated, max_batch_size=8, max_queue=64)
+    batcher._pricer.scale, batcher._pricer.tokens_per_char = 1.0, 0.25
+    gated.gate.clear()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            holding = pool.submit(batcher.submit, ["slow"])
+            wait_until_busy(gated)
+            first = pool.submit(batcher.submit, ["a" * 400], 1.5)  # 1 s of work, due in 1.5 s
+            wait_for_queue(batcher, 1)
+            assert batcher._earliest_deadline == pytest.approx(time.monotonic() + 1.5, abs=0.2)
+            with pytest.raises(OverloadedError, match="without making requests it accepted late"):
+                batcher.submit(["b" * 200], 30)  # 0.5 s more: the first would end after 1.5 s
+            short = pool.submit(batcher.submit, ["c" * 40], 30)  # 0.1 s more: both in time
+            wait_for_queue(batcher, 2)
+            gated.gate.set()
+            assert len(first.result(timeout=30)) == 1 and len(short.result(timeout=30)) == 1
+            holding.result(timeout=30)
+        assert batcher._earliest_deadline == math.inf  # drained
+    finally:
+        gated.gate.set()
+        batcher.close()
+
+
+def test_a_queued_request_already_too_late_holds_no_one_back(gated) -> None:
+    gated.cost_model = CostModel(overhead=0.0, per_token=0.01)
+    batcher = Batcher(gated, BatchConfig(max_queue=64, max_batch_size=8))
+    batcher._pricer.scale, batcher._pricer.tokens_per_char = 1.0, 0.25
+    batcher._queue.append(None)  # one queued text of 400 characters: 1 s of work
+    batcher._queued_chars, batcher._earliest_deadline = 400, time.monotonic() + 0.5  # due before it can run
+    assert batcher._admission_error(1, 1, 40, 30.0) is None
+    batcher._earliest_deadline = time.monotonic() + 1.05  # in time unless something joins it
+    assert "accepted late" in str(batcher._admission_error(1, 1, 40, 30.0))
 
 
 def test_the_predicted_wait_counts_the_rest_of_the_round_and_the_whole_next_one(gated) -> None:
