@@ -7,7 +7,9 @@ without ``--after`` the "after" server runs the package installed in this enviro
 both when the working tree may change while the benchmark runs. Each server runs alone; the
 versions alternate A B B A A B B A (``--rounds``) so that drift of the shared machine falls on both alike.
 ``--engine-before``/``--engine-after`` set each side's ``server.engine`` (the same install on both
-sides then compares the engines).
+sides then compares the engines); ``--front-before``/``--front-after`` the HTTP server under the
+same app: ``modeldeploy serve``'s (waitress) or granian (bench/granian_app.py), which compares
+what the HTTP front costs. CPU per request counts every process of the server.
 
     pip install --no-deps --target ../before-site <checkout of the other version>
     python bench/ab.py --models-dir bench/.work/models --before ../before-site
@@ -19,6 +21,7 @@ import argparse
 import datetime
 import importlib.metadata
 import json
+import math
 import os
 import platform
 import statistics
@@ -30,14 +33,21 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import corpus  # noqa: E402
 import loadgen  # noqa: E402
+import reviews  # noqa: E402
 from servers import PYTHON, Server, free_port  # noqa: E402
 
+from modeldeploy.config import parse_config  # noqa: E402
+
 BENCH = Path(__file__).parent
+FRONTS = ("waitress", "granian")
+CORPORA = {"words": "texts of 5-60 words (bench/corpus.py)",
+           "reviews": "review-like texts with a long tail of lengths (bench/reviews.py)"}
 
 
 def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int,
-           legacy_config: bool, engine: str = "local") -> Server:
-    """``modeldeploy serve`` of one version, with the default batching and HTTP pool."""
+           legacy_config: bool, engine: str = "local", front: str = "waitress") -> Server:
+    """``modeldeploy serve`` of one version, with the default batching and HTTP pool; or its app
+    under granian with as many app threads."""
     port = free_port()
     config = work / f"ab-{version}-{model}.yaml"
     document: dict[str, Any] = {"models": {model: {"source": str(source)}}}
@@ -49,23 +59,33 @@ def server(version: str, model: str, source: Path, work: Path, sites: dict[str, 
     site = sites[version]
     env = {"PYTHONPATH": str(site)} if site is not None else {}
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
+    if front == "granian":
+        threads = parse_config(document).http_threads([model])
+        env = {"PYTHONPATH": os.pathsep.join([*env.values(), str(BENCH.resolve())]), "BENCH_CONFIG": str(config)}
+        command = [PYTHON, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads",
+                   str(threads), "--host", "127.0.0.1", "--port", str(port), "--no-ws", "granian_app:app"]
     return Server(f"ab-{version}-{model}-{run}", command, port, "/health/ready", work, env)
 
 
 def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
-    bodies = corpus.write_bodies(args.work / f"{model}-bodies.jsonl", model)
+    texts = corpus if args.corpus == "words" else reviews
+    bodies = texts.write_bodies(args.work / f"ab-{model}-{args.corpus}-bodies.jsonl", model)
     runs: dict[str, dict[int, list[dict[str, Any]]]] = {"before": {}, "after": {}}
     for run, version in enumerate(run_order(args.rounds)):
         under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
-                            run, args.legacy_config, getattr(args, f"engine_{version}")).start()
+                            run, args.legacy_config, getattr(args, f"engine_{version}"),
+                            getattr(args, f"front_{version}")).start()
         try:
             under_test.wait_ready()
             loadgen.wrk(under_test.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
             for concurrency in args.concurrency:
+                cpu = under_test.cpu_seconds()
                 result = loadgen.wrk(under_test.url, bodies, concurrency, args.seconds)
+                result["cpu_ms_per_request"] = 1000 * (under_test.cpu_seconds() - cpu) / max(1, result["requests"])
                 runs[version].setdefault(concurrency, []).append(result)
                 print(f"{model} {version} c={concurrency}: {result['items_per_s']:.1f}/s "
-                      f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms {result['statuses']}", flush=True)
+                      f"p50 {result['p50_ms']:.1f} p99 {result['p99_ms']:.1f} ms {result['statuses']} "
+                      f"cpu {result['cpu_ms_per_request']:.2f} ms/request", flush=True)
         finally:
             under_test.stop()
     return runs
@@ -89,6 +109,7 @@ def summarize(runs: dict[str, dict[int, list[dict[str, Any]]]]) -> dict[str, dic
                 "p50_ms": statistics.mean(r["p50_ms"] for r in results),
                 "p99_ms": statistics.mean(r["p99_ms"] for r in results),
                 "non_200": sum(sum(v for k, v in r["statuses"].items() if k != "200") for r in results),
+                "cpu_ms_per_request": statistics.mean(r.get("cpu_ms_per_request", math.nan) for r in results),
             }
             for concurrency, results in by_concurrency.items()
         }
@@ -103,22 +124,26 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
         f"{os.cpu_count()} cores, Python {platform.python_version()}, torch {importlib.metadata.version('torch')}, no GPU; "
         f"load average before {load[0]:.1f}, "
         f"after {load[1]:.1f}. Models: each model's folder under `--models-dir`, "
-        f"`wrk` closed loop, texts of 5-60 words, {args.seconds:g} s per point after a {args.warmup_seconds:g} s "
+        f"`wrk` closed loop, {CORPORA[args.corpus]}, {args.seconds:g} s per point after a {args.warmup_seconds:g} s "
         f"warm-up; each version served alone with its defaults, one server at a time in the order "
         f"{' '.join('A' if v == 'before' else 'B' for v in run_order(args.rounds))} (A = before, B = after); "
-        f"figures are the mean over the {args.rounds} runs of each version.",
+        f"figures are the mean over the {args.rounds} runs of each version. Before: the {args.front_before} "
+        f"front, the {args.engine_before} engine; after: the {args.front_after} front, the {args.engine_after} "
+        f"engine. {args.note}".rstrip(),
         "",
     ]
     for model, summary in summaries.items():
         lines += [f"## {model}", "", "| concurrency | items/s before (min-max) | items/s after (min-max) | ratio | "
-                  "p50 ms before | p50 ms after | p99 ms before | p99 ms after | non-200 before / after |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "p50 ms before | p50 ms after | p99 ms before | p99 ms after | non-200 before / after | "
+                  "server CPU ms/request before / after |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for concurrency in args.concurrency:
             b, a = summary["before"][concurrency], summary["after"][concurrency]
             lines.append(f"| {concurrency} | {b['items_per_s']:.1f} ({b['items_per_s_min']:.1f}-{b['items_per_s_max']:.1f}) | "
                          f"{a['items_per_s']:.1f} ({a['items_per_s_min']:.1f}-{a['items_per_s_max']:.1f}) | "
                          f"{a['items_per_s'] / b['items_per_s']:.2f} | {b['p50_ms']:.1f} | {a['p50_ms']:.1f} | "
-                         f"{b['p99_ms']:.1f} | {a['p99_ms']:.1f} | {b['non_200']} / {a['non_200']} |")
+                         f"{b['p99_ms']:.1f} | {a['p99_ms']:.1f} | {b['non_200']} / {a['non_200']} | "
+                         f"{b.get('cpu_ms_per_request', math.nan):.2f} / {a.get('cpu_ms_per_request', math.nan):.2f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -137,6 +162,10 @@ def main() -> None:
     parser.add_argument("--after", type=Path, help="folder holding the install to compare (default: this one)")
     parser.add_argument("--engine-before", choices=("local", "process"), default="local")
     parser.add_argument("--engine-after", choices=("local", "process"), default="local")
+    parser.add_argument("--front-before", choices=FRONTS, default="waitress")
+    parser.add_argument("--front-after", choices=FRONTS, default="waitress")
+    parser.add_argument("--corpus", choices=tuple(CORPORA), default="words")
+    parser.add_argument("--note", default="", help="a sentence for the report, e.g. which models the folders hold")
     parser.add_argument("--label-before", default="before")
     parser.add_argument("--label-after", default="after")
     parser.add_argument("--models", default="sentiment,ner,summarization")

@@ -61,9 +61,9 @@ def summary(results: list[dict[str, Any]]) -> dict[str, float]:
 def render(results: dict[str, Any]) -> str:
     lines = [f"# A/B: admission by deadline, {results['label_before']} vs {results['label_after']}", "",
              f"Produced by `{results['command']}` ({results['date']}): {results['machine']}. Open-loop Poisson "
-             f"arrivals (bench/openloop.py) at {results['load']:g} x each model's peak goodput, {results['seconds']:g} s "
-             f"per run, every request with `X-Request-Timeout: {DEADLINE_S:g}`; review-like texts (bench/reviews.py); "
-             f"batch settings as bench/overload.py's. Runs in the order "
+             f"arrivals (bench/openloop.py) at {results['load']:g} x each model's peak goodput, "
+             f"{results['seconds']:g} s per run, every request with `X-Request-Timeout: {DEADLINE_S:g}`; "
+             "review-like texts (bench/reviews.py); batch settings as bench/overload.py's. Runs in the order "
              f"{' '.join('A' if v == 'before' else 'B' for v in run_order(results['rounds']))} (A = before), each "
              "server alone; figures summed (counts) or averaged (rates) over the runs of each install.", "",
              "| model | offered /s | install | accepted | accepted answered 200 in time | 504 | 503 | goodput /s "
@@ -92,8 +92,9 @@ def main() -> int:
     args = parser.parse_args()
     ensure_models(list(args.rates))
     results: dict[str, Any] = {
-        "date": datetime.date.today().isoformat(), "machine": recording.machine(), "load": args.load, "seconds": args.seconds,
-        "rounds": args.rounds, "label_before": args.label_before, "label_after": args.label_after,
+        "date": datetime.date.today().isoformat(), "machine": recording.machine(), "load": args.load,
+        "seconds": args.seconds, "rounds": args.rounds,
+        "label_before": args.label_before, "label_after": args.label_after,
         "command": f"python bench/deadlines_ab.py --rates {','.join(f'{m}={r:g}' for m, r in args.rates.items())} "
                    f"--load {args.load:g} --seconds {args.seconds:g} --rounds {args.rounds}", "models": {}}
     for model, rate in args.rates.items():
