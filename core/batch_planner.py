@@ -71,6 +71,8 @@ DEFAULT_TOKENS_PER_CHAR = 0.25
 SMOOTHING = 0.2
 #: A price adds this many times the recent relative excess of rounds over their price.
 EXCESS_MARGIN = 2.0
+#: The most one round adds to that excess (a stalled round is the stuck detector's business).
+MAX_EXCESS = 1.0
 
 
 class WorkPricer:
@@ -86,8 +88,9 @@ class WorkPricer:
     per text), every text weighs the same and the price is the recent cost per item.
 
     A price is a promise to a deadline, so it includes how far rounds have recently run past
-    their own price (twice the moving average of the relative excess): a model whose rounds are
-    predictable is priced at its mean, one whose rounds vary is priced above it.
+    their own price (twice the moving average of the relative excess, a round counting at most
+    twice its price): a model whose rounds are predictable is priced at its mean, one whose rounds
+    vary is priced above it.
     """
 
     def __init__(self, max_rows: int) -> None:
@@ -110,7 +113,8 @@ class WorkPricer:
     def seconds(self, cost: CostModel, rows: float, chars: float) -> float:
         """Predicted seconds of that work, with its margin (0 before any round was measured:
         nothing to scale by)."""
-        return 0.0 if self.scale is None else self.mean_seconds(cost, rows, chars) * (1 + EXCESS_MARGIN * self.excess)
+        margin = 1 + EXCESS_MARGIN * self.excess
+        return 0.0 if self.scale is None else self.mean_seconds(cost, rows, chars) * margin
 
     def mean_seconds(self, cost: CostModel, rows: float, chars: float) -> float:
         """Predicted seconds of that work, without a margin."""
@@ -127,8 +131,9 @@ class WorkPricer:
         estimate = self.estimate(cost, rows, chars)
         if estimate <= 0:
             return
-        if self.scale is not None:
-            self.excess = _smooth(self.excess, max(0.0, seconds / (self.scale * estimate) - 1))
+        if self.scale is not None:  # a round past twice its price (a stall) counts as twice
+            over = seconds / (self.scale * estimate) - 1
+            self.excess = _smooth(self.excess, min(MAX_EXCESS, max(0.0, over)))
         self.scale = _smooth(self.scale, seconds / estimate)
 
 

@@ -172,7 +172,7 @@ class Batcher:
     def refusal(self, timeout: float | None = None) -> OverloadedError | None:
         """The error a one-text request with ``timeout`` would get now, judged before its texts are
         read (no lock: a stale view only moves one request either side of the limit), so the
-        HTTP front can refuse it before parsing its body: its size is taken to be a typical item's)."""
+        HTTP front can refuse it before parsing its body; its size is taken to be a typical item's."""
         chars = round(self._pricer.chars_per_item or 0)
         return self._admission_error(len(self._queue), 1, chars, self.deadline_seconds(timeout))
 

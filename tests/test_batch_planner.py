@@ -117,3 +117,6 @@ def test_the_price_adds_twice_the_recent_excess_of_rounds_over_their_price() -> 
     assert pricer.excess == pytest.approx(0.2 * 0.5)
     assert pricer.seconds(cost, 4, 400) == pytest.approx(pricer.mean_seconds(cost, 4, 400) * (1 + 2 * 0.1))
     assert pricer.mean_seconds(cost, 4, 400) == pytest.approx(pricer.scale * 0.11)
+    excess = pricer.excess
+    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=pricer.scale * 0.11 * 50)  # a stall
+    assert pricer.excess == pytest.approx(0.8 * excess + 0.2 * 1.0)  # counts as twice its price, no more
