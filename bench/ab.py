@@ -179,6 +179,9 @@ def main() -> None:
     parser.add_argument("--legacy-config", action="store_true",
                         help="both installs predate config.yaml's 'serve' key (they served exactly the models listed)")
     args = parser.parse_args()
+    for side in ("before", "after"):
+        if getattr(args, f"front_{side}") == "granian" and getattr(args, f"engine_{side}") != "local":
+            parser.error(f"--front-{side} granian serves the app on the local engine only")
     args.concurrency = [int(c) for c in args.concurrency.split(",")]
     for option, site in (("--before", args.before), ("--after", args.after)):
         if site is not None and not (site / "modeldeploy" / "__init__.py").is_file():

@@ -1,8 +1,8 @@
-"""The app ``modeldeploy serve`` builds, for granian to serve (bench/fronts.py's other front).
+"""The app ``modeldeploy serve`` builds, for granian to serve (``bench/ab.py --front-after granian``).
 
-Built as ``modeldeploy serve`` builds it, from the config file named by ``BENCH_CONFIG``: the
-same registry, logging, torch threads and Flask app (admission gate included), so the two
-servers differ only in the HTTP server under the app. Models load before granian takes
+Built as ``modeldeploy serve`` builds it on the local engine, from the config file named by
+``BENCH_CONFIG``: the same registry (which sets torch's threads), logging and Flask app (admission
+gate included), so the two servers differ only in the HTTP server under the app. Models load before granian takes
 requests (``/health/ready`` answers once they have).
 """
 
