@@ -219,11 +219,13 @@ class Batcher:
                 f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
                 f"{wait:.1f} s of work comes first; retry later or allow more time",
                 retry_after=max(1, math.ceil(wait - timeout)))
+        if not queued:
+            return None
         # later arrivals are judged when they come: what is queued now, with and without these
         # items; a request already too late to save does not hold the others back
         until_earliest = self._earliest_deadline - time.monotonic()
         with_these = self.predicted_wait(queued + size, self._queued_chars + chars, arrivals=False)
-        if queued and with_these > until_earliest >= self.predicted_wait(queued, self._queued_chars, arrivals=False):
+        if with_these > until_earliest >= self.predicted_wait(queued, self._queued_chars, arrivals=False):
             return OverloadedError(
                 f"model {self.name!r} cannot take more work without making requests it accepted late (the "
                 f"earliest is due in {max(0.0, until_earliest):.1f} s); retry later",
