@@ -19,6 +19,8 @@ server behind an orchestrator is added here:
   runs (waitress's ``channel_request_lookahead``), so a client's close is seen at once; the
   request's :class:`~modeldeploy.cancellation.Cancellation` (``environ[CANCELLATION]``) is then
   cancelled and its items leave the model's queue instead of being computed for nobody.
+- **The loop does not walk every connection on each turn** (:mod:`.poll_loop`): with hundreds of
+  clients in a retry storm, that walk was most of what the front cost.
 - **SIGTERM drains.** The listening sockets close at once (new connections are refused), requests
   in flight finish and their answers are sent, for up to ``shutdown_grace_seconds``; then the
   models stop (what is still queued is answered 503) and the process exits 0.
@@ -27,10 +29,12 @@ server behind an orchestrator is added here:
 from __future__ import annotations
 
 import heapq
+import itertools
 import json
 import logging
 import math
 import resource
+import select
 import signal
 import threading
 import time
@@ -48,6 +52,7 @@ from ..app.admission import HOLD_RESPONSE
 from ..app.deadlines import CANCELLATION
 from ..cancellation import Cancellation
 from ..config import ServerConfig
+from .poll_loop import PollLoop, serving
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +60,8 @@ log = logging.getLogger(__name__)
 FD_RESERVE = 256
 #: How often (seconds) connections are checked for timeouts, and the longest the loop sleeps.
 CHECK_INTERVAL = 0.5
-#: Held responses are released on this grid (seconds): each turn of the loop walks every
-#: connection, so releasing them one by one would cost a turn each.
+#: Held responses are released on this grid (seconds), so that those falling due together go out
+#: in one turn of the loop rather than a turn each.
 HOLD_TICK = 0.02
 #: After the grace period, how long answers to cancelled requests may take to go out.
 FINAL_FLUSH_SECONDS = 2.0
@@ -95,6 +100,14 @@ class _Channel(HTTPChannel):
         #: Cancelled when the client hangs up; shared by the requests of one connection, which
         #: waitress runs one at a time (they all lose their client together).
         self.cancellation = Cancellation()
+        self.server.touch(self)  # its file descriptor may be a closed connection's, reused
+
+    def service(self) -> None:
+        serving(self)  # the trigger pulls of this task name this connection to the loop
+        try:
+            super().service()
+        finally:
+            serving(None)
 
     def received(self, data: bytes) -> bool:
         if self.request is None and data:
@@ -118,7 +131,7 @@ class _Channel(HTTPChannel):
         """Send what is written from now on no sooner than ``seconds`` from now (rounded up to
         :data:`HOLD_TICK`, so held responses go out together in one turn of the loop)."""
         self.held_until = math.ceil((time.monotonic() + seconds) / HOLD_TICK) * HOLD_TICK
-        self.server.wake_at(self.held_until)
+        self.server.wake_at(self.held_until, self)
 
     def _holding(self) -> bool:
         return bool(self.held_until) and time.monotonic() < self.held_until and not self.will_close
@@ -148,13 +161,25 @@ class _Server(TcpWSGIServer):
 
     channel_class = _Channel
 
-    def __init__(self, *args: Any, timeouts: ConnectionTimeouts, wake_at: Callable[[float], None],
-                 **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeouts: ConnectionTimeouts, wake_at: Callable[[float, HTTPChannel], None],
+                 loop: PollLoop | None, **kwargs: Any) -> None:
         self.timeouts = timeouts
         self.wake_at = wake_at
+        self.loop = loop
         super().__init__(*args, **kwargs)
 
+    def touch(self, channel: HTTPChannel) -> None:
+        if self.loop is not None:
+            self.loop.touch(channel)
+
+    def pull_trigger(self) -> None:
+        if self.loop is not None:  # from a task thread: the loop must look at its connection again
+            self.loop.touch_serving()
+        super().pull_trigger()
+
     def maintenance(self, now: float) -> None:
+        if self.loop is not None:
+            self.loop.sweep()  # timeouts may close any connection
         for channel in list(self.active_channels.values()):
             if channel.requests or channel.will_close or channel.close_when_flushed:
                 continue  # a request is being answered, or the connection is closing already
@@ -214,14 +239,16 @@ class HttpServer:
         timeouts = ConnectionTimeouts(config.idle_timeout_seconds, config.read_timeout_seconds,
                                       config.request_timeout_seconds)
         self.map: dict[int, Any] = {}
+        self.loop = PollLoop(self.map) if hasattr(select, "poll") else None  # Windows: wasyncore's select()
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(threads)
-        #: Monotonic times at which a held response becomes due (a heap): the loop wakes for them.
-        self._wakeups: list[float] = []
+        #: (monotonic time, tie-breaker, connection): when each held response becomes due (a heap).
+        self._wakeups: list[tuple[float, int, HTTPChannel]] = []
         self._wakeups_lock = threading.Lock()
+        self._wakeup_order = itertools.count()
         self.listeners = [
             _Server(app, self.map, dispatcher=self.dispatcher, adj=self.adjustments, sockinfo=sockinfo,
-                    timeouts=timeouts, wake_at=self._wake_at)
+                    timeouts=timeouts, wake_at=self._wake_at, loop=self.loop)
             for sockinfo in self.adjustments.listen
         ]
         self._stop = threading.Event()
@@ -261,29 +288,37 @@ class HttpServer:
         wasyncore.close_all(self.map)
         return still_running
 
-    def _wake_at(self, when: float) -> None:
-        """Have the loop wake at ``when`` (a held response is due then); called from task threads,
-        whose end of task wakes the loop to see it."""
+    def _wake_at(self, when: float, channel: HTTPChannel) -> None:
+        """Have the loop wake at ``when`` and send ``channel``'s held response; called from task
+        threads, whose end of task wakes the loop to see it."""
         with self._wakeups_lock:
-            heapq.heappush(self._wakeups, when)
+            heapq.heappush(self._wakeups, (when, next(self._wakeup_order), channel))
 
     def _poll_timeout(self) -> float:
-        """Until the next held response is due, at most :data:`CHECK_INTERVAL`."""
+        """Until the next held response is due, at most :data:`CHECK_INTERVAL`; the loop looks
+        again at the connections whose responses are due now."""
         now = time.monotonic()
         with self._wakeups_lock:
-            while self._wakeups and self._wakeups[0] <= now:
-                heapq.heappop(self._wakeups)
-            due = self._wakeups[0] - now if self._wakeups else CHECK_INTERVAL
+            while self._wakeups and self._wakeups[0][0] <= now:
+                _, _, channel = heapq.heappop(self._wakeups)
+                if self.loop is not None:
+                    self.loop.touch(channel)
+            due = self._wakeups[0][0] - now if self._wakeups else CHECK_INTERVAL
         return min(CHECK_INTERVAL, max(due, 0.0005))
 
     def _run_loop_once(self) -> None:
-        wasyncore.loop(timeout=self._poll_timeout(), map=self.map, use_poll=True, count=1)
+        if self.loop is not None:
+            self.loop.run_once(self._poll_timeout())
+        else:
+            wasyncore.loop(timeout=self._poll_timeout(), map=self.map, use_poll=False, count=1)
         if self._stop.is_set():  # the closed listeners are no longer polled, so their upkeep runs here
             for listener in self.listeners:
                 listener.maintenance(time.time())
 
     def _close_idle_channels(self) -> int:
         """Close connections with nothing in flight; return how many still have a request."""
+        if self.loop is not None:
+            self.loop.sweep()
         busy = 0
         for channel in list(self.map.values()):
             if not isinstance(channel, HTTPChannel) or channel.will_close:

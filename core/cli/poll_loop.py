@@ -1,0 +1,129 @@
+"""waitress's event loop without its walk over every connection on every turn.
+
+wasyncore's poll loop asks each connection ``readable()`` and ``writable()`` and registers it with
+a new poll object on every turn: with 512 connections that is a millisecond or more of Python,
+holding the GIL the model threads need, and a retry storm turns the loop hundreds of times a
+second. :class:`PollLoop` keeps one poll object across turns and asks again only the connections
+whose answers may have changed since:
+
+- those the loop handled an event for (it read, wrote, accepted or closed them);
+- those a task thread touched: every trigger pull from a task thread names the connection it was
+  serving (:func:`touch_serving`), after whatever it changed (buffered output, finished a request);
+- those :meth:`PollLoop.touch` names (a new connection, a held response that fell due);
+- all of them after the listeners' maintenance (timeouts may close any connection), after
+  :meth:`PollLoop.sweep`, and every :data:`SWEEP_SECONDS` in any case.
+
+Listeners and the trigger are few and are asked on every turn, as before.
+"""
+
+from __future__ import annotations
+
+import math
+import select
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from waitress import wasyncore
+from waitress.channel import HTTPChannel
+
+#: Every connection is asked again at least this often (seconds), whatever was touched.
+SWEEP_SECONDS = 0.5
+_READ = select.POLLIN | select.POLLPRI if hasattr(select, "POLLIN") else 0
+
+_serving = threading.local()
+
+
+def serving(channel: Any) -> None:
+    """Record (or clear, with None) the connection the calling task thread is serving."""
+    _serving.channel = channel
+
+
+class PollLoop:
+    """One poll object for the connections of ``map``, kept up to date across turns."""
+
+    def __init__(self, map: dict[int, Any]) -> None:
+        self.map = map
+        self._poller = select.poll()
+        #: fd -> (the object evaluated, the events it is registered for; 0: none)
+        self._registered: dict[int, tuple[Any, int]] = {}
+        #: Objects asked on every turn: listeners (whose readable() runs maintenance) and the trigger.
+        self._every_turn: dict[int, Any] = {}
+        #: Objects to ask again on the next turn, appended from any thread.
+        self._touched: deque[Any] = deque()
+        self._sweep_at = 0.0
+
+    def touch(self, obj: Any) -> None:
+        """Ask ``obj`` again on the next turn (any thread; wake the loop after, if it sleeps)."""
+        self._touched.append(obj)
+
+    def touch_serving(self) -> None:
+        """Ask again the connection the calling task thread serves, if any: call it before pulling
+        the trigger, so the turn the trigger causes sees what the task changed."""
+        channel = getattr(_serving, "channel", None)
+        if channel is not None:
+            self._touched.append(channel)
+
+    def sweep(self) -> None:
+        """Ask every connection again on the next turn."""
+        self._sweep_at = 0.0
+
+    def run_once(self, timeout: float) -> None:
+        """Update the registrations, wait up to ``timeout`` seconds for events and handle them."""
+        for obj in list(self._every_turn.values()):
+            self._evaluate(obj)
+        for obj in self._to_evaluate():
+            self._evaluate(obj)
+        try:
+            events = self._poller.poll(math.ceil(timeout * 1000))
+        except InterruptedError:
+            events = []
+        for fd, flags in events:
+            obj = self.map.get(fd)
+            if obj is None:
+                continue
+            wasyncore.readwrite(obj, flags)
+            self._touched.append(obj)
+
+    def _to_evaluate(self) -> set[Any]:
+        """The objects whose interest may have changed (see the module's docstring)."""
+        touched: set[Any] = set()
+        while self._touched:
+            touched.add(self._touched.popleft())
+        for fd in self._registered.keys() - self.map.keys():  # closed since the last turn
+            self._forget(fd)
+        now = time.monotonic()
+        if now >= self._sweep_at:
+            self._sweep_at = now + SWEEP_SECONDS
+            return set(self.map.values())
+        for fd in self.map.keys() - self._registered.keys():  # opened since the last turn
+            touched.add(self.map[fd])
+        return touched
+
+    def _evaluate(self, obj: Any) -> None:
+        fd = getattr(obj, "_fileno", None)
+        if fd is None or self.map.get(fd) is not obj:
+            return  # closed meanwhile
+        if not isinstance(obj, HTTPChannel):
+            self._every_turn[fd] = obj
+        flags = 0
+        if obj.readable():
+            flags |= _READ
+        if obj.writable() and not obj.accepting:
+            flags |= select.POLLOUT
+        known = self._registered.get(fd)
+        if known is not None and known[0] is obj and known[1] == flags:
+            return
+        if flags:
+            self._poller.register(fd, flags)  # registers or modifies
+        elif known is not None and known[1]:
+            self._poller.unregister(fd)
+        self._registered[fd] = (obj, flags)
+
+    def _forget(self, fd: int) -> None:
+        _, flags = self._registered.pop(fd)
+        self._every_turn.pop(fd, None)
+        if flags:
+            self._poller.unregister(fd)
+

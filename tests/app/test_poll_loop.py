@@ -1,0 +1,112 @@
+"""The HTTP front's event loop (core/cli/poll_loop.py), in-process around a plain WSGI app.
+
+Its periodic sweep is switched off here, so every answer below must reach its client through the
+loop's own bookkeeping (events, task threads' trigger pulls, held responses falling due): a
+connection the loop forgot would hang until the socket times out and fail the test.
+"""
+
+from __future__ import annotations
+
+import collections
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from modeldeploy.cli import http_server, poll_loop
+from modeldeploy.config import ServerConfig
+
+BIG = 40 * 1024 * 1024  # over waitress's 16 MiB outbuf high-water mark: the task thread waits for the loop
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/big":
+        start_response("200 OK", [("Content-Length", str(BIG))])
+        return (b"x" * (1024 * 1024) for _ in range(BIG // (1024 * 1024)))
+    if path == "/held":
+        environ[http_server.HOLD_RESPONSE](0.2)
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+@pytest.fixture
+def server(monkeypatch) -> Iterator[http_server.HttpServer]:
+    monkeypatch.setattr(poll_loop, "SWEEP_SECONDS", 3600.0)
+    monkeypatch.setattr(poll_loop.PollLoop, "sweep", lambda self: None)  # no rescue by maintenance either
+    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=4,
+                                    max_body_bytes=1024)
+    assert served.loop is not None
+    thread = threading.Thread(target=served.serve, daemon=True)
+    thread.start()
+    yield served
+    served._stop.set()
+    thread.join(10)
+    served.drain(stop_models=lambda: None)
+
+
+def get(sock: socket.socket, path: str) -> bytes:
+    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(65536)
+    head, body = head.split(b"\r\n\r\n", 1)
+    length = int(next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+                 .split(b":")[1])
+    while len(body) < length:
+        body += sock.recv(1024 * 1024)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return body
+
+
+def connect(server: http_server.HttpServer) -> socket.socket:
+    return socket.create_connection(server.addresses[0], timeout=10)
+
+
+def test_answers_reach_their_clients_without_a_sweep(server) -> None:
+    with connect(server) as sock:
+        for _ in range(20):
+            assert get(sock, "/") == b"ok"
+        assert get(sock, "/held") == b"ok"  # sent when due: the loop is woken for that connection
+        assert len(get(sock, "/big")) == BIG  # flushed while the task thread waits on the high-water mark
+        assert get(sock, "/") == b"ok"
+
+
+def test_a_connection_the_answer_closes_is_closed(server) -> None:
+    with connect(server) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        received = b""
+        while chunk := sock.recv(65536):  # socket.timeout unless the server closes it
+            received += chunk
+    assert received.startswith(b"HTTP/1.1 200") and received.endswith(b"ok")
+
+
+def test_idle_connections_are_not_asked_on_every_turn(server, monkeypatch) -> None:
+    asked: collections.Counter[int] = collections.Counter()
+    readable = http_server._Channel.readable
+
+    def counting(channel):
+        asked[id(channel)] += 1
+        return readable(channel)
+
+    idle = [connect(server) for _ in range(40)]
+    with connect(server) as busy:
+        assert get(busy, "/") == b"ok"  # the idle connections were accepted before it
+        monkeypatch.setattr(http_server._Channel, "readable", counting)
+        turns = 0
+        run_once = server.loop.run_once
+
+        def counting_turns(timeout):
+            nonlocal turns
+            turns += 1
+            run_once(timeout)
+
+        monkeypatch.setattr(server.loop, "run_once", counting_turns)
+        for _ in range(30):
+            assert get(busy, "/") == b"ok"
+    assert turns >= 30
+    busiest_idle = sorted(asked.values())[-2] if len(asked) > 1 else 0  # the busy connection is the most asked
+    assert busiest_idle <= 1, f"an idle connection was asked {busiest_idle} times in {turns} turns"
+    for sock in idle:
+        sock.close()
