@@ -26,6 +26,7 @@ import os
 import platform
 import statistics
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +46,17 @@ CORPORA = {"words": "texts of 5-60 words (bench/corpus.py)",
 
 
 def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int,
-           legacy_config: bool, engine: str = "local", front: str = "waitress") -> Server:
+           legacy_config: bool, engine: str = "local", front: str = "waitress",
+           beside: dict[str, Path] | None = None) -> Server:
     """``modeldeploy serve`` of one version, with the default batching and HTTP pool; or its app
-    under granian with as many app threads."""
+    under granian with as many app threads. ``beside``: other models the server also serves (idle)."""
     port = free_port()
     config = work / f"ab-{version}-{model}.yaml"
-    document: dict[str, Any] = {"models": {model: {"source": str(source)}}}
-    if not legacy_config:  # serve only this model (installs from before the 'serve' key refuse it)
-        document["serve"] = [model]
+    others = {name: folder for name, folder in (beside or {}).items() if name != model}
+    document: dict[str, Any] = {"models": {name: {"source": str(folder)}
+                                           for name, folder in {model: source, **others}.items()}}
+    if not legacy_config:  # serve only these models (installs from before the 'serve' key refuse it)
+        document["serve"] = [model, *others]
     if engine != "local":
         document["server"] = {"engine": engine}
     config.write_text(json.dumps(document))  # JSON is YAML
@@ -60,7 +64,7 @@ def server(version: str, model: str, source: Path, work: Path, sites: dict[str, 
     env = {"PYTHONPATH": str(site)} if site is not None else {}
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     if front == "granian":
-        threads = parse_config(document).http_threads([model])
+        threads = parse_config(document).http_threads(document["serve"])
         env = {"PYTHONPATH": os.pathsep.join([*env.values(), str(BENCH.resolve())]), "BENCH_CONFIG": str(config)}
         command = [PYTHON, "-m", "granian", "--interface", "wsgi", "--workers", "1", "--blocking-threads",
                    str(threads), "--host", "127.0.0.1", "--port", str(port), "--no-ws", "granian_app:app"]
@@ -74,9 +78,12 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
     for run, version in enumerate(run_order(args.rounds)):
         under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
                             run, args.legacy_config, getattr(args, f"engine_{version}"),
-                            getattr(args, f"front_{version}")).start()
+                            getattr(args, f"front_{version}"),
+                            {name: args.models_dir / name for name in args.beside}).start()
         try:
             under_test.wait_ready()
+            for name in args.beside:  # each model has served, as in a server in use
+                answer_one(under_test.url, name)
             loadgen.wrk(under_test.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
             for concurrency in args.concurrency:
                 cpu = under_test.cpu_seconds()
@@ -89,6 +96,14 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
         finally:
             under_test.stop()
     return runs
+
+
+def answer_one(url: str, model: str) -> None:
+    """One /predict to ``model``, which must answer 200."""
+    body = json.dumps({"model_name": model, "data": reviews.reviews(1)[0]}).encode()
+    request = urllib.request.Request(url + "/predict", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        response.read()
 
 
 def run_order(rounds: int) -> list[str]:
@@ -125,7 +140,7 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
         f"load average before {load[0]:.1f}, "
         f"after {load[1]:.1f}. Models: each model's folder under `--models-dir`, "
         f"`wrk` closed loop, {CORPORA[args.corpus]}, {args.seconds:g} s per point after a {args.warmup_seconds:g} s "
-        f"warm-up; each version served alone with its defaults, one server at a time in the order "
+        f"warm-up; each version served {served_with(args.beside)} with its defaults, one server at a time in the order "
         f"{' '.join('A' if v == 'before' else 'B' for v in run_order(args.rounds))} (A = before, B = after); "
         f"figures are the mean over the {args.rounds} runs of each version. Before: the {args.front_before} "
         f"front, the {args.engine_before} engine; after: the {args.front_after} front, the {args.engine_after} "
@@ -146,6 +161,13 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
                          f"{b.get('cpu_ms_per_request', math.nan):.2f} / {a.get('cpu_ms_per_request', math.nan):.2f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def served_with(beside: list[str]) -> str:
+    """How the report says what else each server served."""
+    if not beside:
+        return "alone"
+    return f"beside {', '.join(beside)} (the same process serving it too, idle; loaded from `--models-dir`)"
 
 
 def cpu_name() -> str:
@@ -169,6 +191,8 @@ def main() -> None:
     parser.add_argument("--label-before", default="before")
     parser.add_argument("--label-after", default="after")
     parser.add_argument("--models", default="sentiment,ner,summarization")
+    parser.add_argument("--beside", type=lambda text: text.split(","), default=[],
+                        help="models each server also serves, idle (a server of several models), e.g. ner")
     parser.add_argument("--concurrency", default="1,8,32")
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup-seconds", type=float, default=3)
