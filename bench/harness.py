@@ -158,8 +158,7 @@ def measure_references(model: str, source: Path, args: argparse.Namespace, optio
 
 
 def bench_model(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
-    prefix, generation = references.plugin_generation(model, source)
-    options = {"prefix": prefix, "generation": generation}
+    options = references.plugin_options(model, source)
     result: dict[str, Any] = {"options": options,
                               "references": measure_references(model, source, args, options),
                               "runs": {}, "peak_memory_mb": {}, "running_alongside": {}}

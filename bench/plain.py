@@ -3,8 +3,9 @@ forward pass (``generate`` for the summarizer).
 
 The in-process references (bench/references.py) and LitServe as its users write it
 (bench/litserve_user_app.py) both run exactly this, so nothing of modeldeploy is on their model
-path; only the summarizer's prefix and generation settings come from outside (the harness reads
-the ones the plugin would use, so every server and reference generates the same way).
+path; only the summarizer's prefix and generation settings and the token classifier's stride come
+from outside (the harness reads the ones the plugin would use, so every server and reference
+generates the same way and reads the same tokens).
 """
 
 from __future__ import annotations
@@ -55,16 +56,20 @@ class PlainModel:
     prefix: str = ""
     #: ``generate`` keyword arguments (seq2seq models only).
     generation: Mapping[str, Any] = field(default_factory=dict)
+    #: Tokens shared by consecutive windows when a text longer than the model's window is read
+    #: whole, in overlapping windows (what the NER plugin does, so that entities past the first
+    #: 512 tokens are found); None: such a text is truncated.
+    stride: int | None = None
 
     @classmethod
     def load(cls, name: str, source: str | Path, device: str = "auto", prefix: str = "",
-             generation: Mapping[str, Any] | None = None) -> PlainModel:
+             generation: Mapping[str, Any] | None = None, stride: int | None = None) -> PlainModel:
         import transformers
 
         device = resolve_device(device)
         model = getattr(transformers, AUTO_CLASSES[name]).from_pretrained(source).to(device).eval()
         tokenizer = transformers.AutoTokenizer.from_pretrained(source)
-        return cls(name, tokenizer, model, device, prefix, dict(generation or {}))
+        return cls(name, tokenizer, model, device, prefix, dict(generation or {}), stride)
 
     @property
     def generates(self) -> bool:
@@ -79,9 +84,19 @@ class PlainModel:
         return min(limits)
 
     def encode(self, texts: Sequence[str], max_length: int | None = None) -> Any:
-        """One padded, truncated tokenizer call over the batch, on the model's device."""
-        return self.tokenizer([self.prefix + text for text in texts], padding=True, truncation=True,
-                              max_length=max_length or self.max_length, return_tensors="pt").to(self.device)
+        """One padded tokenizer call over the batch, on the model's device: each text cut to
+        ``max_length`` tokens if given, else read whole in windows of the model's (see :attr:`stride`)."""
+        return self._windows(texts, max_length)[0]
+
+    def _windows(self, texts: Sequence[str], max_length: int | None = None) -> tuple[Any, list[int]]:
+        """:meth:`encode`'s rows, and the index of the text each row reads."""
+        windows = {}
+        if self.stride is not None and max_length is None:
+            windows = {"stride": min(self.stride, self.max_length // 2), "return_overflowing_tokens": True}
+        encoded = self.tokenizer([self.prefix + text for text in texts], padding=True, truncation=True,
+                                 max_length=max_length or self.max_length, return_tensors="pt", **windows)
+        rows_of = encoded.pop("overflow_to_sample_mapping", None)
+        return encoded.to(self.device), list(range(len(texts))) if rows_of is None else rows_of.tolist()
 
     def forward(self, encoded: Any) -> Any:
         """Logits, or generated token ids, back on the CPU (which waits for a GPU to finish)."""
@@ -97,14 +112,15 @@ class PlainModel:
         return self.forward(self.encode(texts))
 
     def token_lengths(self, texts: Sequence[str]) -> list[int]:
-        """Each text's token count after truncation (what padding a batch to it costs)."""
+        """Each text's token count after truncation (what padding a batch to it costs; a text read
+        in several windows counts one, as modeldeploy's planner counts it)."""
         encoded = self.tokenizer([self.prefix + text for text in texts], truncation=True, max_length=self.max_length)
         return [len(ids) for ids in encoded["input_ids"]]
 
     def results(self, texts: Sequence[str]) -> list[Any]:
         """What a user's server answers: a label and its probability per text, the label of each
         token, or the generated text."""
-        encoded = self.encode(texts)
+        encoded, rows_of = self._windows(texts)
         output = self.forward(encoded)
         if self.generates:
             return [text.strip() for text in self.tokenizer.batch_decode(output, skip_special_tokens=True)]
@@ -113,4 +129,7 @@ class PlainModel:
             probabilities = output.softmax(-1)
             return [{"label": labels[int(row.argmax())], "score": float(row.max())} for row in probabilities]
         lengths = encoded["attention_mask"].sum(-1).tolist()
-        return [[labels[int(i)] for i in row[:length]] for row, length in zip(output.argmax(-1), lengths)]
+        tokens: list[list[str]] = [[] for _ in texts]  # a long text's windows, one after another
+        for text, row, length in zip(rows_of, output.argmax(-1), lengths):
+            tokens[text] += [labels[int(i)] for i in row[:length]]
+        return tokens

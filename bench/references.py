@@ -33,19 +33,21 @@ from plain import PlainModel
 CALIBRATION_ROWS, CALIBRATION_LENGTHS, CALIBRATION_TOKENS = (1, 4, 16, 32), (16, 64, 256, 512), 4096
 
 
-def plugin_generation(name: str, source: str | Path) -> tuple[str, dict[str, Any]]:
-    """The prefix and ``generate`` arguments the model's plugin would use on this checkpoint, read
-    without loading weights (the wrapper is handed the checkpoint's config in place of a model),
-    so that every server and reference generates exactly as modeldeploy does."""
+def plugin_options(name: str, source: str | Path) -> dict[str, Any]:
+    """:class:`PlainModel`'s options as the model's plugin would read this checkpoint, found without
+    loading weights (the wrapper is handed the checkpoint's config in place of a model): the prefix
+    and ``generate`` arguments of a summarizer, the stride of a token classifier's windows over a
+    long text; so that every server and reference generates, and reads, exactly as modeldeploy does."""
     from transformers import AutoConfig
 
     from modeldeploy.plugins import get_catalog
 
     wrapper = get_catalog().models[name].wrapper_class(source=str(source))
-    if not hasattr(wrapper, "generation_kwargs"):
-        return "", {}
-    wrapper.model = types.SimpleNamespace(config=AutoConfig.from_pretrained(source))
-    return wrapper.prefix, wrapper.generation_kwargs()
+    options: dict[str, Any] = {"prefix": "", "generation": {}, "stride": wrapper.settings.get("stride")}
+    if hasattr(wrapper, "generation_kwargs"):
+        wrapper.model = types.SimpleNamespace(config=AutoConfig.from_pretrained(source))
+        options.update(prefix=wrapper.prefix, generation=wrapper.generation_kwargs())
+    return options
 
 
 def _pass(model: PlainModel, batches: Sequence[Sequence[str]]) -> tuple[float, list[float]]:
@@ -124,7 +126,8 @@ def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int]
     result: dict[str, Any] = {
         "items": len(texts),
         "tokens": {"median": statistics.median(lengths), "max": max(lengths),
-                   "over_128": sum(length > 128 for length in lengths)},
+                   "over_128": sum(length > 128 for length in lengths),
+                   "rows": len(model.encode(texts)["input_ids"])},
         "cost": {**cost.as_dict(), "median_relative_error": round(error, 3), "samples": samples},
         "batch1": {"items_per_s": len(texts) / seconds, "p50_ms": statistics.median(latencies) * 1000},
         "windows": {},

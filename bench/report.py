@@ -81,8 +81,10 @@ def header(results: dict[str, Any]) -> list[str]:
 
 def references_table(refs: dict[str, Any]) -> list[str]:
     tokens, cost = refs["tokens"], refs["cost"]
+    rows = tokens.get("rows", refs["items"])  # a text longer than the model's window is read in several
+    whole = f"; {rows - refs['items']} extra windows for the texts longer than the model's" if rows > refs["items"] else ""
     lines = [f"In-process references on {refs['items']} texts (tokens: median {tokens['median']:g}, max "
-             f"{tokens['max']}, {tokens['over_128']} over 128):", "",
+             f"{tokens['max']}, {tokens['over_128']} over 128{whole}):", "",
              "| reference | items/s | p50 ms |", "|---|---|---|",
              f"| batch-1 (each text alone) | {refs['batch1']['items_per_s']:.1f} | {refs['batch1']['p50_ms']:.1f} |"]
     for size, window in refs["windows"].items():
@@ -164,6 +166,10 @@ def model_section(name: str, model: dict[str, Any], settings: dict[str, Any]) ->
                   f"benchmark reviews {head['median_margin_on_reviews']:.2f}.", ""]
     if model["options"]["generation"]:
         lines += [f"Generation (the plugin's, for every server and reference): `{model['options']['generation']}`.", ""]
+    if model["options"].get("stride") is not None:
+        lines += [f"A text longer than the model's window is read whole, in overlapping windows ({model['options']['stride']} "
+                  "tokens shared), by every server and reference, as the plugin reads it (truncating it instead "
+                  "would do less work and miss the entities past its first window).", ""]
     lines += references_table(model["references"]) + curve_table(model["runs"])
     lines += ["| target | measured | met |", "|---|---|---|"]
     lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |"
