@@ -52,7 +52,7 @@ RULES = [
     (re.compile(r"\(waitress/|http_server|socket|ssl\.py"), HTTP),
 ]
 #: A thread's CPU when none of its samples is classified: what its role mostly does.
-ROLES = [(re.compile(r"^waitress|^MainThread"), HTTP), (re.compile(r"batcher|compute"), FORWARD)]
+ROLES = [(re.compile(r"^waitress|^MainThread"), HTTP), (re.compile(r"batcher"), FORWARD)]
 
 
 def classify(frames: list[str]) -> str | None:

@@ -132,8 +132,7 @@ def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any]) -> list[
     lines += ["", f"CPU per request by thread: {threads}; threads py-spy never saw (native) "
               f"{result['buckets'][NATIVE]['cpu_ms_per_request']:.2f} ms (waitress: the HTTP worker pool; "
               "MainThread: waitress's event loop, which accepts, reads and writes the sockets; "
-              "modeldeploy-batcher: each model's inference thread, which plans its rounds; modeldeploy-compute: "
-              "the thread that runs the forward passes of the models on the CPU)."]
+              "modeldeploy-batcher: the inference thread)."]
     samples = result["samples"]
     waited = samples["waiting"] / max(samples["working"] + samples["waiting"], 1)
     lines += ["", f"Samples: {samples['working']} working, {samples['waiting']} caught waiting ({waited:.0%}: a lock, "
