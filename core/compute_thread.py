@@ -9,13 +9,10 @@ kernel. With one batcher thread per model, a server of two models ran every forw
 in-process, the same pass took 8.1 ms on a fresh thread and 14.7 ms on a thread started after
 another thread had used torch.
 
-:meth:`ComputeThread.run` hands a pass to one long-lived thread instead. One model's long pass
-must not hold another's short one back, nor a hanging pass every other model: when a pass keeps
-another waiting for more than ``wait_behind_seconds``, its thread is left to it and a new thread
-serves the queue. The two passes then share the CPU, as they did on their own threads (torch has
-two pools while both threads live); the old thread ends when its pass returns. Serving every pass
-in turn, with no such limit, made a classifier's passes wait behind a summarizer's: in a soak of
-three models its p99 went from 1.1 to 3.8 s and 338 of its requests were refused.
+:meth:`ComputeThread.run` hands a pass to one long-lived thread instead. A model whose pass hangs
+must not hold the others back: when a pass has run for longer than ``stall_seconds`` while
+another waits, its thread is left to it and a new thread serves the queue (torch has two pools
+again while both live); the old thread ends when its pass returns.
 """
 
 from __future__ import annotations
@@ -31,10 +28,10 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: The longest (seconds) a pass waits behind another before a new thread takes it.
-WAIT_BEHIND_SECONDS = 0.05
-#: How often (seconds) a waiting caller looks at how long the running pass has run.
-CHECK_SECONDS = 0.01
+#: A pass that runs this long (seconds) while another waits keeps its thread to itself.
+STALL_SECONDS = 1.0
+#: How often (seconds) a waiting caller looks for a stalled pass.
+CHECK_SECONDS = 0.1
 THREAD_NAME = "modeldeploy-compute"
 
 _inside = threading.local()
@@ -54,8 +51,8 @@ class _Job:
 class ComputeThread:
     """A queue of passes served, in order, by one thread at a time (see the module's docstring)."""
 
-    def __init__(self, wait_behind_seconds: float = WAIT_BEHIND_SECONDS) -> None:
-        self.wait_behind_seconds = wait_behind_seconds
+    def __init__(self, stall_seconds: float = STALL_SECONDS) -> None:
+        self.stall_seconds = stall_seconds
         self._cond = threading.Condition()
         self._queue: deque[_Job] = deque()
         self._worker: threading.Thread | None = None
@@ -72,22 +69,19 @@ class ComputeThread:
                 self._start_worker()
             self._queue.append(job)
             self._cond.notify()
-        while not job.taken and not job.done.wait(CHECK_SECONDS):
-            self._stop_waiting_behind(job)
-        job.done.wait()
+        while not job.done.wait(CHECK_SECONDS):
+            self._give_up_on_stalled_pass(job)
         if job.error is not None:
             raise job.error
         return job.result
 
-    def _stop_waiting_behind(self, waiting: _Job) -> None:
-        """Leave the running pass its thread, and serve the queue on a new one, once it has held
-        ``waiting`` back for long enough."""
+    def _give_up_on_stalled_pass(self, waiting: _Job) -> None:
         with self._cond:
             since = self._running_since
-            if waiting.taken or since is None or time.monotonic() - since < self.wait_behind_seconds:
+            if waiting.taken or since is None or time.monotonic() - since < self.stall_seconds:
                 return
-            log.debug("a pass has run for %.2fs with another waiting: a new compute thread serves the queue",
-                      time.monotonic() - since)
+            log.warning("a forward pass has run for %.1fs; the passes of other models go on in a new compute thread",
+                        time.monotonic() - since)
             self._start_worker()
 
     def _start_worker(self) -> None:
@@ -105,7 +99,7 @@ class ComputeThread:
                 while not self._queue and self._worker is me:
                     self._cond.wait()
                 if self._worker is not me:
-                    return  # replaced while its pass held others back
+                    return  # replaced while its pass stalled
                 job = self._queue.popleft()
                 job.taken = True
                 self._running_since = time.monotonic()

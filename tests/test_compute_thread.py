@@ -1,5 +1,5 @@
 """The compute thread (core/compute_thread.py): every CPU model's passes on one thread, none held
-back for long by another's long or hanging pass."""
+back by a pass that hangs."""
 
 from __future__ import annotations
 
@@ -49,8 +49,8 @@ def test_a_pass_may_run_another_without_waiting_for_itself() -> None:
     assert compute.run(lambda: compute.run(lambda: "inner") + " outer") == "inner outer"
 
 
-def test_a_long_or_hanging_pass_holds_another_back_only_briefly() -> None:
-    compute = ComputeThread(wait_behind_seconds=0.2)
+def test_a_hanging_pass_holds_the_others_back_only_until_it_counts_as_stalled() -> None:
+    compute = ComputeThread(stall_seconds=0.2)
     release, hanging_started = threading.Event(), threading.Event()
 
     def hang() -> str:
@@ -62,14 +62,14 @@ def test_a_long_or_hanging_pass_holds_another_back_only_briefly() -> None:
     caller = threading.Thread(target=lambda: hung.append(compute.run(hang)))
     caller.start()
     assert hanging_started.wait(10)
-    busy_thread = compute._worker
+    stalled_thread = compute._worker
     assert compute.run(lambda: "other model") == "other model"  # served by a new thread meanwhile
-    assert compute._worker is not busy_thread and busy_thread.is_alive()
+    assert compute._worker is not stalled_thread and stalled_thread.is_alive()
     release.set()
     caller.join(10)
     assert hung == ["late"]
-    busy_thread.join(10)
-    assert not busy_thread.is_alive()  # it ended once its pass returned
+    stalled_thread.join(10)
+    assert not stalled_thread.is_alive()  # it ended once its pass returned
     assert compute.run(lambda: "again") == "again"
 
 
