@@ -31,14 +31,13 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 from . import metrics
 from .batch_planner import CostModel, WorkPricer, fit_cost_model, plan_batches
 from .cancellation import Cancellation
-from .compute_thread import COMPUTE
 from .config import BatchConfig
 from .errors import (
     BatcherRetiredError,
@@ -54,7 +53,6 @@ from .inputs import normalize_texts
 from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: (rows, words) shapes timed to fit the cost model: small and large in both dimensions.
 CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
@@ -395,8 +393,7 @@ class Batcher:
     def _compute(self, items: list[_Item]) -> None:
         """One padded forward pass; on failure, bisect so only the culprit item(s) fail."""
         try:
-            texts = [item.text for item in items]
-            outputs = on_pass_thread(self.wrapper, lambda: self.wrapper.run_prepared(texts))
+            outputs = self.wrapper.run_prepared([item.text for item in items])
         except PluginContractError as exc:  # the plugin's fault, whatever the items: no bisecting it away
             log.error("model %s: %s", self.name, exc)
             for item in items:
@@ -456,22 +453,11 @@ def calibrate_cost_model(wrapper: ModelWrapper, shapes: Sequence[tuple[int, int]
     return fit_cost_model(samples)
 
 
-def on_pass_thread(wrapper: ModelWrapper, fn: Callable[[], T]) -> T:
-    """``fn()``, for a model on the CPU on the process's compute thread (one OpenMP pool for the
-    passes of every model: :mod:`modeldeploy.compute_thread`), else on the calling thread."""
-    if (wrapper.device or "cpu").split(":")[0] == "cpu":
-        return COMPUTE.run(fn)
-    return fn()
-
-
 def _timed_run(wrapper: ModelWrapper, prepared: list[str]) -> float:
-    """Seconds one pass of ``prepared`` takes, on the thread the batcher runs passes on."""
-    def timed() -> float:
-        started = time.perf_counter()
-        wrapper.run_prepared(prepared)
-        return time.perf_counter() - started
-
-    return on_pass_thread(wrapper, timed)
+    """Seconds one ``run_prepared`` of ``prepared`` takes."""
+    started = time.perf_counter()
+    wrapper.run_prepared(prepared)
+    return time.perf_counter() - started
 
 
 def _texts(words: list[str], rows: int, word_count: int) -> list[str]:
