@@ -8,7 +8,8 @@ whose answers may have changed since:
 
 - those the loop handled an event for (it read, wrote, accepted or closed them);
 - those a task thread touched: every trigger pull from a task thread names the connection it was
-  serving (:func:`touch_serving`), after whatever it changed (buffered output, finished a request);
+  serving (:meth:`PollLoop.touch_serving`), after whatever it changed (buffered output, a finished
+  request);
 - those :meth:`PollLoop.touch` names (a new connection, a held response that fell due);
 - all of them after the listeners' maintenance (timeouts may close any connection), after
   :meth:`PollLoop.sweep`, and every :data:`SWEEP_SECONDS` in any case.
@@ -103,8 +104,10 @@ class PollLoop:
 
     def _evaluate(self, obj: Any) -> None:
         fd = getattr(obj, "_fileno", None)
-        if fd is None or self.map.get(fd) is not obj:
-            return  # closed meanwhile
+        if fd is None or self.map.get(fd) is not obj:  # closed meanwhile (its descriptor may be reused)
+            if fd is not None and self._every_turn.get(fd) is obj:
+                del self._every_turn[fd]
+            return
         if not isinstance(obj, HTTPChannel):
             self._every_turn[fd] = obj
         flags = 0
