@@ -11,8 +11,8 @@ whose answers may have changed since:
   serving (:meth:`PollLoop.touch_serving`), after whatever it changed (buffered output, a finished
   request);
 - those :meth:`PollLoop.touch` names (a new connection, a held response that fell due);
-- all of them after the listeners' maintenance (timeouts may close any connection), after
-  :meth:`PollLoop.sweep`, and every :data:`SWEEP_SECONDS` in any case.
+- all of them on the first turn and after :meth:`PollLoop.sweep`, which the listeners'
+  maintenance calls once a second (its timeouts may close any connection).
 
 Listeners and the trigger are few and are asked on every turn, as before.
 """
@@ -22,15 +22,12 @@ from __future__ import annotations
 import math
 import select
 import threading
-import time
 from collections import deque
 from typing import Any
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
-#: Every connection is asked again at least this often (seconds), whatever was touched.
-SWEEP_SECONDS = 0.5
 _READ = select.POLLIN | select.POLLPRI if hasattr(select, "POLLIN") else 0
 
 _serving = threading.local()
@@ -53,7 +50,7 @@ class PollLoop:
         self._every_turn: dict[int, Any] = {}
         #: Objects to ask again on the next turn, appended from any thread.
         self._touched: deque[Any] = deque()
-        self._sweep_at = 0.0
+        self._sweep_due = True
 
     def touch(self, obj: Any) -> None:
         """Ask ``obj`` again on the next turn (any thread; wake the loop after, if it sleeps)."""
@@ -68,7 +65,7 @@ class PollLoop:
 
     def sweep(self) -> None:
         """Ask every connection again on the next turn."""
-        self._sweep_at = 0.0
+        self._sweep_due = True
 
     def run_once(self, timeout: float) -> None:
         """Update the registrations, wait up to ``timeout`` seconds for events and handle them."""
@@ -94,9 +91,8 @@ class PollLoop:
             touched.add(self._touched.popleft())
         for fd in self._registered.keys() - self.map.keys():  # closed since the last turn
             self._forget(fd)
-        now = time.monotonic()
-        if now >= self._sweep_at:
-            self._sweep_at = now + SWEEP_SECONDS
+        if self._sweep_due:
+            self._sweep_due = False
             return set(self.map.values())
         for fd in self.map.keys() - self._registered.keys():  # opened since the last turn
             touched.add(self.map[fd])

@@ -1,6 +1,6 @@
 """The HTTP front's event loop (core/cli/poll_loop.py), in-process around a plain WSGI app.
 
-Its periodic sweep is switched off here, so every answer below must reach its client through the
+Its sweeps (after each maintenance) are switched off here, so every answer below must reach its client through the
 loop's own bookkeeping (events, task threads' trigger pulls, held responses falling due): a
 connection the loop forgot would hang until the socket times out and fail the test.
 """
@@ -33,8 +33,7 @@ def app(environ, start_response):
 
 @pytest.fixture
 def server(monkeypatch) -> Iterator[http_server.HttpServer]:
-    monkeypatch.setattr(poll_loop, "SWEEP_SECONDS", 3600.0)
-    monkeypatch.setattr(poll_loop.PollLoop, "sweep", lambda self: None)  # no rescue by maintenance either
+    monkeypatch.setattr(poll_loop.PollLoop, "sweep", lambda self: None)  # no rescue by maintenance's sweeps
     served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=4,
                                     max_body_bytes=1024)
     assert served.loop is not None
