@@ -82,7 +82,8 @@ def header(results: dict[str, Any]) -> list[str]:
 def references_table(refs: dict[str, Any]) -> list[str]:
     tokens, cost = refs["tokens"], refs["cost"]
     rows = tokens.get("rows", refs["items"])  # a text longer than the model's window is read in several
-    whole = f"; {rows - refs['items']} extra windows for the texts longer than the model's" if rows > refs["items"] else ""
+    extra = rows - refs["items"]
+    whole = f"; {extra} extra windows for the texts longer than the model's" if extra > 0 else ""
     lines = [f"In-process references on {refs['items']} texts (tokens: median {tokens['median']:g}, max "
              f"{tokens['max']}, {tokens['over_128']} over 128{whole}):", "",
              "| reference | items/s | p50 ms |", "|---|---|---|",
@@ -167,9 +168,10 @@ def model_section(name: str, model: dict[str, Any], settings: dict[str, Any]) ->
     if model["options"]["generation"]:
         lines += [f"Generation (the plugin's, for every server and reference): `{model['options']['generation']}`.", ""]
     if model["options"].get("stride") is not None:
-        lines += [f"A text longer than the model's window is read whole, in overlapping windows ({model['options']['stride']} "
-                  "tokens shared), by every server and reference, as the plugin reads it (truncating it instead "
-                  "would do less work and miss the entities past its first window).", ""]
+        lines += [f"A text longer than the model's window is read whole, in overlapping windows "
+                  f"({model['options']['stride']} tokens shared), by every server and reference, as the plugin "
+                  "reads it (truncating it instead would do less work and miss the entities past its first window).",
+                  ""]
     lines += references_table(model["references"]) + curve_table(model["runs"])
     lines += ["| target | measured | met |", "|---|---|---|"]
     lines += [f"| {what} | {measured} | {'yes' if met else '**no**'} |"
