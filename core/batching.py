@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import metrics
+from . import metrics, openmp
 from .batch_planner import CostModel, WorkPricer, fit_cost_model, plan_batches
 from .cancellation import Cancellation
 from .config import BatchConfig
@@ -56,6 +56,11 @@ log = logging.getLogger(__name__)
 
 #: (rows, words) shapes timed to fit the cost model: small and large in both dimensions.
 CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
+
+#: Idle this long, an inference thread gives its OpenMP workers back (see :mod:`modeldeploy.openmp`):
+#: long enough that a busy model never pays the ~0.5 ms of building them again, short enough that
+#: a model resting between bursts stops slowing the others.
+IDLE_POOL_RELEASE_SECONDS = 0.1
 
 
 @dataclass(eq=False)
@@ -310,6 +315,9 @@ class Batcher:
     # ------------------------------------------------------------------ inference thread
     def _serve(self) -> None:
         while True:
+            if not self._wait_for_work(IDLE_POOL_RELEASE_SECONDS):
+                openmp.release_thread_pool()
+                self._wait_for_work(None)
             items = self._drain()
             if items is None:
                 return
@@ -319,6 +327,11 @@ class Batcher:
                 log.exception("batcher of model %s failed a round", self.name)
                 for item in items:
                     self._fail(item, exc)
+
+    def _wait_for_work(self, timeout: float | None) -> bool:
+        """Wait until something is queued or the batcher stops (True), or ``timeout`` passes idle (False)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: bool(self._queue) or self._stopping or self._retiring, timeout)
 
     def _drain(self) -> list[_Item] | None:
         """Wait for work; take everything queued, after waiting for companions where it pays.

@@ -15,10 +15,11 @@ from modeldeploy_ner import NerWrapper
 from modeldeploy_sentiment import SentimentWrapper
 from modeldeploy_summarization import SummarizationWrapper
 from same_results import assert_same
+from waiting import wait_for
 
-from modeldeploy import metrics
+from modeldeploy import metrics, openmp
 from modeldeploy.batch_planner import CostModel
-from modeldeploy.batching import Batcher, calibrate_cost_model, configure_torch_threads
+from modeldeploy.batching import IDLE_POOL_RELEASE_SECONDS, Batcher, calibrate_cost_model, configure_torch_threads
 from modeldeploy.cancellation import Cancellation
 from modeldeploy.config import BatchConfig, parse_config
 from modeldeploy.errors import (
@@ -468,6 +469,21 @@ def test_torch_threads_are_configurable_and_validated() -> None:
     assert parse_config({"server": {"torch_threads": 3}}).server.torch_threads == 3
     with pytest.raises(ConfigError, match="server.torch_threads must be >= 0"):
         parse_config({"server": {"torch_threads": -1}})
+
+
+def test_an_idle_inference_thread_gives_its_openmp_workers_back_once_per_rest(gated, monkeypatch) -> None:
+    released: list[str] = []
+    monkeypatch.setattr(openmp, "release_thread_pool", lambda: released.append(threading.current_thread().name))
+    batcher = started(gated)
+    try:
+        wait_for(lambda: released, what="the release after starting idle")
+        for rest in (2, 3):
+            assert batcher.predict("Great!") == gated.predict_batch(["Great!"])[0]
+            wait_for(lambda: len(released) == rest, what=f"release number {rest}")
+            time.sleep(5 * IDLE_POOL_RELEASE_SECONDS)
+            assert released == [batcher._thread.name] * rest  # the inference thread's own, once per rest
+    finally:
+        batcher.close()
 
 
 def test_work_that_would_make_an_accepted_request_late_is_refused(gated) -> None:
