@@ -21,6 +21,7 @@ a request to ~100 us of Python on one core, so ~300 requests/s leave the core mo
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import resource
 import time
@@ -44,7 +45,8 @@ class Stream:
 
 @dataclass
 class Record:
-    """One request: when it was due and left (s from the start), its status and latency from due."""
+    """One request: when it was due and left (s from the start), its status and latency from due,
+    and for an answer other than 200 the server's reason (so an unexpected 503 can be explained)."""
 
     stream: str
     due: float
@@ -52,6 +54,7 @@ class Record:
     status: str
     latency_ms: float
     done: float
+    reason: str = ""
 
 
 class Pool:
@@ -62,8 +65,8 @@ class Pool:
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
         self.opened = 0
 
-    async def request(self, raw: bytes) -> int:
-        """Send one whole HTTP/1.1 request; the status of its answer. A reused connection the
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        """Send one whole HTTP/1.1 request; the status and body of its answer. A reused connection the
         server closed while idle fails before any byte comes back: that is retried once, on a new
         connection (the next idle one may have been closed too: the server closes idle ones together)."""
         for attempt in range(2):
@@ -76,7 +79,7 @@ class Pool:
             try:
                 writer.write(raw)
                 await writer.drain()
-                status, keep = await _read_answer(reader)
+                status, keep, body = await _read_answer(reader)
             except (OSError, asyncio.IncompleteReadError) as exc:
                 writer.close()
                 stale = isinstance(exc, ConnectionError) or (
@@ -91,7 +94,7 @@ class Pool:
                 self.idle.append((reader, writer))
             else:
                 writer.close()
-            return status
+            return status, body
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -100,8 +103,8 @@ class Pool:
         self.idle.clear()
 
 
-async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
-    """Read one answer (head and body); its status, and whether the connection can be reused."""
+async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool, bytes]:
+    """Read one answer; its status, whether the connection can be reused, and its body."""
     head = await reader.readuntil(b"\r\n\r\n")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])
@@ -109,17 +112,29 @@ async def _read_answer(reader: asyncio.StreamReader) -> tuple[int, bool]:
                (line.split(":", 1) for line in lines[1:] if ":" in line)}
     keep = headers.get("connection", "").lower() != "close"
     if "content-length" in headers:
-        await reader.readexactly(int(headers["content-length"]))
+        body = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
         while True:
             size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            await reader.readexactly(size + 2)
+            chunks.append((await reader.readexactly(size + 2))[:size])
             if size == 0:
                 break
+        body = b"".join(chunks)
     else:
-        await reader.read()  # until the server closes
+        body = await reader.read()  # until the server closes
         keep = False
-    return status, keep
+    return status, keep, body
+
+
+def reason(body: bytes) -> str:
+    """The message of a JSON error answer (``{"error": {"message": ...}}`` or ``{"error": "..."}``),
+    else the body's start."""
+    try:
+        error = json.loads(body)["error"]
+        return str(error["message"] if isinstance(error, dict) else error)
+    except (ValueError, KeyError, TypeError):
+        return body[:200].decode("utf-8", "replace")
 
 
 def raw_request(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> bytes:
@@ -154,14 +169,16 @@ async def _run(host: str, port: int, streams: Sequence[Stream], seconds: float, 
 
     async def one(stream: Stream, raw: bytes, due: float) -> None:
         lag = time.perf_counter() - start - due
+        why = ""
         try:
-            status = str(await asyncio.wait_for(pool.request(raw), client_timeout))
+            code, body = await asyncio.wait_for(pool.request(raw), client_timeout)
+            status, why = str(code), "" if code == 200 else reason(body)
         except asyncio.TimeoutError:
             status = TIMEOUT
-        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError):
-            status = FAILED
+        except (OSError, asyncio.IncompleteReadError, ValueError, IndexError) as exc:
+            status, why = FAILED, f"{type(exc).__name__}: {exc}"
         done = time.perf_counter() - start
-        records.append(Record(stream.label, due, lag, status, (done - due) * 1000, done))
+        records.append(Record(stream.label, due, lag, status, (done - due) * 1000, done, why))
 
     async def arrivals(stream: Stream, rng: random.Random) -> None:
         requests = [raw_request(host, port, stream.path, body, stream.headers) for body in stream.bodies]

@@ -26,6 +26,7 @@ does with the machine to itself, so together the models are offered more than th
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime
 import json
 import os
@@ -342,17 +343,25 @@ def soak(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
         late = p99_between(records, model, seconds - span, seconds)
         drift[model] = {"first_p99_ms": early, "last_p99_ms": late,
                         "ratio": late / early if early and late is not None else None}
-    errors = sum(1 for r in records if r.status != "200")
+    errors = [r for r in records if r.status != "200"]
     return {
         "seconds": seconds, "models": models, "peaks": rates, "peaks_from": peaks_from, "load": args.soak_load,
         "rates": {s.label: s.rate for s in streams}, "warmup_s": warmup, "span_s": span, "window_s": phases.window,
         "summary": summarize(records, seconds),
         "by_model": {m: summarize([r for r in records if r.stream == m], seconds) for m in models},
-        "errors": errors, "rss_first_mb": statistics.mean(first) if first else None,
+        "errors": len(errors), "error_reasons": error_reasons(errors),
+        "rss_first_mb": statistics.mean(first) if first else None,
         "rss_last_mb": statistics.mean(last) if last else None, "rss_growth": growth,
         "rss_end_mb": rss_end, "p99_drift": drift, "windows": per_window,
         "generator_cpu_s": run["generator_cpu_s"], "connections_opened": run["connections_opened"],
     }
+
+
+def error_reasons(errors: Sequence[openloop.Record]) -> list[dict[str, Any]]:
+    """Errors grouped by model, status and the server's reason, most frequent first."""
+    counts = collections.Counter((r.stream, r.status, r.reason) for r in errors)
+    return [{"model": model, "status": status, "reason": why, "count": n}
+            for (model, status, why), n in counts.most_common()]
 
 
 def plot_soak(results: dict[str, Any], path: Path) -> None:
@@ -388,6 +397,11 @@ def verdict(value: float | None, limit: float, at_least: bool = False) -> str:
     if value is None:
         return "not measured"
     return "met" if (value >= limit if at_least else value <= limit) else "not met"
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def _ms(value: float | None) -> str:
@@ -560,6 +574,11 @@ def soak_report(results: dict[str, Any]) -> str:
                      f"{_ms(d['first_p99_ms'])} -> {_ms(d['last_p99_ms'])} ms = "
                      f"{'n/a' if ratio is None else f'{ratio:.2f} x'} | "
                      f"**{verdict(None if ratio is None else abs(ratio - 1), drift_limit)}** |")
+    if s.get("error_reasons"):
+        lines += ["", "Errors, with the reason the server gave:", "", "| model | status | reason | count |",
+                  "|---|---|---|---|"]
+        lines += [f"| {e['model']} | {e['status']} | {_cell(e['reason'] or '(none)')} | {e['count']} |"
+                  for e in s["error_reasons"][:20]]
     lines += ["", "| model | sent/s | goodput (200/s) | 200 p50 / p99 ms | answers |", "|---|---|---|---|---|"]
     for model, m in s["by_model"].items():
         ok = m["latency_200_ms"]
@@ -645,7 +664,8 @@ def main(argv: list[str] | None = None) -> int:
                                  cwd=ROOT, check=False).stdout.strip(),
         "dirty": subprocess.run(["git", "diff", "--quiet", "HEAD", "--", "core", "app"], cwd=ROOT,
                                 check=False).returncode != 0,
-        "command": shlex.join(["python", "bench/overload.py", *public_arguments(sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "bench/overload.py",
+                               *public_arguments(sys.argv[1:] if argv is None else argv)]),
         "machine": recording.machine(), "server_pythonpath": bool(args.server_pythonpath),
         "server_commit": args.server_commit,
         "server_settings": args.server_settings,
