@@ -9,13 +9,24 @@ pass ran ~1.6x slower in a server that also served a second model, idle (docs/ar
 pool; its next parallel region builds a new one (measured: ~0.15 ms to free, ~0.4 ms more on the
 next pass, and no memory growth over 3,000 cycles).
 
+A waiting worker spins ``GOMP_SPINCOUNT`` times before it sleeps (libgomp's default: 300,000, a few
+milliseconds). Between the parallel regions of one pass that saves a wake-up; after the pass it
+takes a core from the HTTP threads and the other models for nothing. A server asks for
+:data:`SERVING_SPIN_COUNT` instead (measured on the classifier, alone on 2 cores: less CPU a pass
+and a faster answer; docs/architecture.md, "Several models on the CPU").
+
 Elsewhere (no ``/proc/self/maps``, LLVM's libomp, a libgomp older than GCC 9) this does nothing.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
+import sys
 import threading
+
+#: Spins of a waiting libgomp worker before it sleeps, for serving (libgomp's default: 300,000).
+SERVING_SPIN_COUNT = 10_000
 
 #: OpenMP 5.0's ``omp_pause_soft``: free the threads, keep the runtime's state.
 _PAUSE_SOFT = 1
@@ -33,6 +44,16 @@ def release_thread_pool() -> bool:
     for runtime in runtimes:
         runtime.omp_pause_resource_all(_PAUSE_SOFT)
     return bool(runtimes)
+
+
+def prefer_short_spins() -> bool:
+    """Ask libgomp for :data:`SERVING_SPIN_COUNT` spins unless the environment already chose
+    (``GOMP_SPINCOUNT``, ``OMP_WAIT_POLICY``); True if asked. libgomp reads its environment once,
+    when it loads, so this must run before torch is imported; worker processes inherit it."""
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ or "torch" in sys.modules:
+        return False
+    os.environ["GOMP_SPINCOUNT"] = str(SERVING_SPIN_COUNT)
+    return True
 
 
 def _loaded_libgomps() -> list[ctypes.CDLL]:

@@ -20,6 +20,7 @@ from ..config import ENGINES, Config, load_config
 from ..errors import ConfigError
 from ..hub import go_offline_if_unreachable
 from ..logs import LOG_FORMATS, LogSettings
+from ..openmp import prefer_short_spins
 from ..plugins import get_catalog
 from ..process_engine import ProcessRegistry
 from ..registry import Registry
@@ -50,6 +51,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    prefer_short_spins()  # before any plugin imports torch
     from ..app import create_app
 
     go_offline_if_unreachable()
