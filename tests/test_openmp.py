@@ -1,5 +1,5 @@
 """OpenMP for serving: the real libgomp frees a thread's workers and torch builds new ones; a server
-asks libgomp for short spins.
+asks libgomp for short spins."""
 
 from __future__ import annotations
 
