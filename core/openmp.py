@@ -26,13 +26,14 @@ import sys
 import threading
 
 #: Spins of a waiting libgomp worker before it sleeps, for serving (libgomp's default: 300,000).
-SERVING_SPIN_COUNT = 10_000
+SERVING_SPIN_COUNT = 50_000
 
 #: OpenMP 5.0's ``omp_pause_soft``: free the threads, keep the runtime's state.
 _PAUSE_SOFT = 1
 
 _lock = threading.Lock()
-_runtimes: list[ctypes.CDLL] = []
+#: Each libgomp seen mapped, by path, opened (None: it cannot pause).
+_runtimes: dict[str, ctypes.CDLL | None] = {}
 
 
 def release_thread_pool() -> bool:
@@ -57,11 +58,12 @@ def prefer_short_spins() -> bool:
 
 
 def _loaded_libgomps() -> list[ctypes.CDLL]:
-    """Every libgomp mapped into this process (wheels bundle their own copies), found once."""
+    """Every libgomp mapped into this process now (wheels bundle their own copies; one may load late)."""
     with _lock:
-        if not _runtimes:
-            _runtimes.extend(runtime for runtime in map(_open, _mapped_libgomp_paths()) if runtime is not None)
-        return list(_runtimes)
+        for path in _mapped_libgomp_paths():
+            if path not in _runtimes:
+                _runtimes[path] = _open(path)
+        return [runtime for runtime in _runtimes.values() if runtime is not None]
 
 
 def _mapped_libgomp_paths() -> list[str]:
