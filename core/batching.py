@@ -193,8 +193,11 @@ class Batcher:
         before that round starts; the round sorts its items by length, so any of them may come
         first. So the wait is what is left of the running round (its predicted seconds, less
         those spent) plus the whole next round: the items ahead and those expected to arrive
-        meanwhile (at the rate the queue filled since the running round began, each the size of
-        an item ahead; not counted with ``arrivals=False``), at most a full queue.
+        meanwhile (at the rate the queue filled since the running round began, up to a full queue;
+        not counted with ``arrivals=False``). An expected arrival is priced at the size of a
+        typical item (what rounds measured; before any, the items ahead's average), not at that of
+        the items ahead: just after a round starts the rate is steep, and one long text ahead
+        would otherwise be priced as a queue of copies of itself.
         """
         cost = self.wrapper.cost_model
         started = self._round_started
@@ -203,9 +206,9 @@ class Batcher:
         elapsed = time.monotonic() - started
         round_left = max(0.0, self._round_seconds - elapsed)
         arriving = len(self._queue) / elapsed * round_left if elapsed > 0 and arrivals else 0.0
-        rows = min(items_ahead + arriving, max(items_ahead, self.config.max_queue))
-        chars = chars_ahead * rows / items_ahead if items_ahead else 0.0
-        return round_left + self._pricer.seconds(cost, rows, chars)
+        arriving = min(arriving, max(0, self.config.max_queue - items_ahead))
+        typical = self._pricer.chars_per_item or (chars_ahead / items_ahead if items_ahead else 0.0)
+        return round_left + self._pricer.seconds(cost, items_ahead + arriving, chars_ahead + arriving * typical)
 
     def _admission_error(self, queued: int, size: int, chars: int, timeout: float) -> OverloadedError | None:
         """Why ``size`` more items of ``chars`` characters cannot be taken behind ``queued``, or

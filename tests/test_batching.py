@@ -544,3 +544,9 @@ def test_the_predicted_wait_counts_the_rest_of_the_round_and_the_whole_next_one(
     assert batcher.predicted_wait(41, 41 * 40) == pytest.approx(1.0 + 0.8 + 0.64, abs=0.05)
     # the same number of texts, ten times longer, waits longer
     assert batcher.predicted_wait(41, 41 * 400) > batcher.predicted_wait(41, 41 * 40) + 5
+    # once rounds have measured a typical item (40 characters), what is expected to arrive is priced
+    # at that size, not at the size of what is ahead: one text of 4,000 characters and 40 expected,
+    # 41 rows (0.5125 s) of 5,600 characters (1,400 tokens, 1.4 s), not 41 copies of the long text (41 s)
+    batcher._pricer.chars_per_item = 40.0
+    assert batcher.predicted_wait(1, 4000) == pytest.approx(1.0 + 0.5125 + 1.4, abs=0.05)
+    assert batcher.predicted_wait(1, 4000, arrivals=False) == pytest.approx(1.0 + 0.0125 + 1.0, abs=0.05)
