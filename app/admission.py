@@ -27,7 +27,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 from modeldeploy.errors import InvalidInputError, ModelDeployError, UnknownModelError
 from modeldeploy.registry import Registry
@@ -50,6 +50,14 @@ _MODEL_NAME = re.compile(rb'"model_name"\s*:\s*"([a-z0-9][a-z0-9_.-]{0,63})"')
 PEEK_BYTES = 4096
 
 StartResponse = Callable[..., Any]
+
+
+class Refusal(NamedTuple):
+    """A 503 decided before Flask: WSGI status line, headers and the JSON body."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
 
 
 class RefusalPacer:
@@ -82,19 +90,27 @@ class AdmissionGate:
         self.pacer = RefusalPacer(registry.config.server.max_refusals_per_second)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        refusal = self.refusal(environ)
+        if refusal is None:
+            return self.app(environ, start_response)
+        start_response(refusal.status, refusal.headers)
+        return [refusal.body]
+
+    def refusal(self, environ: dict[str, Any]) -> Refusal | None:
+        """The 503 to answer this request with, or None to pass it on; when refusals are paced, the
+        refusal is held (``environ[HOLD_RESPONSE]``) before it is returned. Also called by the HTTP
+        server with a request's first environ keys, before a thread is given the request."""
         target = self._target(environ)
         if target is None:
-            return self.app(environ, start_response)
+            return None
         route, name = target
         try:
             timeout = parse_timeout_header(environ.get(TIMEOUT_ENVIRON_KEY))
             served = self.registry.model(name)
         except (InvalidInputError, UnknownModelError):
-            return self.app(environ, start_response)  # Flask answers these with their 400 / 404
-        refusal = served.admission_refusal(timeout)
-        if refusal is None:
-            return self.app(environ, start_response)
-        return self._refuse(environ, start_response, route, name, refusal)
+            return None  # Flask answers these with their 400 / 404
+        reason = served.admission_refusal(timeout)
+        return None if reason is None else self._refuse(environ, route, name, reason)
 
     def _target(self, environ: dict[str, Any]) -> tuple[str, str] | None:
         """(route template, model name) of a request that asks a model for work, when both can be
@@ -127,19 +143,23 @@ class AdmissionGate:
         names = _MODEL_NAME.findall(body, 0, PEEK_BYTES)
         return names[0].decode() if len(names) == 1 else None
 
-    def _refuse(self, environ: dict[str, Any], start_response: StartResponse, route: str, name: str,
-                refusal: ModelDeployError) -> Iterable[bytes]:
+    def _refuse(self, environ: dict[str, Any], route: str, name: str, reason: ModelDeployError) -> Refusal:
         started = time.perf_counter()
-        message = str(refusal)
+        message = str(reason)
         error: Any = message if route != PREDICT_ROUTE else {"status": 503, "message": message}
         body = json.dumps({"error": error}).encode()
         request_id = record_request(environ, name, route, 503, time.perf_counter() - started)
-        start_response("503 SERVICE UNAVAILABLE", [
-            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
-            ("Retry-After", str(getattr(refusal, "retry_after", 1))), ("X-Request-ID", request_id)])
         hold = environ.get(HOLD_RESPONSE)
         if hold is not None:
             delay = self.pacer.delay()
             if delay > 0:
                 hold(delay)
-        return [body]
+        return Refusal("503 SERVICE UNAVAILABLE", [
+            ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
+            ("Retry-After", str(getattr(reason, "retry_after", 1))), ("X-Request-ID", request_id)], body)
+
+
+def admission_gate(app: Any) -> AdmissionGate | None:
+    """The gate in front of a Flask app made by ``create_app`` (None for any other app)."""
+    gate = getattr(app, "wsgi_app", None)
+    return gate if isinstance(gate, AdmissionGate) else None

@@ -12,6 +12,11 @@ server behind an orchestrator is added here:
 - **A request that stops arriving is answered.** One that has started but whose next bytes do not
   come for ``read_timeout_seconds`` (a ``Content-Length`` longer than the body), or that is not
   whole after ``request_timeout_seconds`` (a slow-drip client), gets a JSON 408 and is closed.
+- **A refusal costs no thread.** When the app offers a cheap judge of requests (the admission
+  gate's :meth:`~modeldeploy.app.admission.AdmissionGate.refusal`), each complete request is put to
+  it on the loop's thread as soon as it is parsed, and a refusal is written there and then: no task
+  is queued and no pool thread wakes. In a retry storm that hand-off, not the refusal, was most of
+  what a 503 cost.
 - **A response can be held back without a thread.** The app may call ``environ[HOLD_RESPONSE]``
   (seconds) to delay sending its answer; the connection keeps it until then while the thread
   serves others. The admission gate paces refusals this way in a retry storm.
@@ -47,8 +52,9 @@ from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
+from waitress.utilities import build_http_date
 
-from ..app.admission import HOLD_RESPONSE
+from ..app.admission import HOLD_RESPONSE, Refusal
 from ..app.deadlines import CANCELLATION
 from ..cancellation import Cancellation
 from ..config import ServerConfig
@@ -65,6 +71,11 @@ CHECK_INTERVAL = 0.5
 HOLD_TICK = 0.02
 #: After the grace period, how long answers to cancelled requests may take to go out.
 FINAL_FLUSH_SECONDS = 2.0
+#: Request headers waitress passes to the app without the ``HTTP_`` prefix.
+_UNPREFIXED_HEADERS = ("CONTENT_LENGTH", "CONTENT_TYPE")
+
+#: Judges a request from its WSGI environ (before any app runs): a refusal to send, or None.
+EarlyJudge = Callable[[dict[str, Any]], Refusal | None]
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,42 @@ class _Channel(HTTPChannel):
         super().handle_close()
         self.cancellation.cancel()
 
+    def answer_early(self, judge: EarlyJudge) -> bool:
+        """Put the first waiting request to ``judge``; if it refuses, send the refusal as the
+        request's answer and drop the request (True). Runs where a task would be queued, with
+        ``requests_lock`` held by the caller."""
+        request = self.requests[0]
+        if request.error or request.version not in ("1.0", "1.1"):
+            return False
+        body = request.get_body_stream()
+        start = body.tell()
+        environ = {key if key in _UNPREFIXED_HEADERS else "HTTP_" + key: value
+                   for key, value in request.headers.items()}
+        environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path)
+        environ["wsgi.input"], environ[HOLD_RESPONSE] = body, self.hold
+        try:
+            refusal = judge(environ)
+        finally:
+            body.seek(start)  # a task reads the body from where it began
+        if refusal is None:
+            return False
+        close = _closes_after(request)
+        head = [f"HTTP/{request.version} {refusal.status}", *(f"{_capitalized(key)}: {value}"
+                                                              for key, value in refusal.headers),
+                f"Server: {self.adj.ident}", f"Date: {build_http_date(time.time())}"]
+        if request.version == "1.0" and not close:
+            head.append("Connection: Keep-Alive")
+        _append_output(self, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + refusal.body)
+        request.close()
+        self.requests.pop(0)
+        if close:
+            self.close_when_flushed = True
+            for waiting in self.requests:
+                waiting.close()
+            self.requests = []
+        self.last_activity = time.time()
+        return True
+
     def hold(self, seconds: float) -> None:
         """Send what is written from now on no sooner than ``seconds`` from now (rounded up to
         :data:`HOLD_TICK`, so held responses go out together in one turn of the loop)."""
@@ -162,11 +209,22 @@ class _Server(TcpWSGIServer):
     channel_class = _Channel
 
     def __init__(self, *args: Any, timeouts: ConnectionTimeouts, wake_at: Callable[[float, HTTPChannel], None],
-                 loop: PollLoop | None, **kwargs: Any) -> None:
+                 loop: PollLoop | None, judge: EarlyJudge | None, **kwargs: Any) -> None:
         self.timeouts = timeouts
         self.wake_at = wake_at
         self.loop = loop
+        self.judge = judge
         super().__init__(*args, **kwargs)
+
+    def add_task(self, channel: _Channel) -> None:
+        """Queue a task for ``channel``'s first request, unless the judge refuses it (and the next
+        waiting ones) here and now."""
+        if self.judge is not None:
+            while channel.requests and channel.answer_early(self.judge):
+                pass
+            if not channel.requests:
+                return
+        super().add_task(channel)
 
     def touch(self, channel: HTTPChannel) -> None:
         if self.loop is not None:
@@ -199,13 +257,30 @@ def _answer_408(channel: HTTPChannel, why: str) -> None:
                                                            "promptly"}}).encode()
     head = (f"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
             "Connection: close\r\nServer: modeldeploy\r\n\r\n").encode()
-    with channel.outbuf_lock:
-        channel.outbufs[-1].append(head + body)
-        channel.current_outbuf_count += len(head) + len(body)
-        channel.total_outbufs_len += len(head) + len(body)
+    _append_output(channel, head + body)
     channel.request = None
     channel.close_when_flushed = True
     log.info("408 to %s: %s", channel.addr, why)
+
+
+def _append_output(channel: HTTPChannel, data: bytes) -> None:
+    """Buffer ``data`` for the loop to send (it must not wait for a flush, as a task's write would)."""
+    with channel.outbuf_lock:
+        channel.outbufs[-1].append(data)
+        channel.current_outbuf_count += len(data)
+        channel.total_outbufs_len += len(data)
+
+
+def _capitalized(header: str) -> str:
+    """``X-Request-ID`` as waitress writes it: ``X-Request-Id``."""
+    return "-".join(part.capitalize() for part in header.split("-"))
+
+
+def _closes_after(request: Any) -> bool:
+    """Whether the connection closes after answering ``request`` (HTTP/1.1 keeps it unless told
+    otherwise; HTTP/1.0 closes unless asked to keep it alive), as waitress decides."""
+    connection = request.headers.get("CONNECTION", "").lower()
+    return connection == "close" if request.version == "1.1" else connection != "keep-alive"
 
 
 def connection_limit(configured: int) -> int:
@@ -228,7 +303,9 @@ def connection_limit(configured: int) -> int:
 class HttpServer:
     """The app on every address ``host`` resolves to, served until a stop signal, then drained."""
 
-    def __init__(self, app: Callable[..., Any], config: ServerConfig, threads: int, max_body_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Any], config: ServerConfig, threads: int, max_body_bytes: int,
+                 judge: EarlyJudge | None = None) -> None:
+        """``judge``, when given, sees each request before a thread does (:meth:`_Channel.answer_early`)."""
         self.config = config
         self.adjustments = Adjustments(
             host=config.host, port=config.port, threads=threads, ident="modeldeploy",
@@ -248,7 +325,7 @@ class HttpServer:
         self._wakeup_order = itertools.count()
         self.listeners = [
             _Server(app, self.map, dispatcher=self.dispatcher, adj=self.adjustments, sockinfo=sockinfo,
-                    timeouts=timeouts, wake_at=self._wake_at, loop=self.loop)
+                    timeouts=timeouts, wake_at=self._wake_at, loop=self.loop, judge=judge)
             for sockinfo in self.adjustments.listen
         ]
         self._stop = threading.Event()

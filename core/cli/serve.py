@@ -53,6 +53,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     prefer_short_spins()  # before any plugin imports torch
     from ..app import create_app
+    from ..app.admission import admission_gate
 
     go_offline_if_unreachable()
     catalog = get_catalog()
@@ -77,10 +78,12 @@ def run_serve(args: argparse.Namespace) -> int:
         registry = ProcessRegistry(config, registry.names, LogSettings(args.log_level, args.log_format),
                                    registry.catalog)
     app = create_app(registry=registry)
+    gate = admission_gate(app)
     threads = config.http_threads(registry.names)
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:
-        server = HttpServer(app, server_config, threads, server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR)
+        server = HttpServer(app, server_config, threads, server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
+                            judge=gate.refusal if gate is not None else None)
     except OSError as exc:
         print(f"error: cannot listen on {server_config.host}:{server_config.port}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -122,3 +122,76 @@ def test_a_client_that_hangs_up_takes_its_request_out_of_the_queue(tmp_path, wor
         assert metric(server, "modeldeploy_items_total", model="wordcount", outcome="ok") == 1
         assert predict(server, "three little words").json()["body"] == {"words": 3}
         wait_for(lambda: "POST /predict 499 model=wordcount" in server.output())
+
+
+def raw_exchange(server, payload: bytes, answers: int) -> tuple[list[bytes], bool]:
+    """Send ``payload`` (one or more requests) on one connection and read ``answers`` responses:
+    their heads and bodies, and whether the server closed the connection after the last."""
+    parts = urlsplit(server.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+        sock.sendall(payload)
+        received, responses = b"", []
+        while len(responses) < answers:
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            head, received = received.split(b"\r\n\r\n", 1)
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(received) < length:
+                received += sock.recv(65536)
+            responses.append(head + b"\r\n\r\n" + received[:length])
+            received = received[length:]
+        sock.settimeout(1)
+        try:
+            closed = received == b"" and sock.recv(1) == b""
+        except TimeoutError:
+            closed = False
+    return responses, closed
+
+
+def post_bytes(version: str, body: dict[str, str], connection: str | None = None) -> bytes:
+    data = json.dumps(body).encode()
+    extra = f"Connection: {connection}\r\n" if connection else ""
+    return (f"POST /predict HTTP/{version}\r\nHost: test\r\nContent-Type: application/json\r\n{extra}"
+            f"Content-Length: {len(data)}\r\n\r\n").encode() + data
+
+
+def test_a_refusal_is_answered_while_every_thread_is_busy(tmp_path, wordcount_env):
+    """The gate judges a request on the loop's thread, before a pool thread takes it: with both
+    threads waiting on the model, a request its full queue cannot take is refused at once, not
+    after a thread frees up; pipelined requests behind a refusal are answered in order; the
+    connection closes or stays open as HTTP/1.0 and 1.1 say."""
+    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
+              "server": {"threads": 2, "max_refusals_per_second": 0}}
+    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(2) as pool:
+        busy = pool.submit(predict, server, "sleep:10 holds the model")
+        time.sleep(1)  # the model is now busy with it
+        queued = pool.submit(predict, server, "fills the queue")
+        time.sleep(1)
+        # both threads now wait on the model (even /metrics would wait): only the loop's thread can answer
+        refusal = {"model_name": "wordcount", "data": "one too many"}
+        for version, connection, closes in [("1.1", None, False), ("1.1", "close", True),
+                                            ("1.0", None, True), ("1.0", "keep-alive", False)]:
+            (answer,), closed = raw_exchange(server, post_bytes(version, refusal, connection), 1)
+            head, body = answer.split(b"\r\n\r\n")
+            assert head.startswith(f"HTTP/{version} 503".encode()), head
+            assert b"Retry-After: 1" in head and b"X-Request-Id: " in head  # waitress's capitals
+            assert json.loads(body)["error"]["status"] == 503 and "overloaded" in json.loads(body)["error"]["message"]
+            assert closed == closes, (version, connection)
+            assert (b"Connection: Keep-Alive" in head) == (version == "1.0" and not closes)
+        # two refusals pipelined on one connection: both answered, in order, while the threads are busy
+        answers, closed = raw_exchange(server, post_bytes("1.1", refusal) + post_bytes("1.1", refusal), 2)
+        assert [answer.split(b" ", 2)[1] for answer in answers] == [b"503", b"503"] and not closed
+        assert not busy.done() and not queued.done()
+        assert busy.result().status == 200 and queued.result().status == 200
+        # a request the gate lets through, pipelined behind a refusal, is served after it
+        fill = pool.submit(predict, server, "sleep:3 holds the model again")
+        time.sleep(1)
+        pool.submit(predict, server, "fills the queue again")
+        time.sleep(1)
+        served = b"GET /health/live HTTP/1.1\r\nHost: test\r\n\r\n"
+        answers, _ = raw_exchange(server, post_bytes("1.1", refusal) + served, 2)
+        assert [answer.split(b" ", 2)[1] for answer in answers] == [b"503", b"200"]
+        assert fill.result().status == 200
+        assert metric(server, "modeldeploy_requests_total", model="wordcount", route="/predict", status="503") == 7
+        wait_for(lambda: server.output().count("POST /predict 503 model=wordcount") == 7)
