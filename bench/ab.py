@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import corpus  # noqa: E402
 import loadgen  # noqa: E402
 import reviews  # noqa: E402
-from servers import PYTHON, Server, free_port  # noqa: E402
+from servers import PYTHON, Server, free_port, parse_setting  # noqa: E402
 
 from modeldeploy.config import parse_config  # noqa: E402
 
@@ -47,7 +47,7 @@ CORPORA = {"words": "texts of 5-60 words (bench/corpus.py)",
 
 def server(version: str, model: str, source: Path, work: Path, sites: dict[str, Path | None], run: int,
            legacy_config: bool, engine: str = "local", front: str = "waitress",
-           beside: dict[str, Path] | None = None) -> Server:
+           beside: dict[str, Path] | None = None, settings: dict[str, Any] | None = None) -> Server:
     """``modeldeploy serve`` of one version, with the default batching and HTTP pool; or its app
     under granian with as many app threads. ``beside``: other models the server also serves (idle)."""
     port = free_port()
@@ -57,8 +57,9 @@ def server(version: str, model: str, source: Path, work: Path, sites: dict[str, 
                                            for name, folder in {model: source, **others}.items()}}
     if not legacy_config:  # serve only these models (installs from before the 'serve' key refuse it)
         document["serve"] = [model, *others]
-    if engine != "local":
-        document["server"] = {"engine": engine}
+    server_settings = {**(settings or {}), **({"engine": engine} if engine != "local" else {})}
+    if server_settings:
+        document["server"] = server_settings
     config.write_text(json.dumps(document))  # JSON is YAML
     site = sites[version]
     env = {"PYTHONPATH": str(site)} if site is not None else {}
@@ -79,7 +80,8 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
         under_test = server(version, model, source, args.work, {"before": args.before, "after": args.after},
                             run, args.legacy_config, getattr(args, f"engine_{version}"),
                             getattr(args, f"front_{version}"),
-                            {name: args.models_dir / name for name in args.beside}).start()
+                            {name: args.models_dir / name for name in args.beside},
+                            dict(getattr(args, f"server_{version}"))).start()
         try:
             under_test.wait_ready()
             for name in args.beside:  # each model has served, as in a server in use
@@ -144,7 +146,7 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
         f"{' '.join('A' if v == 'before' else 'B' for v in run_order(args.rounds))} (A = before, B = after); "
         f"figures are the mean over the {args.rounds} runs of each version. Before: the {args.front_before} "
         f"front, the {args.engine_before} engine; after: the {args.front_after} front, the {args.engine_after} "
-        f"engine. {args.note}".rstrip(),
+        f"engine.{settings_note(args)} {args.note}".rstrip(),
         "",
     ]
     for model, summary in summaries.items():
@@ -161,6 +163,12 @@ def report(summaries: dict[str, Any], args: argparse.Namespace, load: tuple[floa
                          f"{b.get('cpu_ms_per_request', math.nan):.2f} / {a.get('cpu_ms_per_request', math.nan):.2f} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def settings_note(args: argparse.Namespace) -> str:
+    """The server settings each side was given, for the report."""
+    given = [(side, dict(getattr(args, f"server_{side}"))) for side in ("before", "after")]
+    return "".join(f" Server settings {side}: `{json.dumps(settings)}`." for side, settings in given if settings)
 
 
 def served_with(beside: list[str]) -> str:
@@ -186,6 +194,9 @@ def main() -> None:
     parser.add_argument("--engine-after", choices=("local", "process"), default="local")
     parser.add_argument("--front-before", choices=FRONTS, default="waitress")
     parser.add_argument("--front-after", choices=FRONTS, default="waitress")
+    for side in ("before", "after"):
+        parser.add_argument(f"--server-{side}", action="append", default=[], type=parse_setting, metavar="KEY=VALUE",
+                            help=f"a server setting of the {side} side's config.yaml, e.g. max_refusals_per_second=0")
     parser.add_argument("--corpus", choices=tuple(CORPORA), default="words")
     parser.add_argument("--note", default="", help="a sentence for the report, e.g. which models the folders hold")
     parser.add_argument("--label-before", default="before")

@@ -42,7 +42,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -51,7 +50,7 @@ import openloop  # noqa: E402
 import recording  # noqa: E402
 import reviews  # noqa: E402
 from probes import Probes, Target  # noqa: E402
-from servers import PYTHON, Server, free_port  # noqa: E402
+from servers import PYTHON, Server, free_port, parse_setting  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -608,12 +607,6 @@ def public_arguments(argv: Sequence[str]) -> list[str]:
             if "=" not in argument and index + 1 < len(shown):
                 shown[index + 1] = "SITE"
     return shown
-
-
-def parse_setting(text: str) -> tuple[str, Any]:
-    """``KEY=VALUE``, the value read as YAML (``0`` is a number, ``process`` a string)."""
-    key, _, value = text.partition("=")
-    return key, yaml.safe_load(value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--commits", default="", help="the commits the installs were made from, for the report")
+    parser.add_argument("--out", type=Path, default=BENCH / "results-refusal-cost", help="results path without suffix")
     args = parser.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     plugins = install_wordcount(WORK / "wordcount-plugin")
@@ -116,7 +117,7 @@ def main() -> int:
     results = {"date": datetime.date.today().isoformat(), "machine": recording.machine(),
                "commit": args.commits or "working tree", "connections": args.connections,
                "seconds": args.seconds, "runs": runs}
-    recording.save(BENCH / "results-refusal-cost", results, render)
+    recording.save(args.out, results, render)
     return 0
 
 

@@ -10,6 +10,9 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 PYTHON = sys.executable
 
@@ -24,6 +27,13 @@ def set_torch_threads() -> None:
 
     if os.environ.get(TORCH_THREADS_ENV):
         torch.set_num_threads(int(os.environ[TORCH_THREADS_ENV]))
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """A server setting from the command line, ``KEY=VALUE``, the value read as YAML (``0`` is a
+    number, ``process`` a string)."""
+    key, _, value = text.partition("=")
+    return key, yaml.safe_load(value)
 
 
 def free_port() -> int:
