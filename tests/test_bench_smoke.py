@@ -88,3 +88,21 @@ def test_breakdown_charges_each_thread_group_by_its_working_samples() -> None:
     assert round(ms[breakdown.FORWARD], 6) == 9.0 and round(ms[breakdown.TOKENIZING], 6) == 1.0
     assert round(ms[breakdown.NATIVE], 6) == 6.0
     assert result["samples"] == {"working": 14, "waiting": 50}
+
+
+def test_lone_request_times_the_same_texts_in_process_and_served(tiny_models, tmp_path) -> None:
+    out = tmp_path / "lone"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "lone_request.py"), "--models", "sentiment", "--models-dir",
+         str(Path(tiny_models["sentiment"]).parent), "--texts", "8", "--block", "4", "--passes", "1",
+         "--work", str(tmp_path / "work"), "--out", str(out)],
+        check=True, env=env, timeout=300, cwd=ROOT,
+    )
+    results = json.loads(out.with_suffix(".json").read_text())
+    run = results["models"]["sentiment"]
+    assert run["texts"] == 8 and run["in_process_p50_ms"] > 0 and run["served_p50_ms"] > 0
+    assert run["difference_p10_ms"] <= run["difference_p50_ms"] <= run["difference_p90_ms"]
+    report = out.with_suffix(".md").read_text()
+    assert "| sentiment |" in report and ("| met |" in report or "| **not met** |" in report)
+    assert str(tmp_path) not in report + out.with_suffix(".json").read_text()
