@@ -153,6 +153,10 @@ class _Channel(HTTPChannel):
         environ["wsgi.input"], environ[HOLD_RESPONSE] = body, self.hold
         try:
             refusal = judge(environ)
+        except Exception:  # the app, on a thread, answers (and logs) whatever went wrong
+            log.exception("the admission judge failed on %s %s; passing the request on", request.command,
+                          request.path)
+            return False
         finally:
             body.seek(start)  # a task reads the body from where it began
         if refusal is None:
@@ -161,7 +165,9 @@ class _Channel(HTTPChannel):
         head = [f"HTTP/{request.version} {refusal.status}", *(f"{_capitalized(key)}: {value}"
                                                               for key, value in refusal.headers),
                 f"Server: {self.adj.ident}", f"Date: {build_http_date(time.time())}"]
-        if request.version == "1.0" and not close:
+        if close:
+            head.append("Connection: close")
+        elif request.version == "1.0":
             head.append("Connection: Keep-Alive")
         _append_output(self, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + refusal.body)
         request.close()

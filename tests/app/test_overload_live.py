@@ -179,6 +179,7 @@ def test_a_refusal_is_answered_while_every_thread_is_busy(tmp_path, wordcount_en
             assert json.loads(body)["error"]["status"] == 503 and "overloaded" in json.loads(body)["error"]["message"]
             assert closed == closes, (version, connection)
             assert (b"Connection: Keep-Alive" in head) == (version == "1.0" and not closes)
+            assert (b"Connection: close" in head) == closes
         # two refusals pipelined on one connection: both answered, in order, while the threads are busy
         answers, closed = raw_exchange(server, post_bytes("1.1", refusal) + post_bytes("1.1", refusal), 2)
         assert [answer.split(b" ", 2)[1] for answer in answers] == [b"503", b"503"] and not closed

@@ -72,6 +72,24 @@ def test_answers_reach_their_clients_without_a_sweep(server) -> None:
         assert get(sock, "/") == b"ok"
 
 
+def test_a_judge_that_fails_passes_the_request_to_the_app(caplog) -> None:
+    def failing(environ):
+        raise RuntimeError("judge bug")
+
+    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=2,
+                                    max_body_bytes=1024, judge=failing)
+    thread = threading.Thread(target=served.serve, daemon=True)
+    thread.start()
+    try:
+        with connect(served) as sock:
+            assert get(sock, "/") == b"ok"
+    finally:
+        served._stop.set()
+        thread.join(10)
+        served.drain(stop_models=lambda: None)
+    assert "the admission judge failed on GET /" in caplog.text and "judge bug" in caplog.text
+
+
 def test_a_connection_the_answer_closes_is_closed(server) -> None:
     with connect(server) as sock:
         sock.sendall(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
