@@ -32,10 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recording  # noqa: E402
 import reviews  # noqa: E402
-from overload import SOURCES, ensure_models  # noqa: E402
+from overload import SOURCES, ensure_models, modeldeploy  # noqa: E402
 from plain import PlainModel  # noqa: E402
 from references import plugin_options  # noqa: E402
-from servers import PYTHON, Server, free_port  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 #: The issue's target: served p50 within this many ms of in-process batch-1.
@@ -49,23 +48,13 @@ def timed(call: Callable[[str], None], text: str) -> float:
     return time.perf_counter() - started
 
 
-def serve(model: str, source: Path, args: argparse.Namespace) -> Server:
-    """``modeldeploy serve`` of ``model`` alone, with its defaults."""
-    port = free_port()
-    config = args.work / f"lone-{model}.yaml"
-    config.write_text(json.dumps({"serve": [model], "models": {model: {"source": str(source)}}}))  # JSON is YAML
-    return Server(f"lone-{model}", [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)],
-                  port, "/health/ready", args.work, {"PYTHONPATH": args.server_pythonpath} if args.server_pythonpath
-                  else None)
-
-
 def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(args.torch_threads)
     texts = reviews.reviews(args.texts)
     plain = PlainModel.load(model, source, "cpu", **plugin_options(model, source))
-    server = serve(model, source, args).start()
+    server = modeldeploy([model], f"lone-{model}", args.work, args.server_pythonpath, {}, {model: source}).start()
     try:
         server.wait_ready()
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -117,11 +117,11 @@ def settle(pid: int, most: float = 60.0, idle_share: float = 0.05) -> float:
 
 
 def modeldeploy(models: Sequence[str], label: str, work: Path, pythonpath: str | None,
-                settings: dict[str, Any]) -> Server:
+                settings: dict[str, Any], sources: Mapping[str, Path] = SOURCES) -> Server:
     port = free_port()
     config = work / f"{label}.yaml"
     config.write_text(json.dumps({"serve": list(models), "server": settings,  # JSON is YAML
-                                  "models": {m: {"source": str(SOURCES[m]), "batch": BATCH} for m in models}}))
+                                  "models": {m: {"source": str(sources[m]), "batch": BATCH} for m in models}}))
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     return Server(label, command, port, "/health/ready", work, {"PYTHONPATH": pythonpath} if pythonpath else None)
 
