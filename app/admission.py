@@ -17,16 +17,19 @@ A refusal that comes sooner than its client can use it only invites the next one
 no cost where the HTTP server offers a way to delay a response without holding a thread
 (:data:`HOLD_RESPONSE`, which ``modeldeploy serve`` provides): clients retrying at once then send
 at most that many requests a second, whatever their number, and the CPU stays with the models.
+Only retries that did not wait wait for their turn (:class:`RefusalPacer`): a client that paused
+after its last refusal, or was not refused before, is told at once, storm or not.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, NamedTuple
 
 from modeldeploy.errors import InvalidInputError, ModelDeployError, UnknownModelError
@@ -40,6 +43,15 @@ from .observability import record_request
 HOLD_RESPONSE = "modeldeploy.hold_response"
 #: A refusal is never held longer than this (seconds), however long the line of refusals.
 MAX_HOLD_SECONDS = 5.0
+#: A hold shorter than this (seconds) is not worth one: the HTTP server releases held answers on a
+#: grid about this fine, so the refusal goes out at once instead.
+MIN_HOLD_SECONDS = 0.02
+#: A request on a connection refused less than this long ago (seconds) is a retry that did not wait.
+RETRY_GAP_SECONDS = 0.05
+#: Refusals sent at once in a burst, in seconds of the pacing rate.
+BURST_SECONDS = 0.1
+#: Connections whose last refusal the pacer remembers; beyond, the oldest are forgotten.
+MAX_REMEMBERED_CONNECTIONS = 65536
 PREDICT_ROUTE = "/predict"
 #: OIP infer routes: the model name is in the path.
 _INFER_PATH = re.compile(r"/v2/models/([^/]+)(/versions/([^/]+))?/infer")
@@ -60,24 +72,68 @@ class Refusal(NamedTuple):
     body: bytes
 
 
-class RefusalPacer:
-    """Spaces refusals at most ``rate`` a second: the delay before each one may be sent."""
+class _Lane:
+    """Generic cell rate pacing: ``rate`` sends a second in the long run, ``burst_seconds`` worth
+    of them at once; each send's delay is known when it is taken."""
 
-    def __init__(self, rate: float) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._next = 0.0
+    def __init__(self, interval: float, burst_seconds: float) -> None:
+        self.interval = interval
+        self.tolerance = burst_seconds
+        #: When the next send is due if sends went out evenly (its "theoretical arrival time").
+        self._due = -math.inf
+
+    def take(self, now: float) -> float:
+        """Reserve the next send; seconds to wait before it (never more than MAX_HOLD_SECONDS)."""
+        due = max(now, self._due)
+        self._due = min(due, now + MAX_HOLD_SECONDS + self.tolerance) + self.interval
+        return min(max(0.0, due - self.tolerance - now), MAX_HOLD_SECONDS)
+
+
+class RefusalPacer:
+    """Spaces refusals at most ``rate`` a second, holding back the retries that came at once.
+
+    A client that retries as soon as it is refused (ignoring ``Retry-After``) makes N clients send
+    N / (refusal latency) requests a second; those retries are paced, each waiting for a slot
+    (Little's law then sets their latency: N / ``rate``). Everyone else is answered at once: a
+    connection's first refusal, or one that came at least ``retry_gap`` seconds after its last,
+    goes through a lane of its own, with the same rate, whose refusals also use up the paced
+    lane's slots, so together they stay within ``rate``. Bursts of ``burst_seconds`` worth of
+    refusals go out at once in either lane.
+    """
+
+    def __init__(self, rate: float, retry_gap: float = RETRY_GAP_SECONDS, burst_seconds: float = BURST_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        interval = 1.0 / rate if rate > 0 else 0.0
+        self.retry_gap = retry_gap
+        self._clock = clock
+        self._patient = _Lane(interval, burst_seconds)
+        self._retries = _Lane(interval, burst_seconds)
+        #: connection -> when its last refusal was sent (monotonic); entries older than the gap are purged.
+        self._refused_at: dict[Hashable, float] = {}
         self._lock = threading.Lock()
 
-    def delay(self) -> float:
-        if not self.interval:
+    def delay(self, connection: Hashable) -> float:
+        """Seconds to hold the refusal about to be sent on ``connection`` (0: send it now)."""
+        if not self._retries.interval:
             return 0.0
-        now = time.monotonic()
+        now = self._clock()
         with self._lock:
-            slot = max(now, self._next)
-            if slot - now > MAX_HOLD_SECONDS:
-                slot = now + MAX_HOLD_SECONDS
-            self._next = slot + self.interval
-        return slot - now
+            if now - self._refused_at.get(connection, -math.inf) < self.retry_gap:
+                wait = self._retries.take(now)
+            else:
+                wait = self._patient.take(now)
+                self._retries.take(now)  # its slot is not a retry's any more
+            wait = wait if wait >= MIN_HOLD_SECONDS else 0.0
+            self._remember(connection, now + wait, now)  # the gap counts from when the client is told
+        return wait
+
+    def _remember(self, connection: Hashable, sent_at: float, now: float) -> None:
+        if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:
+            self._refused_at = {key: at for key, at in self._refused_at.items() if now - at < self.retry_gap}
+            if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:  # all recent: forget the oldest half
+                recent = sorted(self._refused_at.items(), key=lambda entry: entry[1])
+                self._refused_at = dict(recent[len(recent) // 2:])
+        self._refused_at[connection] = sent_at
 
 
 class AdmissionGate:
@@ -151,7 +207,7 @@ class AdmissionGate:
         request_id = record_request(environ, name, route, 503, time.perf_counter() - started)
         hold = environ.get(HOLD_RESPONSE)
         if hold is not None:
-            delay = self.pacer.delay()
+            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")))
             if delay > 0:
                 hold(delay)
         return Refusal("503 SERVICE UNAVAILABLE", [

@@ -149,7 +149,8 @@ class _Channel(HTTPChannel):
         start = body.tell()
         environ = {key if key in _UNPREFIXED_HEADERS else "HTTP_" + key: value
                    for key, value in request.headers.items()}
-        environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path)
+        environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path, REMOTE_ADDR=self.addr[0],
+                       REMOTE_PORT=str(self.addr[1]))
         environ["wsgi.input"], environ[HOLD_RESPONSE] = body, self.hold
         try:
             refusal = judge(environ)

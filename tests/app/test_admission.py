@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 from waiting import wait_for
 
+from modeldeploy.app import admission
 from modeldeploy.app.admission import MAX_HOLD_SECONDS, RefusalPacer
 from modeldeploy.errors import OverloadedError
 from modeldeploy.registry import READY, STUCK
@@ -222,15 +223,63 @@ def test_the_batcher_refuses_without_the_texts_only_when_its_queue_is_full(echo,
     wait_for(lambda: batcher.refusal() is None)
 
 
-def test_the_pacer_spaces_refusals_at_its_rate_and_never_holds_one_past_the_cap():
-    pacer = RefusalPacer(rate=10)
-    delays = [pacer.delay() for _ in range(5)]
-    assert delays[0] == 0.0
-    for earlier, later in zip(delays, delays[1:]):
-        assert later - earlier == pytest.approx(0.1, abs=0.02)
-    crowded = RefusalPacer(rate=1)
-    assert max(crowded.delay() for _ in range(20)) <= MAX_HOLD_SECONDS
-    assert RefusalPacer(rate=0).delay() == 0.0  # 0: refusals are never held
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_retries_that_did_not_wait_are_spaced_at_the_rate_after_a_burst():
+    pacer = RefusalPacer(rate=10, burst_seconds=0.2, clock=FakeClock())
+    delays = [pacer.delay("storm") for _ in range(8)]
+    # the first refusal, then a burst of 0.2 s worth of retries, go at once; then one each 0.1 s
+    assert delays == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3, 0.4, 0.5])
+    crowded = RefusalPacer(rate=1, clock=FakeClock())
+    assert max(crowded.delay("storm") for _ in range(20)) == MAX_HOLD_SECONDS
+    assert RefusalPacer(rate=0).delay("storm") == 0.0  # 0: refusals are never held
+
+
+def test_a_client_that_waited_is_told_at_once_while_retries_wait_their_turn():
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
+    storm = [pacer.delay("storm") for _ in range(30)]
+    assert storm[-1] == pytest.approx(2.9)
+    clock.now += 0.1
+    assert pacer.delay("newcomer") == 0.0  # never refused before
+    assert pacer.delay("storm") == pytest.approx(3.0)  # the newcomer's refusal took a retry's slot
+    assert pacer.delay("newcomer") == pytest.approx(3.1)  # at once again: now it is a retry
+    clock.now += 3.2  # that refusal was sent 3.1 s in; the newcomer waited 0.1 s more before its next
+    assert pacer.delay("newcomer") == 0.0
+
+
+def test_the_gap_is_counted_from_when_the_refusal_is_sent_not_decided():
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
+    held = [pacer.delay(f"client-{i}") for i in range(10)]  # ten first refusals: the last is held 0.9 s
+    assert held[-1] == pytest.approx(0.9)
+    clock.now += 0.91  # client-9 retries as soon as its refusal arrives
+    assert pacer.delay("client-9") > 0
+
+
+def test_holds_too_short_to_matter_are_not_made():
+    pacer = RefusalPacer(rate=80, burst_seconds=0, clock=FakeClock())
+    assert [pacer.delay("storm") for _ in range(4)] == pytest.approx([0, 0, 0.025, 0.0375])  # 12.5 ms: at once
+
+
+def test_the_pacer_forgets_connections_it_no_longer_needs(monkeypatch):
+    monkeypatch.setattr(admission, "MAX_REMEMBERED_CONNECTIONS", 8)
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=1000, clock=clock)
+    for i in range(8):
+        pacer.delay(f"old-{i}")
+    clock.now += 1
+    pacer.delay("recent")
+    assert set(pacer._refused_at) == {"recent"}  # the others' refusals are past the gap
+    for i in range(20):
+        pacer.delay(f"storm-{i}")
+    assert len(pacer._refused_at) <= 8 and "storm-19" in pacer._refused_at
 
 
 def test_an_empty_queue_behind_a_busy_model_still_refuses_a_deadline_it_cannot_meet(echo, app_for):

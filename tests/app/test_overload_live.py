@@ -7,6 +7,7 @@ for S seconds. The tiny sentiment model is the neighbour that must keep serving.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import signal
@@ -59,6 +60,42 @@ def test_refusals_beyond_the_rate_are_held_back_without_holding_threads(tmp_path
         assert arrivals[-1] - started >= 0.6 * (REFUSED_CLIENTS - 1) / RATE
         # held refusals hold no thread: a health check on the two free threads is not behind them
         assert live.status == 200 and live_at < arrivals[-1]
+        assert busy.result().status == 200 and queued.result().status == 200
+
+
+def test_a_client_that_waited_is_refused_before_retries_that_did_not(tmp_path, wordcount_env):
+    """Clients retrying on their keep-alive connections as soon as they are refused wait for the
+    pace; a client refused for the first time is answered at once, ahead of retries sent before it."""
+    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
+              "server": {"threads": 4, "max_refusals_per_second": RATE}}
+    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(8) as pool:
+        busy = pool.submit(predict, server, "sleep:12 holds the model")
+        time.sleep(0.5)
+        queued = pool.submit(predict, server, "fills the queue")
+        time.sleep(0.5)
+        parts = urlsplit(server.url)
+        body = json.dumps({"model_name": "wordcount", "data": "one too many"})
+
+        def retry_at_once(times: int) -> list[tuple[int, float, float]]:
+            """(status, sent, answered) of each request on one connection, each sent as the last is answered."""
+            connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+            exchanges = []
+            for _ in range(times):
+                sent = time.monotonic()
+                connection.request("POST", "/predict", body, {"Content-Type": "application/json"})
+                answer = connection.getresponse()
+                answer.read()
+                exchanges.append((answer.status, sent, time.monotonic()))
+            connection.close()
+            return exchanges
+
+        storm = [pool.submit(retry_at_once, 4) for _ in range(REFUSED_CLIENTS // 3)]
+        time.sleep(2)  # the retries now wait about REFUSED_CLIENTS / 3 / RATE s each
+        (newcomer,) = retry_at_once(1)
+        retries = [exchange for client in storm for exchange in client.result()]
+        assert {status for status, _, _ in retries} == {503} and newcomer[0] == 503
+        overtaken = [(sent, answered) for _, sent, answered in retries if sent < newcomer[1] and answered > newcomer[2]]
+        assert overtaken, (newcomer, retries)
         assert busy.result().status == 200 and queued.result().status == 200
 
 
