@@ -17,8 +17,9 @@ A refusal that comes sooner than its client can use it only invites the next one
 no cost where the HTTP server offers a way to delay a response without holding a thread
 (:data:`HOLD_RESPONSE`, which ``modeldeploy serve`` provides): clients retrying at once then send
 at most that many requests a second, whatever their number, and the CPU stays with the models.
-Only retries that did not wait wait for their turn (:class:`RefusalPacer`): a client that paused
-after its last refusal, or was not refused before, is told at once, storm or not.
+Only retries that did not wait, and new connections beyond the rate, wait for their turn
+(:class:`RefusalPacer`): a client that paused after its last refusal, or that was served before,
+is told at once, storm or not.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ from .observability import record_request
 #: WSGI environ key of a callable ``hold(seconds)`` that delays sending this request's response
 #: without holding the thread that produced it; HTTP servers offering it set it.
 HOLD_RESPONSE = "modeldeploy.hold_response"
+#: WSGI environ key of when the request's connection was opened (``time.monotonic()``), where the
+#: HTTP server knows it: the pacer tells a storm of new connections from clients it knows.
+CONNECTION_OPENED = "modeldeploy.connection_opened"
 #: A refusal is never held longer than this (seconds), however long the line of refusals.
 MAX_HOLD_SECONDS = 5.0
 #: A hold shorter than this (seconds) is not worth one: the HTTP server releases held answers on a
@@ -94,11 +98,16 @@ class RefusalPacer:
 
     A client that retries as soon as it is refused (ignoring ``Retry-After``) makes N clients send
     N / (refusal latency) requests a second; those retries are paced, each waiting for a slot
-    (Little's law then sets their latency: N / ``rate``). Everyone else is answered at once: a
-    connection's first refusal, or one that came at least ``retry_gap`` seconds after its last,
-    goes through a lane of its own, with the same rate, whose refusals also use up the paced
-    lane's slots, so together they stay within ``rate``. Bursts of ``burst_seconds`` worth of
-    refusals go out at once in either lane.
+    (Little's law then sets their latency: N / ``rate``). Refusals go through three lanes, each
+    paced at ``rate`` with bursts of ``burst_seconds`` worth at once, and each taking a slot from
+    the lanes after it, so that together they stay within ``rate`` and a lane waits only for the
+    ones before it:
+
+    1. connections we know: open for a while and never refused, or refused at least
+       ``retry_gap`` seconds before this request (their client waited);
+    2. connections opened less than ``retry_gap`` before their first refusal: a client we do not
+       know yet (a storm of new connections queues here, not in front of the known ones);
+    3. retries sent within ``retry_gap`` of the connection's last refusal.
     """
 
     def __init__(self, rate: float, retry_gap: float = RETRY_GAP_SECONDS, burst_seconds: float = BURST_SECONDS,
@@ -106,26 +115,31 @@ class RefusalPacer:
         interval = 1.0 / rate if rate > 0 else 0.0
         self.retry_gap = retry_gap
         self._clock = clock
-        self._patient = _Lane(interval, burst_seconds)
-        self._retries = _Lane(interval, burst_seconds)
+        self._lanes = [_Lane(interval, burst_seconds) for _ in range(3)]
         #: connection -> when its last refusal was sent (monotonic); entries older than the gap are purged.
         self._refused_at: dict[Hashable, float] = {}
         self._lock = threading.Lock()
 
-    def delay(self, connection: Hashable) -> float:
-        """Seconds to hold the refusal about to be sent on ``connection`` (0: send it now)."""
-        if not self._retries.interval:
+    def delay(self, connection: Hashable, opened: float | None = None) -> float:
+        """Seconds to hold the refusal about to be sent on ``connection`` (0: send it now), which was
+        opened at ``opened`` (monotonic seconds; None: long enough ago)."""
+        if not self._lanes[0].interval:
             return 0.0
         now = self._clock()
         with self._lock:
-            if now - self._refused_at.get(connection, -math.inf) < self.retry_gap:
-                wait = self._retries.take(now)
-            else:
-                wait = self._patient.take(now)
-                self._retries.take(now)  # its slot is not a retry's any more
+            lane = self._lane(connection, opened, now)
+            wait = self._lanes[lane].take(now)
+            for later in self._lanes[lane + 1:]:
+                later.take(now)
             wait = wait if wait >= MIN_HOLD_SECONDS else 0.0
             self._remember(connection, now + wait, now)  # the gap counts from when the client is told
         return wait
+
+    def _lane(self, connection: Hashable, opened: float | None, now: float) -> int:
+        last_refused = self._refused_at.get(connection)
+        if last_refused is not None:
+            return 2 if now - last_refused < self.retry_gap else 0
+        return 1 if opened is not None and now - opened < self.retry_gap else 0
 
     def _remember(self, connection: Hashable, sent_at: float, now: float) -> None:
         if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:
@@ -207,7 +221,8 @@ class AdmissionGate:
         request_id = record_request(environ, name, route, 503, time.perf_counter() - started)
         hold = environ.get(HOLD_RESPONSE)
         if hold is not None:
-            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")))
+            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
+                                     environ.get(CONNECTION_OPENED))
             if delay > 0:
                 hold(delay)
         return Refusal("503 SERVICE UNAVAILABLE", [

@@ -54,7 +54,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import build_http_date
 
-from ..app.admission import HOLD_RESPONSE, Refusal
+from ..app.admission import CONNECTION_OPENED, HOLD_RESPONSE, Refusal
 from ..app.deadlines import CANCELLATION
 from ..cancellation import Cancellation
 from ..config import ServerConfig
@@ -94,6 +94,7 @@ class _Task(WSGITask):
     def get_environment(self) -> dict[str, Any]:
         environ = super().get_environment()
         environ[HOLD_RESPONSE] = self.channel.hold
+        environ[CONNECTION_OPENED] = self.channel.opened
         environ[CANCELLATION] = self.channel.cancellation
         return environ
 
@@ -108,6 +109,7 @@ class _Channel(HTTPChannel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.opened = time.monotonic()
         #: Cancelled when the client hangs up; shared by the requests of one connection, which
         #: waitress runs one at a time (they all lose their client together).
         self.cancellation = Cancellation()
@@ -151,7 +153,7 @@ class _Channel(HTTPChannel):
                    for key, value in request.headers.items()}
         environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path, REMOTE_ADDR=self.addr[0],
                        REMOTE_PORT=str(self.addr[1]))
-        environ["wsgi.input"], environ[HOLD_RESPONSE] = body, self.hold
+        environ["wsgi.input"], environ[HOLD_RESPONSE], environ[CONNECTION_OPENED] = body, self.hold, self.opened
         try:
             refusal = judge(environ)
         except Exception:  # the app, on a thread, answers (and logs) whatever went wrong

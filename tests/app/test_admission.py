@@ -254,6 +254,20 @@ def test_a_client_that_waited_is_told_at_once_while_retries_wait_their_turn():
     assert pacer.delay("newcomer") == 0.0
 
 
+def test_a_storm_of_new_connections_waits_behind_the_clients_we_know():
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
+    flood = [pacer.delay(f"new-{i}", opened=clock.now) for i in range(20)]
+    assert flood == pytest.approx([0.1 * i for i in range(20)])
+    assert pacer.delay("probe", opened=clock.now - 60) == 0.0  # open for a minute, never refused
+    clock.now += 0.1
+    assert pacer.delay("unknown", opened=None) == 0.0  # a server that does not say counts as known
+    assert pacer.delay("new-20", opened=clock.now) == pytest.approx(2.1)  # the known ones took its slots
+    assert pacer.delay("new-19", opened=clock.now) == pytest.approx(2.2)  # its refusal is not out yet: a retry
+    clock.now += 0.1
+    assert pacer.delay("new-0", opened=clock.now) == 0.0  # told 0.2 s ago, it waited: known now
+
+
 def test_the_gap_is_counted_from_when_the_refusal_is_sent_not_decided():
     clock = FakeClock()
     pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
