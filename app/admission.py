@@ -52,8 +52,9 @@ MAX_HOLD_SECONDS = 5.0
 MIN_HOLD_SECONDS = 0.02
 #: A request on a connection refused less than this long ago (seconds) is a retry that did not wait.
 RETRY_GAP_SECONDS = 0.05
-#: Refusals sent at once in a burst, in seconds of the pacing rate.
-BURST_SECONDS = 0.1
+#: Refusals sent at once in a burst, in seconds of the pacing rate: at the default 200/s, 50, more
+#: than a batch of clients answered together (32 by default) who all send again and are refused.
+BURST_SECONDS = 0.25
 #: Connections whose last refusal the pacer remembers; beyond, the oldest are forgotten.
 MAX_REMEMBERED_CONNECTIONS = 65536
 PREDICT_ROUTE = "/predict"

@@ -3,7 +3,10 @@ while the server is under load.
 
 Each probe runs on its own thread with its own keep-alive connection at a low fixed rate (10/s by
 default), so it adds little load and its answers are not queued behind its own earlier requests
-on a shared connection. A probe that is late sends at once (no catch-up burst). Latency is split
+on a shared connection. The probes are clients already connected when the load begins (a health
+checker, a load balancer's pooled connection): each opens its connection and makes one request,
+not recorded, before :meth:`Probes.__enter__` returns. A probe that is late sends at once (no
+catch-up burst). Latency is split
 by status, since under overload a fast 503 and a slow 200 mean different things; a failed
 connection is reopened and that time counts in the probe's latency, as a client would feel it.
 """
@@ -41,11 +44,15 @@ class Probes:
         self.targets = list(targets)
         self.samples: dict[str, list[tuple[str, float]]] = {target.label: [] for target in self.targets}
         self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._probe, args=(target,), daemon=True) for target in self.targets]
+        self._connected = [threading.Event() for _ in self.targets]
+        self._threads = [threading.Thread(target=self._probe, args=(target, connected), daemon=True)
+                         for target, connected in zip(self.targets, self._connected)]
 
     def __enter__(self) -> Self:
         for thread in self._threads:
             thread.start()
+        for connected in self._connected:
+            connected.wait(self.timeout + 5)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -53,34 +60,42 @@ class Probes:
         for thread in self._threads:
             thread.join(self.timeout + 5)
 
-    def _probe(self, target: Target) -> None:
-        connection: http.client.HTTPConnection | None = None
+    def _probe(self, target: Target, connected: threading.Event) -> None:
         headers = {"Content-Type": "application/json"} if target.body else {}
+        connection, _ = self._exchange(None, target, headers)  # connected before the load begins
+        connected.set()
         due = time.monotonic()
         while not self._stop.is_set():
             started = time.perf_counter()
-            try:
-                if connection is None:
-                    connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                connection.request(target.method, target.path, body=target.body, headers=headers)
-                answer = connection.getresponse()
-                answer.read()
-                status = str(answer.status)
-                if answer.will_close:
-                    connection.close()
-                    connection = None
-            except TimeoutError:
-                status = TIMEOUT
-            except (OSError, http.client.HTTPException):
-                status = FAILED
-            if status in (TIMEOUT, FAILED) and connection is not None:
-                connection.close()
-                connection = None
+            connection, status = self._exchange(connection, target, headers)
             self.samples[target.label].append((status, (time.perf_counter() - started) * 1000))
             due = max(due + self.interval, time.monotonic())
             self._stop.wait(due - time.monotonic())
         if connection is not None:
             connection.close()
+
+    def _exchange(self, connection: http.client.HTTPConnection | None, target: Target,
+                  headers: dict[str, str]) -> tuple[http.client.HTTPConnection | None, str]:
+        """One request on ``connection`` (opened first when None): the connection to use next
+        (None once closed) and the answer's status, or TIMEOUT / FAILED."""
+        try:
+            if connection is None:
+                connection = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            connection.request(target.method, target.path, body=target.body, headers=headers)
+            answer = connection.getresponse()
+            answer.read()
+            status = str(answer.status)
+            if answer.will_close:
+                connection.close()
+                connection = None
+        except TimeoutError:
+            status = TIMEOUT
+        except (OSError, http.client.HTTPException):
+            status = FAILED
+        if status in (TIMEOUT, FAILED) and connection is not None:
+            connection.close()
+            connection = None
+        return connection, status
 
     def summary(self) -> dict[str, Any]:
         """Per target: answers by status, and latency (ms) percentiles by status."""
