@@ -222,8 +222,9 @@ class AdmissionGate:
         request_id = record_request(environ, name, route, 503, time.perf_counter() - started)
         hold = environ.get(HOLD_RESPONSE)
         if hold is not None:
-            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT")),
-                                     environ.get(CONNECTION_OPENED))
+            opened = environ.get(CONNECTION_OPENED)
+            # the time it opened tells a new connection from a closed one whose port it reuses
+            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"), opened), opened)
             if delay > 0:
                 hold(delay)
         return Refusal("503 SERVICE UNAVAILABLE", [

@@ -277,6 +277,27 @@ def test_the_gap_is_counted_from_when_the_refusal_is_sent_not_decided():
     assert pacer.delay("client-9") > 0
 
 
+def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, app_for):
+    client, registry = app_for(ECHO)
+    threads = fill_queue(client, registry)
+    gate = admission.admission_gate(client.application)
+    gate.pacer = RefusalPacer(rate=1, burst_seconds=0)
+
+    def refused_after(opened: float) -> float:
+        holds: list[float] = []
+        environ = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", admission.CONNECTION_OPENED: opened,
+                   admission.HOLD_RESPONSE: holds.append}
+        answer = client.post("/predict", json={"model_name": "echo", "data": "x"}, environ_base=environ)
+        assert answer.status_code == 503
+        return holds[0] if holds else 0.0
+
+    first = time.monotonic() - 60
+    assert refused_after(first) == 0.0
+    assert refused_after(first) == pytest.approx(1.0, abs=0.1)  # the same connection retrying at once
+    assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # a known client: next slot
+    release(threads)
+
+
 def test_holds_too_short_to_matter_are_not_made():
     pacer = RefusalPacer(rate=80, burst_seconds=0, clock=FakeClock())
     assert [pacer.delay("storm") for _ in range(4)] == pytest.approx([0, 0, 0.025, 0.0375])  # 12.5 ms: at once
