@@ -55,8 +55,6 @@ RETRY_GAP_SECONDS = 0.05
 #: Refusals sent at once in a burst, in seconds of the pacing rate: at the default 200/s, 50, more
 #: than a batch of clients answered together (32 by default) who all send again and are refused.
 BURST_SECONDS = 0.25
-#: The share of ``server.max_refusals_per_second`` that retries sent at once are refused at.
-RETRY_SHARE = 0.5
 #: Connections whose last refusal the pacer remembers; beyond, the oldest are forgotten.
 MAX_REMEMBERED_CONNECTIONS = 65536
 PREDICT_ROUTE = "/predict"
@@ -101,28 +99,24 @@ class RefusalPacer:
 
     A client that retries as soon as it is refused (ignoring ``Retry-After``) makes N clients send
     N / (refusal latency) requests a second; those retries are paced, each waiting for a slot
-    (Little's law then sets their latency: N / their rate). Refusals go through three lanes, each
-    letting bursts of ``burst_seconds`` worth go at once:
+    (Little's law then sets their latency: N / ``rate``). Refusals go through three lanes, each
+    paced at ``rate`` with bursts of ``burst_seconds`` worth at once, and each taking a slot from
+    the lanes after it, so that together they stay within ``rate`` and a lane waits only for the
+    ones before it:
 
     1. connections we know: open for a while and never refused, or refused at least
        ``retry_gap`` seconds before this request (their client waited);
     2. connections opened less than ``retry_gap`` before their first refusal: a client we do not
        know yet (a storm of new connections queues here, not in front of the known ones);
     3. retries sent within ``retry_gap`` of the connection's last refusal.
-
-    The first two share ``rate`` (the first takes a slot from the second, so the second waits
-    for it); retries have ``retry_share`` of it, of their own. Each refusal is a request the
-    clients make and the kernel and the HTTP front carry on the cores the models use: in a retry
-    storm, fewer retries buy the models more than they cost the clients that ignore Retry-After.
     """
 
     def __init__(self, rate: float, retry_gap: float = RETRY_GAP_SECONDS, burst_seconds: float = BURST_SECONDS,
-                 retry_share: float = RETRY_SHARE, clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         interval = 1.0 / rate if rate > 0 else 0.0
         self.retry_gap = retry_gap
         self._clock = clock
-        self._lanes = [_Lane(interval, burst_seconds), _Lane(interval, burst_seconds),
-                       _Lane(interval / retry_share, burst_seconds)]
+        self._lanes = [_Lane(interval, burst_seconds) for _ in range(3)]
         #: connection -> when its last refusal was sent (monotonic); entries older than the gap are purged.
         self._refused_at: dict[Hashable, float] = {}
         self._lock = threading.Lock()
@@ -136,8 +130,8 @@ class RefusalPacer:
         with self._lock:
             lane = self._lane(connection, opened, now)
             wait = self._lanes[lane].take(now)
-            if lane == 0:
-                self._lanes[1].take(now)
+            for later in self._lanes[lane + 1:]:
+                later.take(now)
             wait = wait if wait >= MIN_HOLD_SECONDS else 0.0
             self._remember(connection, now + wait, now)  # the gap counts from when the client is told
         return wait

