@@ -39,8 +39,9 @@ from modeldeploy.registry import Registry
 from .deadlines import TIMEOUT_ENVIRON_KEY, parse_timeout_header
 from .observability import record_request
 
-#: WSGI environ key of a callable ``hold(seconds)`` that delays sending this request's response
-#: without holding the thread that produced it; HTTP servers offering it set it.
+#: WSGI environ key of a callable ``hold(seconds, on_drop=None)`` that delays sending this request's
+#: response without holding the thread that produced it, and calls ``on_drop()`` if the client hangs
+#: up before then; HTTP servers offering it set it.
 HOLD_RESPONSE = "modeldeploy.hold_response"
 #: WSGI environ key of when the request's connection was opened (``time.monotonic()``), where the
 #: HTTP server knows it: the pacer tells a storm of new connections from clients it knows.
@@ -93,6 +94,10 @@ class _Lane:
         self._due = min(due, now + MAX_HOLD_SECONDS + self.tolerance) + self.interval
         return min(max(0.0, due - self.tolerance - now), MAX_HOLD_SECONDS)
 
+    def give_back(self) -> None:
+        """A reserved send will not happen: the sends reserved from now on may come one slot sooner."""
+        self._due -= self.interval
+
 
 class RefusalPacer:
     """Spaces refusals at most ``rate`` a second, holding back the retries that came at once.
@@ -117,8 +122,9 @@ class RefusalPacer:
         self.retry_gap = retry_gap
         self._clock = clock
         self._lanes = [_Lane(interval, burst_seconds) for _ in range(3)]
-        #: connection -> when its last refusal was sent (monotonic); entries older than the gap are purged.
-        self._refused_at: dict[Hashable, float] = {}
+        #: connection -> (when its last refusal was sent (monotonic), the lane it went through);
+        #: entries older than the gap are purged.
+        self._refused_at: dict[Hashable, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
     def delay(self, connection: Hashable, opened: float | None = None) -> float:
@@ -133,22 +139,34 @@ class RefusalPacer:
             for later in self._lanes[lane + 1:]:
                 later.take(now)
             wait = wait if wait >= MIN_HOLD_SECONDS else 0.0
-            self._remember(connection, now + wait, now)  # the gap counts from when the client is told
+            self._remember(connection, (now + wait, lane), now)  # the gap counts from when the client is told
         return wait
+
+    def release(self, connection: Hashable) -> None:
+        """The client of ``connection`` hung up while its refusal was held: give back the slots it
+        took, so that a storm's departed clients do not keep the ones after them waiting."""
+        now = self._clock()
+        with self._lock:
+            sent_at, lane = self._refused_at.get(connection, (-math.inf, 0))
+            if sent_at <= now:
+                return
+            del self._refused_at[connection]
+            for taken in self._lanes[lane:]:
+                taken.give_back()
 
     def _lane(self, connection: Hashable, opened: float | None, now: float) -> int:
         last_refused = self._refused_at.get(connection)
         if last_refused is not None:
-            return 2 if now - last_refused < self.retry_gap else 0
+            return 2 if now - last_refused[0] < self.retry_gap else 0
         return 1 if opened is not None and now - opened < self.retry_gap else 0
 
-    def _remember(self, connection: Hashable, sent_at: float, now: float) -> None:
+    def _remember(self, connection: Hashable, refusal: tuple[float, int], now: float) -> None:
         if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:
-            self._refused_at = {key: at for key, at in self._refused_at.items() if now - at < self.retry_gap}
+            self._refused_at = {key: last for key, last in self._refused_at.items() if now - last[0] < self.retry_gap}
             if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:  # all recent: forget the oldest half
-                recent = sorted(self._refused_at.items(), key=lambda entry: entry[1])
+                recent = sorted(self._refused_at.items(), key=lambda entry: entry[1][0])
                 self._refused_at = dict(recent[len(recent) // 2:])
-        self._refused_at[connection] = sent_at
+        self._refused_at[connection] = refusal
 
 
 class AdmissionGate:
@@ -224,9 +242,10 @@ class AdmissionGate:
         if hold is not None:
             opened = environ.get(CONNECTION_OPENED)
             # the time it opened tells a new connection from a closed one whose port it reuses
-            delay = self.pacer.delay((environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"), opened), opened)
+            connection = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"), opened)
+            delay = self.pacer.delay(connection, opened)
             if delay > 0:
-                hold(delay)
+                hold(delay, lambda: self.pacer.release(connection))
         return Refusal("503 SERVICE UNAVAILABLE", [
             ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
             ("Retry-After", str(getattr(reason, "retry_after", 1))), ("X-Request-ID", request_id)], body)

@@ -106,6 +106,7 @@ class _Channel(HTTPChannel):
     task_class = _Task
     request_started = 0.0
     held_until = 0.0
+    _on_drop: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -139,6 +140,22 @@ class _Channel(HTTPChannel):
     def handle_close(self) -> None:
         super().handle_close()
         self.cancellation.cancel()
+        self.handle_hang_up()
+
+    def hang_up_watched(self) -> bool:
+        """Whether the loop should tell this connection when its client hangs up: its answer is held
+        (it is not read meanwhile, so a close would go unseen until the answer is sent)."""
+        return self._on_drop is not None and self._holding()
+
+    def handle_hang_up(self) -> None:
+        """The client closed (or half-closed) while its answer is held: tell whoever held it, once.
+        The answer still goes out when due, in case a half-closed client reads it."""
+        on_drop, self._on_drop = self._on_drop, None
+        if on_drop is not None and time.monotonic() < self.held_until:
+            try:
+                on_drop()
+            except Exception:  # the connection is gone either way
+                log.exception("a held response's on_drop failed")
 
     def answer_early(self, judge: EarlyJudge) -> bool:
         """Put the first waiting request to ``judge``; if it refuses, send the refusal as the
@@ -183,10 +200,12 @@ class _Channel(HTTPChannel):
         self.last_activity = time.time()
         return True
 
-    def hold(self, seconds: float) -> None:
+    def hold(self, seconds: float, on_drop: Callable[[], None] | None = None) -> None:
         """Send what is written from now on no sooner than ``seconds`` from now (rounded up to
-        :data:`HOLD_TICK`, so held responses go out together in one turn of the loop)."""
+        :data:`HOLD_TICK`, so held responses go out together in one turn of the loop); call
+        ``on_drop()`` if the connection closes before then."""
         self.held_until = math.ceil((time.monotonic() + seconds) / HOLD_TICK) * HOLD_TICK
+        self._on_drop = on_drop
         self.server.wake_at(self.held_until, self)
 
     def _holding(self) -> bool:

@@ -29,6 +29,8 @@ from waitress import wasyncore
 from waitress.channel import HTTPChannel
 
 _READ = select.POLLIN | select.POLLPRI if hasattr(select, "POLLIN") else 0
+#: The peer closed its side (Linux): watched on connections that are not read meanwhile.
+_HANG_UP = getattr(select, "POLLRDHUP", 0)
 
 _serving = threading.local()
 
@@ -82,6 +84,8 @@ class PollLoop:
             if obj is None:
                 continue
             wasyncore.readwrite(obj, flags)
+            if flags & _HANG_UP and hasattr(obj, "handle_hang_up"):
+                obj.handle_hang_up()
             self._touched.append(obj)
 
     def _to_evaluate(self) -> set[Any]:
@@ -109,6 +113,8 @@ class PollLoop:
         flags = 0
         if obj.readable():
             flags |= _READ
+        elif getattr(obj, "hang_up_watched", bool)():
+            flags |= _HANG_UP
         if obj.writable() and not obj.accepting:
             flags |= select.POLLOUT
         known = self._registered.get(fd)

@@ -286,7 +286,7 @@ def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, 
     def refused_after(opened: float) -> float:
         holds: list[float] = []
         environ = {"REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000", admission.CONNECTION_OPENED: opened,
-                   admission.HOLD_RESPONSE: holds.append}
+                   admission.HOLD_RESPONSE: lambda seconds, on_drop: holds.append(seconds)}
         answer = client.post("/predict", json={"model_name": "echo", "data": "x"}, environ_base=environ)
         assert answer.status_code == 503
         return holds[0] if holds else 0.0
@@ -296,6 +296,15 @@ def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, 
     assert refused_after(first) == pytest.approx(1.0, abs=0.1)  # the same connection retrying at once
     assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # a known client: next slot
     release(threads)
+
+
+def test_a_held_refusal_whose_client_left_gives_its_slot_back():
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=10, burst_seconds=0, clock=clock)
+    assert [pacer.delay(f"client-{i}") for i in range(5)] == pytest.approx([0, 0.1, 0.2, 0.3, 0.4])
+    pacer.release("client-4")  # hung up while held: the next one takes its slot
+    pacer.release("client-0")  # already told: nothing to give back
+    assert pacer.delay("client-5") == pytest.approx(0.4)
 
 
 def test_holds_too_short_to_matter_are_not_made():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -18,6 +19,8 @@ from modeldeploy.cli import http_server, poll_loop
 from modeldeploy.config import ServerConfig
 
 BIG = 40 * 1024 * 1024  # over waitress's 16 MiB outbuf high-water mark: the task thread waits for the loop
+#: Set when the client of a held response hangs up before it is sent.
+DROPPED = threading.Event()
 
 
 def app(environ, start_response):
@@ -27,6 +30,8 @@ def app(environ, start_response):
         return (b"x" * (1024 * 1024) for _ in range(BIG // (1024 * 1024)))
     if path == "/held":
         environ[http_server.HOLD_RESPONSE](0.2)
+    if path == "/held-long":
+        environ[http_server.HOLD_RESPONSE](30, DROPPED.set)
     start_response("200 OK", [("Content-Length", "2")])
     return [b"ok"]
 
@@ -70,6 +75,16 @@ def test_answers_reach_their_clients_without_a_sweep(server) -> None:
         assert get(sock, "/held") == b"ok"  # sent when due: the loop is woken for that connection
         assert len(get(sock, "/big")) == BIG  # flushed while the task thread waits on the high-water mark
         assert get(sock, "/") == b"ok"
+
+
+def test_a_client_that_hangs_up_on_a_held_answer_is_reported(server) -> None:
+    DROPPED.clear()
+    with connect(server) as sock:
+        assert get(sock, "/held") == b"ok"  # sent when due: nothing dropped
+        sock.sendall(b"GET /held-long HTTP/1.1\r\nHost: test\r\n\r\n")
+        time.sleep(0.5)  # the answer is written and held for 30 s
+        assert not DROPPED.is_set()
+    assert DROPPED.wait(10)
 
 
 def test_a_judge_that_fails_passes_the_request_to_the_app(caplog) -> None:
