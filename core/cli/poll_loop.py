@@ -14,7 +14,9 @@ whose answers may have changed since:
 - all of them on the first turn and after :meth:`PollLoop.sweep`, which the listeners'
   maintenance calls once a second (its timeouts may close any connection).
 
-Listeners and the trigger are few and are asked on every turn, as before.
+Listeners and the trigger are few and are asked on every turn, as before. A connection that is not
+read while its answer is held (``hang_up_watched()``) is watched for ``POLLRDHUP`` instead, so a
+client that hangs up meanwhile is still seen (``handle_hang_up()``).
 """
 
 from __future__ import annotations
