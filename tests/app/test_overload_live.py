@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import pytest
@@ -34,14 +34,24 @@ def predict(server, text: str, model: str = "wordcount", timeout: float = 60):
     return server.request("POST", "/predict", json={"model_name": model, "data": text}, timeout=timeout)
 
 
+#: A model whose queue (max 1) fills at once, refusals paced at RATE a second, four HTTP threads.
+PACED = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
+         "server": {"threads": 4, "max_refusals_per_second": RATE}}
+
+
+def fill_the_queue(server, pool: ThreadPoolExecutor, seconds: float) -> tuple[Future, Future]:
+    """Hold the model for ``seconds`` and queue one more text behind it: two of the four threads
+    now wait on the model, and its next request is refused."""
+    busy = pool.submit(predict, server, f"sleep:{seconds:g} holds the model")
+    time.sleep(0.5)
+    queued = pool.submit(predict, server, "fills the queue")
+    time.sleep(0.5)
+    return busy, queued
+
+
 def test_refusals_beyond_the_rate_are_held_back_without_holding_threads(tmp_path, wordcount_env):
-    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
-              "server": {"threads": 4, "max_refusals_per_second": RATE}}
-    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(16) as pool:
-        busy = pool.submit(predict, server, "sleep:8 holds the model")
-        time.sleep(0.5)
-        queued = pool.submit(predict, server, "fills the queue")
-        time.sleep(0.5)  # two of the four threads now wait on the model
+    with running_server(PACED, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(16) as pool:
+        busy, queued = fill_the_queue(server, pool, 8)
 
         def refused_at() -> tuple[int, float]:
             answer = predict(server, "one too many")
@@ -66,13 +76,8 @@ def test_refusals_beyond_the_rate_are_held_back_without_holding_threads(tmp_path
 def test_a_client_that_waited_is_refused_before_retries_that_did_not(tmp_path, wordcount_env):
     """Clients retrying on their keep-alive connections as soon as they are refused wait for the
     pace; a client refused for the first time is answered at once, ahead of retries sent before it."""
-    config = {"serve": ["wordcount"], "models": {"wordcount": {"batch": {"max_queue": 1}}},
-              "server": {"threads": 4, "max_refusals_per_second": RATE}}
-    with running_server(config, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(8) as pool:
-        busy = pool.submit(predict, server, "sleep:12 holds the model")
-        time.sleep(0.5)
-        queued = pool.submit(predict, server, "fills the queue")
-        time.sleep(0.5)
+    with running_server(PACED, tmp_path, env=wordcount_env) as server, ThreadPoolExecutor(8) as pool:
+        busy, queued = fill_the_queue(server, pool, 12)
         parts = urlsplit(server.url)
         body = json.dumps({"model_name": "wordcount", "data": "one too many"})
 
