@@ -19,7 +19,7 @@ no cost where the HTTP server offers a way to delay a response without holding a
 at most that many requests a second, whatever their number, and the CPU stays with the models.
 Only retries that did not wait, and new connections beyond the rate, wait for their turn
 (:class:`RefusalPacer`): a client that paused after its last refusal, or that was served before,
-is told at once, storm or not.
+is told at once, storm or not, as long as such clients stay within the rate.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ default), so it adds little load and its answers are not queued behind its own e
 on a shared connection. The probes are clients already connected when the load begins (a health
 checker, a load balancer's pooled connection): each opens its connection and makes one request,
 not recorded, before :meth:`Probes.__enter__` returns. A probe that is late sends at once (no
-catch-up burst). Latency is split
-by status, since under overload a fast 503 and a slow 200 mean different things; a failed
-connection is reopened and that time counts in the probe's latency, as a client would feel it.
+catch-up burst). Latency is split by status, since under overload a fast 503 and a slow 200 mean
+different things; a failed connection is reopened and that time counts in the probe's latency, as
+a client would feel it.
 """
 
 from __future__ import annotations
