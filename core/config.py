@@ -23,7 +23,7 @@ from .devices import validate_device
 from .errors import ConfigError
 
 MIN_HTTP_THREADS, HTTP_SPARE_THREADS, MAX_HTTP_THREADS = 16, 8, 1024
-ENGINES = ("local", "process", "ray")
+ENGINES = ("auto", "local", "process", "ray")
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -106,8 +106,9 @@ class ServerConfig:
     #: Bearer token of the model-repository routes (load, unload, index); empty: those routes are off.
     admin_token: str = field(default="", repr=False)
     #: ``local`` (the models' threads in this process), ``process`` (each model in a worker process of
-    #: its own, the HTTP front here) or ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``).
-    engine: str = "local"
+    #: its own, the HTTP front here), ``ray`` (each model a Ray Serve deployment; ``modeldeploy[ray]``)
+    #: or ``auto``: ``process`` when a served model runs on CUDA, else ``local``.
+    engine: str = "auto"
     #: Ray engine: the cluster to join (``HOST:PORT``); empty starts a private one on 127.0.0.1.
     ray_address: str = ""
     #: CPUs a private Ray cluster may schedule on; 0: those this process may use.

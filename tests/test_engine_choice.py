@@ -7,8 +7,9 @@ import sys
 import pytest
 
 from modeldeploy.cli import main
+from modeldeploy.cli.serve import chosen_engine
 from modeldeploy.config import AutoscalingConfig, parse_config
-from modeldeploy.errors import ConfigError
+from modeldeploy.errors import ConfigError, ModelLoadError
 
 
 def test_replicas_resources_and_autoscaling_are_read_per_model():
@@ -22,13 +23,35 @@ def test_replicas_resources_and_autoscaling_are_read_per_model():
     assert config.server.engine == "ray" and config.server.ray_address == "head:6379"
 
 
-def test_the_local_engine_is_the_default():
-    config = parse_config({})
-    assert config.server.engine == "local" and config.model("any").replicas == 1
+def test_auto_is_the_default_and_is_the_local_engine_without_a_gpu():
+    config = parse_config({"models": {"a": {"device": "auto"}, "b": {"device": "cpu"}}})
+    assert config.server.engine == "auto" and config.model("any").replicas == 1
+    assert chosen_engine(config, ["a", "b"]) == "local"  # this machine's torch sees no CUDA
+
+
+def on_cuda_if_named_so(device: str) -> str:
+    """What resolve_device answers on a machine with one GPU (none exists here to ask)."""
+    if device == "cuda:1":
+        raise ModelLoadError("device 'cuda:1' requested but only 1 CUDA device(s) exist")
+    return {"auto": "cuda", "cpu": "cpu"}.get(device, device)
+
+
+@pytest.mark.parametrize("engine, devices, expected", [
+    ("auto", {"a": "cpu", "b": "auto"}, "process"),  # one model on the GPU takes every model out of the front
+    ("auto", {"a": "cpu", "b": "cuda:0"}, "process"),
+    ("auto", {"a": "cpu", "b": "cpu"}, "local"),
+    ("auto", {"a": "cpu", "b": "cuda:1"}, "local"),  # a GPU this machine lacks: that model fails to load anyway
+    ("local", {"a": "cuda", "b": "cuda"}, "local"),  # a named engine is never overridden
+    ("ray", {"a": "cpu", "b": "cpu"}, "ray"),
+])
+def test_auto_takes_the_models_out_of_the_front_when_one_runs_on_cuda(engine, devices, expected):
+    config = parse_config({"server": {"engine": engine},
+                           "models": {name: {"device": device} for name, device in devices.items()}})
+    assert chosen_engine(config, list(devices), resolve=on_cuda_if_named_so) == expected
 
 
 @pytest.mark.parametrize("document, message", [
-    ({"server": {"engine": "kubernetes"}}, "server.engine must be one of local, process, ray, got 'kubernetes'"),
+    ({"server": {"engine": "kubernetes"}}, "server.engine must be one of auto, local, process, ray, got 'kubernetes'"),
     ({"models": {"m": {"replicas": 0}}}, "models.m.replicas must be > 0"),
     ({"models": {"m": {"replicas": 2, "autoscaling": {"min_replicas": 1, "max_replicas": 2}}}},
      "models.m sets both replicas and autoscaling"),

@@ -14,10 +14,12 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import NoReturn, TextIO
 
 from ..config import ENGINES, Config, load_config
-from ..errors import ConfigError
+from ..devices import resolve_device
+from ..errors import ConfigError, ModelLoadError
 from ..hub import go_offline_if_unreachable
 from ..logs import LOG_FORMATS, LogSettings
 from ..openmp import prefer_short_spins
@@ -39,9 +41,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--host", help="interface to bind (default: server.host of the config, else 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to bind, 0 for any free one (default: server.port, else 8080)")
     serve.add_argument("--engine", choices=ENGINES,
-                       help="local: the models in this process (default); process: each model in a worker "
-                            "process of its own (a GIL of its own, meant for GPUs); ray: each model a Ray "
-                            "Serve deployment (pip install 'modeldeploy[ray]')")
+                       help="auto (default): process when a served model runs on CUDA, else local; local: "
+                            "the models in this process; process: each model in a worker process of its own "
+                            "(a GIL of its own, meant for GPUs); ray: each model a Ray Serve deployment "
+                            "(pip install 'modeldeploy[ray]')")
     serve.add_argument("--address", help="ray engine: the Ray cluster to join, HOST:PORT (default: server."
                                          "ray_address, else a private Ray on 127.0.0.1)")
     # Also accepted after "serve" (where people type it); it sets the global --log-format.
@@ -65,6 +68,11 @@ def run_serve(args: argparse.Namespace) -> int:
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     server_config = config.server
     registry = Registry(config)  # checks that every configured model is installed, on every engine
+    engine = chosen_engine(config, registry.names)
+    if engine != server_config.engine:
+        log.info("server.engine auto: the %s engine", engine)
+        server_config = dataclasses.replace(server_config, engine=engine)
+        config = dataclasses.replace(config, server=server_config)
     if server_config.engine == "ray":
         return _serve_on_ray(config, registry.names, args)
     if server_config.ray_address:
@@ -98,6 +106,22 @@ def run_serve(args: argparse.Namespace) -> int:
         log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
     log.info("stopped")
     _exit(0)
+
+
+def chosen_engine(config: Config, names: list[str], resolve: Callable[[str], str] = resolve_device) -> str:
+    """The engine ``server.engine`` names; for ``auto``, the process engine when a served model runs
+    on CUDA (there the model thread sharing the HTTP front's GIL served 1.7-1.8 x fewer answers at
+    32 clients, bench/results-gpu-h100.md), else the local one (alike on the CPU, and it starts
+    faster). A device this machine lacks counts as not CUDA: that model fails to load either way."""
+    if config.server.engine != "auto":
+        return config.server.engine
+    for name in names:
+        try:
+            if resolve(config.model(name).device).startswith("cuda"):
+                return "process"
+        except ModelLoadError:
+            continue
+    return "local"
 
 
 def _serve_on_ray(config: Config, names: list[str], args: argparse.Namespace) -> int:
