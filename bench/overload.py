@@ -14,12 +14,17 @@ serve`` process per model, loopback, always stopped), with review-like texts (be
 3. **Open-loop Poisson** arrivals at 2 x peak (bench/openloop.py), each request with
    ``X-Request-Timeout: 2``: goodput and the share of accepted requests answered 200 in time.
 
+After each storm and after the Poisson phase the closed loop runs again at the peak's
+concurrency: each phase's goodput is judged against the mean of the closed-loop runs just before
+and after it, since this machine's speed drifts by 10-20 % within minutes (its ratio to the first
+peak is reported too).
+
 ``--soak SECONDS`` instead serves all the models from one server, each at 0.8 x its peak (open
 loop), and follows the server's memory and p99 latency over time. Each peak is what the model
 does with the machine to itself, so together the models are offered more than the machine has
 (3 x 0.8 of it for three models); ``--soak-load 0.27`` shares 0.8 of it between them.
 
-    python bench/overload.py                                    # all three models, 7-9 minutes
+    python bench/overload.py                                    # all three models, 9-11 minutes
     python bench/overload.py --soak 600                         # ~13 minutes (~10.5 with --rates)
     python bench/overload.py --smoke --models sentiment         # the harness end to end, ~1 minute
 """
@@ -64,8 +69,10 @@ STORM_FACTORS = (4, 16)
 SATURATED = 0.95
 POISSON_LOAD = 2.0
 DEADLINE_S = 2.0
+#: accepted_in_time: the issue asks that accepted requests meet their deadline; a prediction
+#: can be wrong, and this reads that as 99 % of them (as a p99 would).
 TARGETS = {"storm_goodput_ratio": 0.9, "refusal_p99_ms": 20.0, "health_p99_ms": 100.0,
-           "soak_rss_growth": 0.05, "soak_p99_drift": 0.20}
+           "soak_rss_growth": 0.05, "soak_p99_drift": 0.20, "accepted_in_time": 0.99}
 BODIES = 512
 
 
@@ -158,6 +165,23 @@ def saturation(server: Server, bodies: Path, phases: Phases) -> dict[str, Any]:
             "cpu_ms_per_success": points[str(saturating)]["cpu_ms_per_success"]}
 
 
+def peak_check(server: Server, bodies: Path, concurrency: int, phases: Phases) -> float:
+    """Closed loop at the peak's concurrency again, right after a phase: this machine's speed drifts
+    by 10-20 % within minutes, so each phase is judged against the closed-loop runs on either side
+    of it (as well as against the peak measured first)."""
+    assert server.process is not None
+    settle(server.process.pid)
+    goodput = loadgen.wrk(server.url, bodies, concurrency, phases.point)["items_per_s"]
+    print(f"   closed loop again at c={concurrency}: {goodput:.1f} 200/s", flush=True)
+    return goodput
+
+
+def judge_against_neighbours(phase: dict[str, Any], before: float, after: float) -> None:
+    """The phase's goodput over the mean of the closed-loop runs just before and just after it."""
+    phase["adjacent_peak"] = (before + after) / 2
+    phase["adjacent_ratio"] = phase["goodput"] / phase["adjacent_peak"] if phase["adjacent_peak"] else None
+
+
 def probe_targets(model: str) -> list[Target]:
     """Health, readiness, homepage, and a review of median length to the model."""
     text = sorted(reviews.reviews(BODIES), key=len)[BODIES // 2]
@@ -237,14 +261,22 @@ def measure(model: str, args: argparse.Namespace, phases: Phases) -> dict[str, A
         print(f"== {model}: saturation", flush=True)
         result: dict[str, Any] = {"source": str(SOURCES[model].relative_to(ROOT)),
                                   "saturation": saturation(server, bodies, phases)}
-        peak, c = result["saturation"]["peak"], result["saturation"]["saturating_concurrency"]
+        sat = result["saturation"]
+        peak, c = sat["peak"], sat["saturating_concurrency"]
+        at_peak = max(CONCURRENCY, key=lambda n: sat["points"][str(n)]["items_per_s"])
+        checks = [peak]  # the closed-loop goodput at the peak's concurrency before each phase and after the last
         result["storms"] = {}
         for factor in STORM_FACTORS:
             print(f"== {model}: storm at {factor} x C = {factor * c} clients", flush=True)
             result["storms"][str(factor)] = storm(server, model, bodies, factor * c, phases,
-                                                  result["saturation"]["cpu_ms_per_success"], peak)
+                                                  sat["cpu_ms_per_success"], peak)
+            checks.append(peak_check(server, bodies, at_peak, phases))
+            judge_against_neighbours(result["storms"][str(factor)], checks[-2], checks[-1])
         print(f"== {model}: Poisson at {POISSON_LOAD:g} x peak = {POISSON_LOAD * peak:.1f}/s", flush=True)
         result["poisson"] = poisson(server, model, bodies, POISSON_LOAD * peak, phases)
+        checks.append(peak_check(server, bodies, at_peak, phases))
+        judge_against_neighbours(result["poisson"], checks[-2], checks[-1])
+        result["peak_checks"] = {"concurrency": at_peak, "goodput": checks}
         result["server_log"] = str(server.log_path.relative_to(ROOT))
         return result
     finally:
@@ -441,8 +473,9 @@ def model_section(model: str, r: dict[str, Any]) -> list[str]:
         rows.append((name, [cell(s) for s in storms.values()], target))
 
     ratio = TARGETS["storm_goodput_ratio"]
-    row("goodput (200/s), ratio to peak", lambda s: f"{s['goodput']:.1f} = {s['goodput_ratio']:.2f} x, "
-        f"**{verdict(s['goodput_ratio'], ratio, at_least=True)}**", f">= {ratio:g} x peak")
+    row("goodput (200/s), ratio to peak", lambda s: f"{s['goodput']:.1f} = {s['goodput_ratio']:.2f} x")
+    row("ratio to the closed-loop runs beside it", lambda s: f"{s['adjacent_ratio']:.2f} x (of "
+        f"{s['adjacent_peak']:.1f}), **{verdict(s['adjacent_ratio'], ratio, at_least=True)}**", f">= {ratio:g} x peak")
     row("refused (503/s)", lambda s: f"{s['refused_per_s']:.0f}")
     row("wrk answers", lambda s: _counts(s["wrk"]["statuses"]) + (
         f"; socket errors {s['wrk']['errors']}, timeouts {s['wrk']['timeouts']}"
@@ -470,9 +503,11 @@ def model_section(model: str, r: dict[str, Any]) -> list[str]:
         if set(s["probes"]["homepage"]["counts"]) - {"200"} else ""))
     row("server CPU per answer (ms)", lambda s: _ms(s["cpu_ms_per_answer"]))
     row("server CPU per refusal, estimated (ms)", lambda s: _ms(s["cpu_ms_per_refusal_estimate"]))
+    checks = r["peak_checks"]
     lines = [f"## {model} ({r['source']})", "",
              (f"Peak goodput **{peak:.1f}/s** at C = **{c}** (CPU {_ms(sat['cpu_ms_per_success'])} ms per "
-              f"success). Closed loop: {curve}."), "",
+              f"success). Closed loop: {curve}. Closed loop at c={checks['concurrency']} again after each storm "
+              f"and after the Poisson phase: {' / '.join(f'{g:.1f}' for g in checks['goodput'][1:])}/s."), "",
              f"| retry storm | {head} | target |", "|---|" + "---|" * len(storms) + "---|"]
     lines += [f"| {name} | {' | '.join(cells)} | {target} |" for name, cells, target in rows]
     p = r["poisson"]
@@ -485,6 +520,8 @@ def model_section(model: str, r: dict[str, Any]) -> list[str]:
                f"(send lag p99 {_ms(lag['p99'] if lag else None)} ms; the generator used "
                f"{100 * p['generator_cpu_s'] / p['seconds']:.0f} % of a core) |"),
               f"| goodput (200/s), ratio to peak | {p['goodput']:.1f} = {p['goodput'] / peak:.2f} x |",
+              (f"| ratio to the closed-loop runs beside it | {p['adjacent_ratio']:.2f} x (of "
+               f"{p['adjacent_peak']:.1f}), **{verdict(p['adjacent_ratio'], ratio, True)}** |"),
               f"| goodput in time (200 within {DEADLINE_S:g} s, /s) | {p['goodput_in_time']:.1f} |",
               (f"| accepted (not 503) answered 200 within {DEADLINE_S:g} s | "
                f"{'n/a' if share is None else f'{100 * share:.1f} %'} of {p['accepted']} |"),
@@ -513,7 +550,10 @@ def report(results: dict[str, Any]) -> str:
              "How it was taken, one server process per model, started and stopped by the script:", "",
              (f"- **Saturation**: wrk closed loop at c = {', '.join(map(str, CONCURRENCY))}, {ph['point']:g} s "
               f"each after a {ph['warmup']:g} s warm-up at 8. Peak = the best 200-answers/s; C = the smallest c "
-              f"within {SATURATED:.0%} of it."),
+              f"within {SATURATED:.0%} of it. After each storm and after the Poisson phase, the closed loop at the "
+              f"peak's concurrency again for {ph['point']:g} s: each phase's goodput is judged against the mean of "
+              "the closed-loop runs just before and after it (the machine's speed drifts by 10-20 % within "
+              "minutes), and its ratio to the first peak is given too."),
              (f"- **Retry storm**: wrk with {' and '.join(f'{f} x C' for f in STORM_FACTORS)} connections for "
               f"{ph['storm']:g} s: each sends its next request as soon as it is answered, 503 or not (clients "
               "retrying at once, ignoring Retry-After). Beside it, probes at 10/s each on their own keep-alive "
@@ -538,8 +578,9 @@ def report(results: dict[str, Any]) -> str:
         for factor, s in r["storms"].items():
             refusal = _probe(s, "predict", "503")
             verdicts += [
-                (model, f"storm {factor} x C: goodput >= {TARGETS['storm_goodput_ratio']:g} x peak",
-                 f"{s['goodput_ratio']:.2f} x", verdict(s["goodput_ratio"], TARGETS["storm_goodput_ratio"], True)),
+                (model, f"storm {factor} x C: goodput >= {TARGETS['storm_goodput_ratio']:g} x peak (the closed-loop "
+                 "runs beside it)", f"{s['adjacent_ratio']:.2f} x (to the first peak: {s['goodput_ratio']:.2f} x)",
+                 verdict(s["adjacent_ratio"], TARGETS["storm_goodput_ratio"], True)),
                 (model, f"storm {factor} x C: 503 p99 <= {TARGETS['refusal_p99_ms']:g} ms",
                  _ms(refusal["p99"] if refusal else None), verdict(refusal["p99"] if refusal else None,
                                                                    TARGETS["refusal_p99_ms"]))]
@@ -550,6 +591,16 @@ def report(results: dict[str, Any]) -> str:
                 verdicts.append((model, target,
                                  _ms(cuts["p99"] if cuts else None) + ("" if clean else " (not all 200)"),
                                  health_verdict(s, label)))
+        p = r["poisson"]
+        verdicts += [
+            (model, f"Poisson at {POISSON_LOAD:g} x peak: goodput >= {TARGETS['storm_goodput_ratio']:g} x peak (the "
+             "closed-loop runs beside it)", f"{p['adjacent_ratio']:.2f} x (to the first peak: "
+             f"{p['goodput'] / r['saturation']['peak']:.2f} x)",
+             verdict(p["adjacent_ratio"], TARGETS["storm_goodput_ratio"], True)),
+            (model, f"Poisson: accepted requests answered 200 within {DEADLINE_S:g} s, >= "
+             f"{TARGETS['accepted_in_time']:.0%}", "n/a" if p["accepted_in_time_share"] is None else
+             f"{100 * p['accepted_in_time_share']:.1f} %",
+             verdict(p["accepted_in_time_share"], TARGETS["accepted_in_time"], True))]
     lines += ["## Targets", "", "| model | target | value | |", "|---|---|---|---|"]
     lines += [f"| {m} | {t} | {v} | **{ok}** |" for m, t, v, ok in verdicts]
     return "\n".join(lines) + "\n"
