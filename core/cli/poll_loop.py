@@ -17,6 +17,10 @@ whose answers may have changed since:
 Listeners and the trigger are few and are asked on every turn, as before. A connection that is not
 read while its answer is held (``hang_up_watched()``) is watched for ``POLLRDHUP`` instead, so a
 client that hangs up meanwhile is still seen (``handle_hang_up()``).
+
+Where the system has it (Linux), the kernel side is ``epoll``: ``poll()`` scans every registered
+descriptor on every call, which in a storm of 512 clients, most of them waiting for an answer or
+a held refusal, cost the loop ~15 % of a core (py-spy); ``epoll`` costs what is ready.
 """
 
 from __future__ import annotations
@@ -37,6 +41,30 @@ _HANG_UP = getattr(select, "POLLRDHUP", 0)
 _serving = threading.local()
 
 
+class _Epoll:
+    """``select.epoll`` behind ``select.poll``'s interface: ``register`` also modifies, ``poll``
+    takes milliseconds, and a descriptor closed since it was registered (epoll forgot it then,
+    and its number may be another connection's now) is registered afresh rather than modified."""
+
+    def __init__(self) -> None:
+        self._epoll = select.epoll()
+
+    def register(self, fd: int, flags: int) -> None:
+        try:
+            self._epoll.modify(fd, flags)
+        except FileNotFoundError:
+            self._epoll.register(fd, flags)
+
+    def unregister(self, fd: int) -> None:
+        try:
+            self._epoll.unregister(fd)
+        except OSError:  # closed already: epoll dropped it with its last reference
+            pass
+
+    def poll(self, timeout_ms: int) -> list[tuple[int, int]]:
+        return self._epoll.poll(timeout_ms / 1000)
+
+
 def serving(channel: Any) -> None:
     """Record (or clear, with None) the connection the calling task thread is serving."""
     _serving.channel = channel
@@ -47,7 +75,7 @@ class PollLoop:
 
     def __init__(self, map: dict[int, Any]) -> None:
         self.map = map
-        self._poller = select.poll()
+        self._poller: Any = _Epoll() if hasattr(select, "epoll") else select.poll()
         #: fd -> (the object evaluated, the events it is registered for; 0: none)
         self._registered: dict[int, tuple[Any, int]] = {}
         #: Objects asked on every turn: listeners (whose readable() runs maintenance) and the trigger.

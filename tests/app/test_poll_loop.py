@@ -8,6 +8,7 @@ connection the loop forgot would hang until the socket times out and fail the te
 from __future__ import annotations
 
 import collections
+import select
 import socket
 import threading
 import time
@@ -142,3 +143,28 @@ def test_idle_connections_are_not_asked_on_every_turn(server, monkeypatch) -> No
     assert busiest_idle <= 1, f"an idle connection was asked {busiest_idle} times in {turns} turns"
     for sock in idle:
         sock.close()
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll is Linux's; elsewhere the loop uses poll()")
+def test_epoll_modifies_what_it_watches_and_watches_a_reused_descriptor_afresh():
+    poller = poll_loop._Epoll()
+    first, first_peer = socket.socketpair()
+    reused_number = first.fileno()
+    poller.register(reused_number, select.POLLOUT)
+    poller.register(reused_number, select.POLLIN)  # a second register modifies, as poll()'s does
+    assert poller.poll(50) == []  # nothing to read yet, and no longer watched for writing
+    first_peer.send(b"x")
+    assert poller.poll(1000) == [(reused_number, select.POLLIN)]
+    first.close()  # epoll drops a closed descriptor by itself; the loop's bookkeeping has not yet
+    second, second_peer = socket.socketpair()
+    try:
+        assert second.fileno() == reused_number  # the kernel hands out the lowest free number
+        poller.register(reused_number, select.POLLIN)  # the loop's "modify" of what it thinks it watches
+        second_peer.send(b"y")
+        assert poller.poll(1000) == [(reused_number, select.POLLIN)]
+        poller.unregister(reused_number)
+        poller.unregister(first_peer.fileno())  # never registered: nothing to drop, no error
+        assert poller.poll(50) == []
+    finally:
+        for sock in (first_peer, second, second_peer):
+            sock.close()
