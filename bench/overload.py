@@ -599,7 +599,8 @@ def report(results: dict[str, Any]) -> str:
              verdict(p["adjacent_ratio"], TARGETS["storm_goodput_ratio"], True)),
             (model, f"Poisson: accepted requests answered 200 within {DEADLINE_S:g} s, >= "
              f"{TARGETS['accepted_in_time']:.0%}", "n/a" if p["accepted_in_time_share"] is None else
-             f"{100 * p['accepted_in_time_share']:.1f} %",
+             f"{round(p['accepted_in_time_share'] * p['accepted'])} of {p['accepted']} "
+             f"({100 * p['accepted_in_time_share']:.2f} %)",
              verdict(p["accepted_in_time_share"], TARGETS["accepted_in_time"], True))]
     lines += ["## Targets", "", "| model | target | value | |", "|---|---|---|---|"]
     lines += [f"| {m} | {t} | {v} | **{ok}** |" for m, t, v, ok in verdicts]
