@@ -55,6 +55,10 @@ RULES = [
 ROLES = [(re.compile(r"^waitress|^MainThread"), HTTP), (re.compile(r"batcher"), FORWARD)]
 
 
+#: A process frame of py-spy's raw output, ahead of the thread's: ``process PID:"command line";``.
+PROCESS_FRAME = re.compile(r'process \d+:"[^"]*";')
+
+
 def classify(frames: list[str]) -> str | None:
     """The bucket of one stack (root first), or None when the thread was waiting."""
     if frames and WAITING.match(frames[-1]):
@@ -67,17 +71,21 @@ def classify(frames: list[str]) -> str | None:
 
 
 def parse(raw: str) -> dict[int, tuple[str, Counter[str | None]]]:
-    """py-spy's raw output (``--threads``) -> by native thread id: its name and samples per bucket."""
+    """py-spy's raw output (``--threads``, ``--subprocesses``) -> by native thread id: its name and
+    samples per bucket. A thread of a child process (a process-engine worker) is named
+    ``worker/NAME``: its main thread is not the front's."""
     threads: dict[int, tuple[str, Counter[str | None]]] = {}
     for line in raw.splitlines():
         stack, _, count = line.rpartition(" ")
-        frames = stack.split(";")
-        if frames and frames[0].startswith("process "):
-            frames = frames[1:]
+        # the server's process, then each child down to the thread's; a command line may hold ";"
+        processes = PROCESS_FRAME.findall(stack)
+        frames = PROCESS_FRAME.sub("", stack).split(";")
         match = re.match(r"thread \((\d+)\): ?(.*)", frames[0]) if frames else None
         if match is None or not count.isdigit():
             continue
         tid, name = int(match.group(1)), match.group(2)
+        if len(processes) > 1:
+            name = f"worker/{name}"
         threads.setdefault(tid, (name, Counter()))[1][classify(frames[1:])] += int(count)
     return threads
 
@@ -96,17 +104,24 @@ def measure(server: Server, bodies: Path, concurrency: int, seconds: float, rate
     load = threading.Thread(target=lambda: run.update(loadgen.wrk(server.url, bodies, concurrency, seconds + 1)))
     pids = server.pids()
     before = thread_cpu(pids)
+    before_by_process = {pid: cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in pids}
     load.start()
     profile = subprocess.run([str(PY_SPY), "record", "--format", "raw", "--rate", str(rate), "--duration",
                               str(round(seconds)), "--pid", str(pids[0]), "--subprocesses", "--threads",
                               "--nonblocking", "--output", str(stacks)], capture_output=True, text=True)
     load.join()
     after = thread_cpu(pids)
+    by_process = {pid: cpu_seconds(Path(f"/proc/{pid}/stat")) - cpu for pid, cpu in before_by_process.items()}
     used = {tid: after[tid] - before.get(tid, 0.0) for tid in after}
     requests = max(run.get("ok", 0), 1)
     result: dict[str, Any] = {"concurrency": concurrency, "seconds": seconds, "rate": rate,
                               "requests": run.get("ok", 0), "items_per_s": run.get("items_per_s", 0.0),
                               "cpu_ms_per_request": sum(used.values()) / requests * 1000,
+                              # the server's own process (the HTTP front) and its children (the
+                              # process engine's model workers), apart: is the front the limit?
+                              "front_cpu_ms_per_request": by_process[pids[0]] / requests * 1000,
+                              "children_cpu_ms_per_request": sum(by_process[pid] for pid in pids[1:]) / requests * 1000,
+                              "front_cores": by_process[pids[0]] / seconds,
                               "py_spy": "ok" if profile.returncode == 0 else profile.stderr.strip()[-400:],
                               "lagged": "behind in sampling" in profile.stderr}
     threads = parse(stacks.read_text()) if profile.returncode == 0 else {}

@@ -57,6 +57,10 @@ def model_settings(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return settings
 
 
+#: The servers whose CPU is profiled (sentiment only), and where results.json keeps each profile.
+PROFILED = {"modeldeploy": "breakdown", "modeldeploy-process": "breakdown_process"}
+
+
 def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: argparse.Namespace,
                        torch_threads: int = 0, engine: str = "local") -> Server:
     """modeldeploy as users run it (``modeldeploy serve`` on a config naming the model's folder)."""
@@ -172,12 +176,13 @@ def bench_model(model: str, source: Path, args: argparse.Namespace) -> dict[str,
             result["running_alongside"][name] = sorted(s.label for s in Server.running if s is not server)
             loadgen.wrk(server.url, bodies, 8, args.warmup_seconds)  # warm-up, not recorded
             result["runs"][name] = curve(server, bodies, args, f"{model} {name}")
-            if name == "modeldeploy" and model == "sentiment" and args.breakdown:
-                result["breakdown"] = breakdown.measure(server, bodies, args.compare_at, args.breakdown_seconds,
-                                                        args.breakdown_rate)
-                print(f"{model} modeldeploy CPU ms/request: " + ", ".join(
-                    f"{bucket} {part['cpu_ms_per_request']:.2f}" for bucket, part in
-                    result["breakdown"]["buckets"].items()), flush=True)
+            if name in PROFILED and model == "sentiment" and args.breakdown:
+                profiled = result[PROFILED[name]] = breakdown.measure(server, bodies, args.compare_at,
+                                                                      args.breakdown_seconds, args.breakdown_rate)
+                print(f"{model} {name} CPU ms/request: front {profiled['front_cpu_ms_per_request']:.2f} "
+                      f"({profiled['front_cores']:.2f} cores), children {profiled['children_cpu_ms_per_request']:.2f}; "
+                      + ", ".join(f"{bucket} {part['cpu_ms_per_request']:.2f}" for bucket, part in
+                                  profiled["buckets"].items()), flush=True)
             result["peak_memory_mb"][name] = server.peak_memory_mb()
         finally:
             server.stop()

@@ -117,13 +117,17 @@ def curve_table(runs: dict[str, dict[str, Any]]) -> list[str]:
     return lines + [""]
 
 
-def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any]) -> list[str]:
-    lines = [f"Where modeldeploy's CPU goes, c={result['concurrency']}, {result['seconds']:g} s under py-spy "
+def breakdown_table(result: dict[str, Any], unprofiled: dict[str, Any], server: str = "modeldeploy") -> list[str]:
+    lines = [f"Where {server}'s CPU goes, c={result['concurrency']}, {result['seconds']:g} s under py-spy "
              f"(`record --nonblocking --threads --rate {result['rate']}`, sampling every Python thread; each "
              "thread's CPU from /proc split by what its samples were running; see bench/breakdown.py): "
              f"{result['requests']} requests answered ({result['items_per_s']:.1f}/s), "
              f"{result['cpu_ms_per_request']:.1f} ms of CPU each (unprofiled, the curve's run at that concurrency: "
              f"{unprofiled['items_per_s']:.1f}/s, {unprofiled['cpu_ms_per_request']:.1f} ms each).", ""]
+    if "front_cpu_ms_per_request" in result:
+        lines[-2] += (f" The HTTP front's process: {result['front_cpu_ms_per_request']:.2f} ms of it "
+                      f"({result['front_cores']:.2f} cores busy); its child processes (model workers): "
+                      f"{result['children_cpu_ms_per_request']:.2f} ms.")
     if result["py_spy"] != "ok":
         return lines + [f"py-spy failed: `{result['py_spy']}`; only the total above was measured.", ""]
     lines += ["| part of the request path | CPU ms/request | share |", "|---|---|---|"]
@@ -180,10 +184,10 @@ def model_section(name: str, model: dict[str, Any], settings: dict[str, Any]) ->
         lines += ["", sweep_line(model, compare_at, settings["litserve_batch"])]
     memory = ", ".join(f"{k} {v:.0f} MB" for k, v in model["peak_memory_mb"].items())
     lines += ["", f"Peak memory (all processes of each server): {memory}.", ""]
-    if "breakdown" in model:
-        profiled = model["breakdown"]
-        runs = model["runs"]["modeldeploy"]
-        lines += breakdown_table(profiled, runs[closest(runs, profiled["concurrency"])])
+    for key, server in (("breakdown", "modeldeploy"), ("breakdown_process", "modeldeploy-process")):
+        if key in model:
+            profiled, runs = model[key], model["runs"][server]
+            lines += breakdown_table(profiled, runs[closest(runs, profiled["concurrency"])], server)
     if "threads_check" in model:
         conditions = {"quiet": "on the quiet machine", "one_core_busy": "with one core kept busy by another process"}
         lines += [f"torch intra-op threads, modeldeploy at c={compare_at}, back to back: " + "; ".join(

@@ -90,6 +90,27 @@ def test_breakdown_charges_each_thread_group_by_its_working_samples() -> None:
     assert result["samples"] == {"working": 14, "waiting": 50}
 
 
+def test_breakdown_reads_a_process_engine_worker_apart_from_the_front() -> None:
+    breakdown = _bench_module("breakdown")
+    raw = "\n".join([
+        'process 1:"serve";thread (11): MainThread;serve (core/cli/http_server.py:1);'
+        "readwrite (waitress/wasyncore.py:2) 2",
+        'process 1:"serve";process 2:"python -c from multiprocessing.spawn import spawn_main; spawn_main()";'
+        "thread (21): MainThread;run_worker (core/process_engine/worker.py:3);"
+        "accept (socket.py:4) 5",
+        'process 1:"serve";process 2:"spawn_main";thread (22): modeldeploy-batcher-m;_compute (core/batching.py:7);'
+        "_call_impl (torch/nn/modules/module.py:9) 8",
+    ])
+    threads = breakdown.parse(raw)
+    assert {tid: name for tid, (name, _) in threads.items()} == {
+        11: "MainThread", 21: "worker/MainThread", 22: "worker/modeldeploy-batcher-m"}
+    result = breakdown.split(threads, {11: 0.2, 21: 0.0, 22: 0.8}, requests=100)
+    ms = {bucket: part["cpu_ms_per_request"] for bucket, part in result["buckets"].items()}
+    # the front's loop is HTTP, the worker's forward pass is the forward pass, and neither is native
+    assert round(ms[breakdown.HTTP], 6) == 2.0 and round(ms[breakdown.FORWARD], 6) == 8.0
+    assert ms[breakdown.NATIVE] == 0 and result["samples"] == {"working": 10, "waiting": 5}
+
+
 def test_lone_request_times_the_same_texts_in_process_and_served(tiny_models, tmp_path) -> None:
     out = tmp_path / "lone"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
