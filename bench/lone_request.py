@@ -53,8 +53,10 @@ def measure(model: str, source: Path, args: argparse.Namespace) -> dict[str, Any
 
     torch.set_num_threads(args.torch_threads)
     texts = reviews.reviews(args.texts)
-    plain = PlainModel.load(model, source, "cpu", **plugin_options(model, source))
-    server = modeldeploy([model], f"lone-{model}", args.work, args.server_pythonpath, {}, {model: source}).start()
+    plain = PlainModel.load(model, source, args.device, **plugin_options(model, source))
+    settings = {"engine": args.engine} if args.engine else {}
+    server = modeldeploy([model], f"lone-{model}", args.work, args.server_pythonpath, settings, {model: source},
+                         device=args.device).start()
     try:
         server.wait_ready()
         connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=120)
@@ -100,8 +102,9 @@ def render(results: dict[str, Any]) -> str:
     lines = ["# What the server adds to a lone request (issue 15, c=1)", "",
              f"Produced by `python bench/lone_request.py` ({results['date']}, commit {results['commit']}): "
              f"{results['machine']}. {results['texts']} review-like texts (bench/reviews.py), each timed in-process "
-             f"(plain transformers, {results['torch_threads']} torch threads) and served (`modeldeploy serve`, one "
-             f"keep-alive connection, one request at a time), in blocks of {results['block']} alternating which "
+             f"(plain transformers, {results['torch_threads']} torch threads) and served (`modeldeploy serve`, engine "
+             f"{results.get('engine') or 'its default'}, one keep-alive connection, one request at a "
+             f"time), in blocks of {results['block']} alternating which "
              f"side goes first; each text's best of {results['passes']} passes. The difference is taken per text, "
              "then its percentiles (see the script's docstring for why this, and not the harness's unpaired c=1 "
              f"p50s). Target: the served p50 within {TARGET_MS:g} ms of in-process.", "",
@@ -125,6 +128,9 @@ def main() -> int:
                                                           "bench/.work, built when missing)")
     parser.add_argument("--torch-threads", type=int, default=2, help="in-process (the server picks its own)")
     parser.add_argument("--server-pythonpath", help="PYTHONPATH of the server (a frozen install of the code)")
+    parser.add_argument("--device", default="cpu", help="both sides' device: cpu, cuda, auto (CUDA when present)")
+    parser.add_argument("--engine", choices=("auto", "local", "process"),
+                        help="the server's engine (default: its own default, auto: the process engine on CUDA)")
     parser.add_argument("--commit", default="working tree", help="the commit the server ran, for the report")
     parser.add_argument("--work", type=Path, default=BENCH / ".work")
     parser.add_argument("--out", type=Path, default=BENCH / "results-lone-request", help="path without suffix")
@@ -133,8 +139,9 @@ def main() -> int:
     if args.models_dir is None:
         ensure_models(args.models)
     sources = {model: args.models_dir / model if args.models_dir else SOURCES[model] for model in args.models}
-    results = {"date": datetime.date.today().isoformat(), "machine": recording.machine(), "commit": args.commit,
-               "texts": args.texts, "block": args.block, "passes": args.passes,
+    results = {"date": datetime.date.today().isoformat(), "machine": recording.machine(args.device),
+               "commit": args.commit, "engine": args.engine, "texts": args.texts, "block": args.block,
+               "passes": args.passes,
                "torch_threads": args.torch_threads, "models": {}}
     for model in args.models:
         results["models"][model] = measure(model, sources[model], args)

@@ -125,11 +125,11 @@ def settle(pid: int, most: float = 60.0, idle_share: float = 0.05) -> float:
 
 
 def modeldeploy(models: Sequence[str], label: str, work: Path, pythonpath: str | None,
-                settings: dict[str, Any], sources: Mapping[str, Path] = SOURCES) -> Server:
+                settings: dict[str, Any], sources: Mapping[str, Path] = SOURCES, device: str = "auto") -> Server:
     port = free_port()
     config = work / f"{label}.yaml"
-    config.write_text(json.dumps({"serve": list(models), "server": settings,  # JSON is YAML
-                                  "models": {m: {"source": str(sources[m]), "batch": BATCH} for m in models}}))
+    served = {m: {"source": str(sources[m]), "batch": BATCH, "device": device} for m in models}
+    config.write_text(json.dumps({"serve": list(models), "server": settings, "models": served}))  # JSON is YAML
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     return Server(label, command, port, "/health/ready", work, {"PYTHONPATH": pythonpath} if pythonpath else None)
 

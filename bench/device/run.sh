@@ -5,14 +5,17 @@
 # to fp32, builds the base-size NER and summarization models, then runs bench/harness.py on CUDA
 # model by model, the process engine beside the local one. Each model's results.json and the log
 # land in $OUT (render them here with `python bench/report.py`); a model cut off by the time limit
-# leaves its lines in the log. MODELS and SECONDS (per point) are variables so a short lease can
-# narrow the run.
+# leaves its lines in the log. MODELS and SECONDS_PER_POINT are variables so a short lease can
+# narrow the run; STAGES picks what runs, in order: curves (the harness, default) and lone
+# (bench/lone_request.py on both engines: what the server adds to one request, paired with
+# in-process), e.g. STAGES="lone curves".
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/device-out}
 MODELS=${MODELS:-sentiment ner summarization}
 SECONDS_PER_POINT=${SECONDS_PER_POINT:-3}
 DEVICE=${DEVICE:-cuda}  # cpu: a dry run of this script on a machine without a GPU
+STAGES=${STAGES:-curves}
 BUNDLE=bench/.work/device
 WORK=/tmp/modeldeploy-bench
 mkdir -p "$OUT" "$WORK"
@@ -40,6 +43,7 @@ python3 -c "
 import sys; from pathlib import Path; from modeldeploy.testing import build_ner, build_summarization
 root = Path(sys.argv[1]); build_ner(root / 'ner', 'base'); build_summarization(root / 'summarization', 'base')
 " "$WORK/models" || exit 1
+curves() {
 for model in $MODELS; do
   echo "== $(date +%T) $model"
   breakdown=--no-breakdown
@@ -49,5 +53,21 @@ for model in $MODELS; do
     --concurrency 1,4,16,32,64 --seconds "$SECONDS_PER_POINT" --warmup-seconds 2 --reference-items 128 \
     --litserve-sweep '' $breakdown \
     && cp "$WORK/out-$model/results.json" "$OUT/$model.json"
+done
+}
+lone() {
+  mkdir -p "$WORK/lone-models"
+  ln -sfn "$WORK/minilm" "$WORK/lone-models/sentiment"
+  ln -sfn "$WORK/models/ner" "$WORK/lone-models/ner"
+  ln -sfn "$WORK/models/summarization" "$WORK/lone-models/summarization"
+  for engine in local process; do
+    echo "== $(date +%T) lone request, $engine engine"
+    python3 bench/lone_request.py --device "$DEVICE" --engine "$engine" --models "${MODELS// /,}" \
+      --models-dir "$WORK/lone-models" --texts 64 --passes 1 --torch-threads "$(nproc)" --work "$WORK" \
+      --out "$OUT/lone-$engine"
+  done
+}
+for stage in $STAGES; do
+  "$stage"
 done
 echo "== $(date +%T) done"
