@@ -6,7 +6,8 @@
 # model by model, the process engine beside the local one. Each model's results.json and the log
 # land in $OUT (render them here with `python bench/report.py`); a model cut off by the time limit
 # leaves its lines in the log. MODELS and SECONDS_PER_POINT are variables so a short lease can
-# narrow the run; STAGES picks what runs, in order: curves (the harness, default) and lone
+# narrow the run (at most 8 files come back: three results.json, the log and four lone-request
+# files); STAGES picks what runs, in order: curves (the harness, default) and lone
 # (bench/lone_request.py on both engines: what the server adds to one request, paired with
 # in-process), e.g. STAGES="lone curves".
 set -uo pipefail
