@@ -238,7 +238,7 @@ def sources(args: argparse.Namespace) -> dict[str, Path]:
     return chosen
 
 
-def recorded_command(argv: list[str]) -> str:
+def recorded_command(argv: list[str], program: tuple[str, ...] = ("bash", "bench/run.sh")) -> str:
     """How the run was started, without the options that name folders of this machine."""
     kept, skip = [], False
     for arg in argv:
@@ -248,7 +248,7 @@ def recorded_command(argv: list[str]) -> str:
             skip = True
         elif not arg.startswith(tuple(f"{option}=" for option in PATH_OPTIONS)):
             kept.append(arg)
-    return shlex.join(["bash", "bench/run.sh", *kept])
+    return shlex.join([*program, *kept])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -66,6 +66,24 @@ def test_ideal_window_splits_a_sorted_window_where_the_fitted_cost_is_least() ->
     assert ideal.cheapest_split([12] * 30 + [20, 24], ideal.Cost(fixed=1.0, per_token=1e-6)) == [32]
 
 
+def test_interleaved_runs_two_servers_in_turn(tiny_models, tmp_path) -> None:
+    out = tmp_path / "interleaved"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "interleaved.py"), "--smoke", "--servers", "modeldeploy-process,baseline",
+         "--rounds", "2", "--concurrency", "2", "--models-dir", str(Path(tiny_models["sentiment"]).parent),
+         "--out", str(out), "--work", str(tmp_path / "work")],
+        check=True, env=env, timeout=300, cwd=ROOT,
+    )
+    results = json.loads(out.with_suffix(".json").read_text())
+    assert results["order"] == ["modeldeploy-process", "baseline", "baseline", "modeldeploy-process"]
+    for run in results["runs"]:
+        assert run["2"]["ok"] > 0 and set(run["2"]["statuses"]) == {"200"}, run
+    report = out.with_suffix(".md").read_text()
+    assert "| 2 |" in report and "modeldeploy-process baseline baseline modeldeploy-process" in report
+    assert str(tmp_path) not in report + out.with_suffix(".json").read_text()
+
+
 def test_breakdown_charges_each_thread_group_by_its_working_samples() -> None:
     breakdown = _bench_module("breakdown")
     raw = "\n".join([
