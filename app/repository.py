@@ -84,7 +84,7 @@ def load(name: str) -> Response | tuple[Response, int]:
 
 def _load_failure(registry: Registry, name: str, exc: ModelDeployError) -> HttpError:
     """A failed load: 503 when the store was unreachable, 504 past load_timeout, else 400."""
-    serving = registry.model(name).batcher is not None if name in registry.names else False
+    serving = name in registry.names and registry.status(name).state in (READY, STUCK)
     after = "the version serving before keeps serving" if serving else "the model does not serve"
     message = f"model {name!r} failed to load: {exc}; {after}"
     if isinstance(exc, StoreUnavailableError):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +130,10 @@ class Config:
 
     def model(self, name: str) -> ModelConfig:
         return (self.models or {}).get(name, ModelConfig())
+
+    def with_model(self, name: str, **changes: Any) -> Config:
+        """This config with model ``name``'s settings changed (an operator's new source, say)."""
+        return replace(self, models={**(self.models or {}), name: replace(self.model(name), **changes)})
 
     def http_threads(self, served: Iterable[str]) -> int:
         """HTTP threads to run: ``server.threads``, or with 0 enough for backpressure to work.

@@ -24,24 +24,30 @@ from prometheus_client import generate_latest
 from .cancellation import Cancellation
 from .config import Config, ModelConfig
 from .errors import (
+    AttemptTimeoutError,
     InputTypeError,
     InvalidInputError,
     ModelDeployError,
+    ModelLoadError,
     ModelNotReadyError,
     OverloadedError,
     PredictionError,
     PredictionTimeoutError,
     RequestCancelledError,
+    StoreError,
+    StoreUnavailableError,
     UnsupportedOperationError,
 )
 from .plugins import Catalog, ModelEntry
-from .registry import FAILED, LOADING, ModelStatus, Registry, ServedModel
+from .registry import FAILED, IDLE, LOADING, ModelStatus, Registry, ServedModel
 
 log = logging.getLogger(__name__)
 
-#: Core errors raised again as themselves on the caller's side; anything else becomes PredictionError.
+#: Core errors raised again as themselves on the caller's side (predictions' and operators' loads'; the
+#: first class an error is an instance of); anything else becomes PredictionError.
 _FAITHFUL_ERRORS = (ModelNotReadyError, OverloadedError, PredictionTimeoutError, InvalidInputError,
-                    InputTypeError, PredictionError, RequestCancelledError)
+                    InputTypeError, PredictionError, RequestCancelledError, ModelLoadError,
+                    StoreUnavailableError, StoreError, AttemptTimeoutError)
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,20 @@ class ModelService:
     def report(self) -> ReplicaReport:
         return ReplicaReport.of(self._served)
 
+    def load(self, source: str | None = None, sha256: str | None = None) -> ReplicaReport | RemoteFailure:
+        """An operator's load, as the local registry does it: the version serving keeps answering
+        until the new one is swapped in, and a failure leaves it serving."""
+        try:
+            self._registry.load_model(self._served.name, source, sha256)
+        except ModelDeployError as exc:
+            return RemoteFailure.of(exc)
+        return self.report()
+
+    def unload(self) -> ReplicaReport:
+        """An operator's unload: returns once what the model had accepted is answered."""
+        self._registry.unload_model(self._served.name)
+        return self.report()
+
     @staticmethod
     def metrics() -> str:
         """This process's Prometheus exposition (batch sizes, queue depth, items) for the front's /metrics."""
@@ -150,6 +170,17 @@ class RemoteServedModel(ServedModel):
     def _serving(self) -> bool:
         return True
 
+    def raise_unless_ready(self) -> None:
+        """As the local model's, except for an idle (lazy) model: its request goes on to the replica,
+        whose registry starts loading on that request and answers "loading" itself."""
+        if self.status.state != IDLE:
+            super().raise_unless_ready()
+
+    def show(self, report: ReplicaReport) -> None:
+        """Take ``report`` (just received from a replica) as the model's state."""
+        self.report = report
+        self.set_status(report.status)
+
     def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
                       cancellation: Cancellation | None = None) -> list[Any]:
         """As the local model's, except that a request already sent to a replica runs there to the
@@ -174,8 +205,7 @@ class RemoteServedModel(ServedModel):
             self.set_status(ModelStatus(FAILED, f"no replica of model {self.name!r} answers: {exc}",
                                         fix="see the engine's replica logs (Ray dashboard or `ray logs`)"))
             return
-        self.report = report
-        self.set_status(report.status)
+        self.show(report)
 
 
 class RemoteRegistry(Registry):

@@ -4,6 +4,8 @@ The local engine runs the models' threads beside the front's, under one GIL; the
 gives each model its own (see :mod:`.worker` for why that matters on a GPU). The app, the
 admission gate and the HTTP contract are the same: the front holds a
 :class:`~modeldeploy.remote.RemoteRegistry` whose clients are :class:`.client.ProcessModelClient`.
+Operators' loads and unloads are carried out by the model's worker, as the local registry carries
+them out; loading an installed model the config left out starts a worker for it.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from ..cancellation import Cancellation
 from ..config import Config, ModelConfig
-from ..errors import OverloadedError
+from ..errors import ModelDeployError, ModelLoadError, ModelNotReadyError, OverloadedError
 from ..logs import LogSettings
 from ..plugins import Catalog, ModelEntry
-from ..registry import ServedModel
+from ..registry import LOADING, READY, UNLOADED, ModelStatus, ServedModel
 from ..remote import RemoteRegistry, RemoteServedModel
 from .client import ProcessModelClient
 
@@ -35,9 +38,15 @@ class ProcessRegistry(RemoteRegistry):
     def __init__(self, config: Config, names: list[str], log_settings: LogSettings,
                  catalog: Catalog | None = None) -> None:
         self._sockets = Path(tempfile.mkdtemp(prefix="modeldeploy-workers-"))
-        self.workers = {name: ProcessModelClient(config, name, log_settings, self._sockets / f"{index}.sock")
-                        for index, name in enumerate(names)}
+        self._log_settings = log_settings
+        self.workers: dict[str, ProcessModelClient] = {}
+        for name in names:
+            self.workers[name] = self._new_worker(config, name)
         super().__init__(config, self.workers, catalog)
+
+    def _new_worker(self, config: Config, name: str, unloaded: bool = False) -> ProcessModelClient:
+        return ProcessModelClient(config, name, self._log_settings, self._sockets / f"{len(self.workers)}.sock",
+                                  unloaded)
 
     def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
         return _ProcessServedModel(entry, config, self.workers[entry.name])
@@ -46,6 +55,54 @@ class ProcessRegistry(RemoteRegistry):
         for worker in self.workers.values():
             worker.start()
         super().start(background)
+
+    def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
+        """As the local registry's (see :meth:`modeldeploy.registry.Registry.load_model`), carried
+        out by the model's worker; a model not served yet gets a worker of its own first."""
+        if name not in self.catalog.models:
+            self.refresh_catalog()
+        entry = self.catalog.entry(name)  # UnknownModelError lists what is installed
+        with self._manage_lock:
+            if self._closing.is_set():
+                raise ModelNotReadyError("the server is shutting down", retry_after=5)
+            served = self._models.get(name)
+            if not isinstance(served, _ProcessServedModel):
+                served = self._serve_new(entry)
+            if served.status.state != READY:
+                served.set_status(ModelStatus(LOADING, attempts=served.status.attempts + 1))
+            try:
+                served.show(served.client.load(source, sha256))
+            except ModelDeployError:
+                served.refresh()  # the worker's word on what serves now
+                raise
+            if source is not None:
+                served.config = replace(served.config, source=source, sha256=sha256)
+        return served.status
+
+    def _serve_new(self, entry: ModelEntry) -> _ProcessServedModel:
+        """An installed model the config did not serve: its worker, started unloaded."""
+        worker = self.workers[entry.name] = self._clients[entry.name] = self._new_worker(
+            self.config, entry.name, unloaded=True)
+        worker.start()
+        served = self._models[entry.name] = _ProcessServedModel(entry, self.config.model(entry.name), worker)
+        self.names = [*self.names, entry.name]
+        report = worker.wait_until_answering()
+        served.show(report)
+        if report.status.state != UNLOADED:
+            raise ModelLoadError(f"the worker process of model {entry.name!r} did not start: "
+                                 f"{report.status.reason or 'still starting after its load_timeout'}")
+        return served
+
+    def unload_model(self, name: str) -> None:
+        """As the local registry's: new requests are refused at once (here, by the front); returns
+        once the worker has answered what it had accepted."""
+        if name not in self._models:
+            self.catalog.entry(name)  # unknown: 404
+            return
+        with self._manage_lock:
+            served = cast(_ProcessServedModel, self._models[name])
+            served.set_status(ModelStatus(UNLOADED, attempts=served.status.attempts))
+            served.show(served.client.unload())
 
     def close(self, timeout: float | None = 10.0) -> None:
         super().close(timeout)

@@ -4,7 +4,9 @@ Each of the front's threads borrows a connection to the worker (a pool, one per 
 sends its texts and waits for the reply without holding the GIL. The worker's own batcher gathers
 what the threads send, so batching, admission and deadlines are the local engine's. A worker
 that exits (a crash, the OOM killer) is started again after a backoff; meanwhile its model is
-failed, saying why, and its requests get 503.
+failed, saying why, and its requests get 503. Operators' loads and unloads are the worker's
+registry's (a new version swapped in without dropping a request); a worker started again starts
+as the last of them left it (that source, or unloaded).
 """
 
 from __future__ import annotations
@@ -44,10 +46,15 @@ RESTART_BACKOFF, STABLE_SECONDS = Backoff(initial=2.5, maximum=30.0), 60.0
 class ProcessModelClient:
     """One model's worker process and the connections to it."""
 
-    def __init__(self, config: Config, name: str, log_settings: LogSettings, socket_path: Path) -> None:
+    def __init__(self, config: Config, name: str, log_settings: LogSettings, socket_path: Path,
+                 unloaded: bool = False) -> None:
         self.name = name
-        self._config, self._log_settings, self._socket_path = config, log_settings, socket_path
+        self._log_settings, self._socket_path = log_settings, socket_path
+        #: What a worker (re)starts from: the config, with the source of an operator's last load,
+        #: and whether an operator's unload left the model out.
+        self._config, self._unloaded = config, unloaded
         self._timeout = config.model(name).batch.timeout
+        self._load_timeout = config.model(name).load_timeout
         self._authkey = os.urandom(32)
         self._lock = threading.Lock()
         self._process: Any = None
@@ -81,9 +88,11 @@ class ProcessModelClient:
 
     def _spawn(self) -> None:
         self._socket_path.unlink(missing_ok=True)
+        with self._lock:
+            config, unloaded = self._config, self._unloaded
         process = multiprocessing.get_context("spawn").Process(
             target=run_worker, name=f"modeldeploy-worker-{self.name}",
-            args=(self._config, self.name, str(self._socket_path), self._authkey, self._log_settings))
+            args=(config, self.name, str(self._socket_path), self._authkey, self._log_settings, unloaded))
         process.start()
         with self._lock:
             self._process, self._idle, self._down = process, queue.SimpleQueue(), None
@@ -135,6 +144,38 @@ class ProcessModelClient:
             return None
         return OverloadedError(f"model {self.name!r} is overloaded ({in_flight} requests in flight to its worker "
                                f"process, max_queue {self._capacity}); retry later", retry_after=1)
+
+    def load(self, source: str | None = None, sha256: str | None = None) -> ReplicaReport:
+        """An operator's load in the worker (``source``, else the one serving), reported once swapped
+        in; raises the load's error, the version serving before still serving."""
+        reply = self._call(("load", source, sha256), self._load_timeout + TIMEOUT_MARGIN)
+        if isinstance(reply, RemoteFailure):
+            raise reply.error()
+        with self._lock:
+            if source is not None:
+                self._config = self._config.with_model(self.name, source=source, sha256=sha256)
+            self._unloaded = False
+        return reply
+
+    def unload(self) -> ReplicaReport:
+        """An operator's unload in the worker, reported once what it had accepted is answered. A
+        worker down meanwhile starts again unloaded."""
+        with self._lock:
+            self._unloaded = True
+        return self._call(("unload",), self._timeout + TIMEOUT_MARGIN)
+
+    def wait_until_answering(self) -> ReplicaReport:
+        """The first report of a worker just started that says more than "loading" (its model
+        service exists, or the worker failed), waiting up to the model's ``load_timeout``."""
+        deadline = time.monotonic() + self._load_timeout
+        while True:
+            try:
+                report = self.report()
+            except ModelNotReadyError:  # its socket is not listening yet
+                report = ReplicaReport(ModelStatus(LOADING))
+            if report.status.state != LOADING or time.monotonic() > deadline:
+                return report
+            time.sleep(0.05)
 
     def report(self) -> ReplicaReport:
         with self._lock:

@@ -10,7 +10,9 @@ Messages are pickled tuples over :mod:`multiprocessing.connection` (authenticate
 only the front knows): ``("predict", texts, timeout, request_id)`` answers results or a
 :class:`~modeldeploy.remote.RemoteFailure`, ``("cancel", request_id)`` takes that request out of
 the queue (its client hung up; it may arrive first, on another connection), ``("report",)`` a
-:class:`~modeldeploy.remote.ReplicaReport`, ``("metrics",)`` this process's Prometheus text.
+:class:`~modeldeploy.remote.ReplicaReport`, ``("metrics",)`` this process's Prometheus text,
+``("load", source, sha256)`` and ``("unload",)`` an operator's, answered with a report once done
+(or a failure). A worker started ``unloaded`` loads nothing until an operator's load.
 The socket opens before the model loads, so the front sees "loading" rather than silence. The
 process ignores SIGINT and SIGTERM (the front stops it after draining) and ends with its parent.
 """
@@ -39,8 +41,10 @@ log = logging.getLogger(__name__)
 EARLY_CANCELS = 1024
 
 
-def run_worker(config: Config, name: str, address: str, authkey: bytes, log_settings: LogSettings) -> None:
-    """The worker's main (the target of a spawned process): listen, load the model, answer."""
+def run_worker(config: Config, name: str, address: str, authkey: bytes, log_settings: LogSettings,
+               unloaded: bool = False) -> None:
+    """The worker's main (the target of a spawned process): listen, load the model (unless it
+    starts ``unloaded``, as an operator left it), answer."""
     log_settings.apply()
     # Ctrl-C, and a service manager's SIGTERM to the whole group, are the front's: it drains its
     # requests first, then stops its workers
@@ -48,7 +52,7 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
         signal.signal(signum, signal.SIG_IGN)
     _exit_with_parent()
     listener = Listener(address, family="AF_UNIX", authkey=authkey)
-    worker = _Worker(config, name)
+    worker = _Worker(config, name, unloaded)
     threading.Thread(target=worker.load, name=f"modeldeploy-load-{name}", daemon=True).start()
     while True:
         try:
@@ -63,8 +67,8 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
 class _Worker:
     """Answers the front's messages, with "loading" until the model service exists."""
 
-    def __init__(self, config: Config, name: str) -> None:
-        self.config, self.name = config, name
+    def __init__(self, config: Config, name: str, unloaded: bool) -> None:
+        self.config, self.name, self.unloaded = config, name, unloaded
         self.service: ModelService | None = None
         #: Why the model service could not be built (its plugin is not installed here, say).
         self.failure: str | None = None
@@ -77,7 +81,12 @@ class _Worker:
 
     def load(self) -> None:
         try:
-            self.service = ModelService(self.config, self.name)  # loads the model (retries as locally)
+            # loads the model (retries as locally); an unloaded one waits for an operator's load
+            config = self.config.with_model(self.name, lazy=True) if self.unloaded else self.config
+            service = ModelService(config, self.name)
+            if self.unloaded:
+                service.unload()
+            self.service = service
         except Exception as exc:  # noqa: BLE001 - reported to the front, which shows it as the model's status
             log.exception("worker of model %s could not start its model service", self.name)
             self.failure = f"the worker process of model {self.name!r} could not start: {type(exc).__name__}: {exc}"
@@ -99,7 +108,7 @@ class _Worker:
 
     def _reply(self, message: tuple[Any, ...]) -> Any:
         kind, *args = message
-        if kind not in ("predict", "cancel", "report", "metrics"):
+        if kind not in ("predict", "cancel", "report", "metrics", "load", "unload"):
             raise ValueError(f"unknown message {kind!r}")
         service = self.service
         if kind == "metrics":
@@ -111,6 +120,10 @@ class _Worker:
                 return ReplicaReport(ModelStatus(FAILED, self.failure) if self.failure else ModelStatus(LOADING))
             return RemoteFailure.of(ModelNotReadyError(self.failure or f"model {self.name!r} is still loading",
                                                        retry_after=5))
+        if kind == "load":
+            return service.load(*args)
+        if kind == "unload":
+            return service.unload()
         return self._predict(service, *args) if kind == "predict" else service.report()
 
     def _predict(self, service: ModelService, texts: list[str], timeout: float | None, request_id: int) -> Any:

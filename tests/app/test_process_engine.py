@@ -19,7 +19,6 @@ from waiting import wait_for
 
 import modeldeploy
 
-ADMIN_TOKEN = "process-engine-admin"
 TEXTS = ["I loved this film", "Angela Merkel met Emmanuel Macron in Paris.", "awful, just awful"]
 
 
@@ -39,7 +38,7 @@ def workers(server) -> list[int]:
 @pytest.fixture(scope="module")
 def process_server(tiny_models, tmp_path_factory):
     models = {name: tiny_models[name] for name in ("sentiment", "ner")}
-    config = tiny_models_config(models, server={"engine": "process", "admin_token": ADMIN_TOKEN})
+    config = tiny_models_config(models, server={"engine": "process"})
     with running_server(config, tmp_path_factory.mktemp("process-engine")) as server:
         yield server
 
@@ -65,12 +64,6 @@ def test_each_model_runs_in_a_worker_process_of_its_own(process_server):
 def test_bad_input_is_refused_by_the_front_as_on_the_local_engine(process_server):
     answer = process_server.request("POST", "/predict", json={"model_name": "sentiment", "data": [1, 2]})
     assert answer.status == 400 and "data" in answer.json()["error"]["message"]
-
-
-def test_operators_are_told_the_engine_manages_the_models(process_server):
-    answer = process_server.request("POST", "/v2/repository/models/sentiment/unload",
-                                    headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
-    assert answer.status == 501 and "modeldeploy serve --engine process" in answer.text
 
 
 def test_a_worker_that_dies_is_reported_then_started_again(tiny_models, tmp_path):

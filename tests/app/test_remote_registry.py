@@ -20,14 +20,19 @@ from waiting import wait_for
 from modeldeploy.app import create_app
 from modeldeploy.config import parse_config
 from modeldeploy.errors import (
+    ArtifactVerificationError,
+    AttemptTimeoutError,
     InvalidInputError,
     ModelDeployError,
+    ModelLoadError,
     ModelNotReadyError,
     ModelUnloadedError,
     OverloadedError,
     PredictionError,
+    PluginContractError,
     PredictionTimeoutError,
     StoreError,
+    StoreUnavailableError,
 )
 from modeldeploy.remote import ModelService, RemoteFailure, RemoteRegistry, ReplicaReport
 
@@ -158,7 +163,12 @@ def test_a_registry_needs_a_client_for_every_served_model(echo):
     (PredictionTimeoutError("late"), PredictionTimeoutError),
     (InvalidInputError("too long"), InvalidInputError),
     (PredictionError("broke"), PredictionError),
-    (StoreError("a store problem"), PredictionError),
+    # an operator's failed load: the app tells these apart (503 store down, 504 past load_timeout, 400)
+    (StoreUnavailableError("bucket down"), StoreUnavailableError),
+    (ArtifactVerificationError("unsigned"), StoreError),
+    (AttemptTimeoutError("too slow"), AttemptTimeoutError),
+    (ModelLoadError("no such folder"), ModelLoadError),
+    (PluginContractError("a plugin bug"), PredictionError),
 ])
 def test_errors_cross_with_their_class_message_and_retry_after(error: ModelDeployError, kind: type) -> None:
     again = RemoteFailure.of(error).error()
