@@ -2,7 +2,8 @@
 
 Clients keep calling ``/predict`` on a real ``modeldeploy serve`` process while the operator loads
 other versions through ``tritonclient`` (the model-repository extension, with the admin token).
-Each version labels its answers differently, so the test sees every swap take effect.
+Each version labels its answers differently, so the test sees every swap take effect. On the
+process engine the swap happens in the model's worker process.
 """
 
 from __future__ import annotations
@@ -23,10 +24,12 @@ from versions import relabelled_copy
 CLIENTS = 4
 
 
-def test_swapping_versions_under_load_drops_no_request(tiny_models: dict[str, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["local", "process"])
+def test_swapping_versions_under_load_drops_no_request(tiny_models: dict[str, Path], tmp_path: Path,
+                                                       engine: str) -> None:
     versions = [tiny_models["sentiment"], relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])]
     config = {"models": {"sentiment": {"source": str(versions[0])}}, "serve": ["sentiment"],
-              "server": {"admin_token": TOKEN}}
+              "server": {"admin_token": TOKEN, "engine": engine}}
     with running_server(config, tmp_path) as server:
         client = triton.InferenceServerClient(url=server.url.removeprefix("http://"), network_timeout=120)
         statuses: Counter[int] = Counter()
