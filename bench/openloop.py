@@ -16,12 +16,17 @@ requests rather than on TCP handshakes (a connection per request costs a connect
 the same 2 cores as the server, and piles TIME_WAIT sockets up at 300 requests/s), and the server
 sees what it sees behind a keep-alive proxy. Raw asyncio streams rather than an HTTP library keep
 a request to ~100 us of Python on one core, so ~300 requests/s leave the core mostly idle.
+
+``period``: the arrivals of the first ``period`` seconds (times and texts) are drawn once and
+repeated, so two spans a whole number of periods apart offer the server the very same work: a
+soak compares its last minute with its first on equal terms, and what differs is the server.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
 import random
 import resource
 import time
@@ -144,7 +149,7 @@ def raw_request(host: str, port: int, path: str, body: bytes, headers: dict[str,
 
 
 def run(host: str, port: int, streams: Sequence[Stream], seconds: float, client_timeout: float = 30.0,
-        max_in_flight: int = 4000, seed: int = 0) -> dict:
+        max_in_flight: int = 4000, seed: int = 0, period: float | None = None) -> dict:
     """Offer every stream for ``seconds``, then wait up to ``client_timeout`` for the answers.
 
     Returns ``records`` (a :class:`Record` per request due), ``seconds``, ``connections_opened``
@@ -155,13 +160,30 @@ def run(host: str, port: int, streams: Sequence[Stream], seconds: float, client_
     if soft < max_in_flight + 100 and (hard == resource.RLIM_INFINITY or hard > soft):
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard))
     cpu_before = time.process_time()
-    result = asyncio.run(_run(host, port, streams, seconds, client_timeout, max_in_flight, seed))
+    result = asyncio.run(_run(host, port, streams, seconds, client_timeout, max_in_flight, seed, period))
     result["generator_cpu_s"] = time.process_time() - cpu_before
     return result
 
 
+def schedule(rate: float, count: int, seconds: float, rng: random.Random,
+             period: float | None = None) -> list[tuple[float, int]]:
+    """When each request is due (s from the start) and which of ``count`` bodies it sends: Poisson
+    arrivals at ``rate``, the bodies in turn from a random one; with ``period``, the first period's
+    arrivals again in every later one."""
+    drawn: list[tuple[float, int]] = []
+    due, index = rng.expovariate(rate), rng.randrange(count)
+    while due < min(seconds, period or seconds):
+        drawn.append((due, index))
+        index = (index + 1) % count
+        due += rng.expovariate(rate)
+    if not period:
+        return drawn
+    repeats = range(math.ceil(seconds / period))
+    return [(k * period + due, index) for k in repeats for due, index in drawn if k * period + due < seconds]
+
+
 async def _run(host: str, port: int, streams: Sequence[Stream], seconds: float, client_timeout: float,
-               max_in_flight: int, seed: int) -> dict:
+               max_in_flight: int, seed: int, period: float | None) -> dict:
     pool = Pool(host, port)
     records: list[Record] = []
     in_flight: set[asyncio.Task[None]] = set()
@@ -182,8 +204,7 @@ async def _run(host: str, port: int, streams: Sequence[Stream], seconds: float, 
 
     async def arrivals(stream: Stream, rng: random.Random) -> None:
         requests = [raw_request(host, port, stream.path, body, stream.headers) for body in stream.bodies]
-        due, index = rng.expovariate(stream.rate), rng.randrange(len(requests))
-        while due < seconds:
+        for due, index in schedule(stream.rate, len(requests), seconds, rng, period):
             wait = due - (time.perf_counter() - start)
             if wait > 0:
                 await asyncio.sleep(wait)
@@ -193,8 +214,6 @@ async def _run(host: str, port: int, streams: Sequence[Stream], seconds: float, 
                 task = asyncio.create_task(one(stream, requests[index], due))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
-            index = (index + 1) % len(requests)
-            due += rng.expovariate(stream.rate)
 
     rng = random.Random(seed)
     await asyncio.gather(*(arrivals(stream, random.Random(rng.random())) for stream in streams))

@@ -22,7 +22,12 @@ peak is reported too).
 ``--soak SECONDS`` instead serves all the models from one server, each at 0.8 x its peak (open
 loop), and follows the server's memory and p99 latency over time. Each peak is what the model
 does with the machine to itself, so together the models are offered more than the machine has
-(3 x 0.8 of it for three models); ``--soak-load 0.27`` shares 0.8 of it between them.
+(3 x 0.8 of it for three models); ``--soak-load 0.27`` shares 0.8 of it between them. The soak's
+arrivals (times and texts) repeat every span (``--soak-period``, default the 60 s span), so its
+first and last spans after the warm-up carry the very same work: the p99 of a span of ~220 NER
+answers is its two or three slowest, which depend on which long texts arrived together, and with
+fresh arrivals that alone moved a minute's p99 by 0.7-1.4 x. The p99 of every span is reported,
+so the spread between spans of equal work (the instrument's noise) is seen beside the drift.
 
     python bench/overload.py                                    # all three models, 9-11 minutes
     python bench/overload.py --soak 600                         # ~13 minutes (~10.5 with --rates)
@@ -332,6 +337,20 @@ def p99_between(records: Sequence[openloop.Record], model: str, start: float, en
     return loadgen._percentiles(ok)["p99"] if ok else None
 
 
+def _same_work(s: dict[str, Any]) -> str:
+    """How the soak's arrivals were drawn, as the report says it."""
+    if not s.get("period_s"):
+        return ", each with arrivals of its own."
+    if s["same_work"]:
+        return (f"; the arrivals (times and texts) repeat every {s['period_s']:g} s, so those two spans carried "
+                "the very same work.")
+    return f"; the arrivals repeat every {s['period_s']:g} s, which does not line those two spans up."
+
+
+def _span_starts(seconds: float, span: float) -> list[float]:
+    return [index * span for index in range(int(seconds // span))]
+
+
 def soak(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
     models = args.models
     bodies = {m: reviews.write_bodies(args.work / f"overload-soak-{m}-bodies.jsonl", m, BODIES, seed=index)
@@ -351,19 +370,22 @@ def soak(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
         settle(pid)
         streams = [openloop.Stream(m, args.soak_load * rates[m], bodies[m].read_bytes().splitlines())
                    for m in models]
+        seconds = args.soak
+        warmup = min(phases.soak_warmup, seconds / 4)
+        span = min(phases.soak_span, (seconds - warmup) / 2)
+        period = span if args.soak_period is None else args.soak_period
         print(f"== soak: {args.soak:g} s at {', '.join(f'{s.label} {s.rate:.1f}/s' for s in streams)}", flush=True)
         sampler = RssSampler(pid)
         sampler.start()
         try:
-            run = openloop.run("127.0.0.1", server.port, streams, args.soak, phases.client_timeout)
+            run = openloop.run("127.0.0.1", server.port, streams, seconds, phases.client_timeout,
+                               period=period or None)
         finally:
             sampler.halt.set()
         rss_end = rss_mb(pid)
     finally:
         server.stop()
-    records, seconds = run["records"], args.soak
-    warmup = min(phases.soak_warmup, seconds / 4)
-    span = min(phases.soak_span, (seconds - warmup) / 2)
+    records = run["records"]
     per_window = windows(records, sampler.samples, seconds, phases.window)
     first = [mb for t, mb in sampler.samples if warmup <= t < warmup + span]
     last = [mb for t, mb in sampler.samples if seconds - span <= t <= seconds]
@@ -373,11 +395,14 @@ def soak(args: argparse.Namespace, phases: Phases) -> dict[str, Any]:
         early = p99_between(records, model, warmup, warmup + span)
         late = p99_between(records, model, seconds - span, seconds)
         drift[model] = {"first_p99_ms": early, "last_p99_ms": late,
-                        "ratio": late / early if early and late is not None else None}
+                        "ratio": late / early if early and late is not None else None,
+                        "p99_by_span_ms": [p99_between(records, model, start, start + span)
+                                           for start in _span_starts(seconds, span)]}
     errors = [r for r in records if r.status != "200"]
     return {
         "seconds": seconds, "models": models, "peaks": rates, "peaks_from": peaks_from, "load": args.soak_load,
         "rates": {s.label: s.rate for s in streams}, "warmup_s": warmup, "span_s": span, "window_s": phases.window,
+        "period_s": period, "same_work": bool(period) and (seconds - span - warmup) % period == 0,
         "summary": summarize(records, seconds),
         "by_model": {m: summarize([r for r in records if r.stream == m], seconds) for m in models},
         "errors": len(errors), "error_reasons": error_reasons(errors),
@@ -615,7 +640,8 @@ def soak_report(results: dict[str, Any]) -> str:
              f"Open-loop Poisson on each model at {s['load']:g} x its peak goodput (peaks {s['peaks_from']}): "
              + ", ".join(f"{m} {s['rates'][m]:.1f}/s (peak {s['peaks'][m]:.1f})" for m in s["models"])
              + f". No deadline header. Windows of {s['window_s']:g} s; warm-up: the first {s['warmup_s']:g} s; "
-             f"'first' and 'last' are the {s['span_s']:g} s after the warm-up and the last {s['span_s']:g} s. "
+             f"'first' and 'last' are the {s['span_s']:g} s after the warm-up and the last {s['span_s']:g} s"
+             + _same_work(s) + " "
              f"RSS: VmRSS of the server process, sampled each second. Figure: {results['figure']}.", "",
              "| target | value | |", "|---|---|---|",
              (f"| zero errors (any answer but 200, timeouts, failures) | {s['errors']} of "
@@ -630,6 +656,17 @@ def soak_report(results: dict[str, Any]) -> str:
                      f"{_ms(d['first_p99_ms'])} -> {_ms(d['last_p99_ms'])} ms = "
                      f"{'n/a' if ratio is None else f'{ratio:.2f} x'} | "
                      f"**{verdict(None if ratio is None else abs(ratio - 1), drift_limit)}** |")
+    if s["p99_drift"] and "p99_by_span_ms" in next(iter(s["p99_drift"].values())):
+        starts = _span_starts(s["seconds"], s["span_s"])
+        lines += ["", f"p99 ms of the 200s to the requests due in each {s['span_s']:g} s span (the first is the "
+                  "warm-up); the spread between spans shows what the drift check can tell apart:", "",
+                  "| model | " + " | ".join(f"{start:g}-{start + s['span_s']:g} s" for start in starts)
+                  + " | max / min after warm-up |", "|---|" + "---|" * (len(starts) + 1)]
+        for model, d in s["p99_drift"].items():
+            spans = d["p99_by_span_ms"]
+            settled = [v for start, v in zip(starts, spans) if start >= s["warmup_s"] and v]
+            spread = f"{max(settled) / min(settled):.2f} x" if settled else "n/a"
+            lines.append(f"| {model} | " + " | ".join(_ms(v) for v in spans) + f" | {spread} |")
     if s.get("error_reasons"):
         lines += ["", "Errors, with the reason the server gave:", "", "| model | status | reason | count |",
                   "|---|---|---|---|"]
@@ -675,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
                                                           "(default: measured first)")
     parser.add_argument("--soak-load", type=float, default=0.8,
                         help="soak: each model's rate as a share of its peak (default 0.8; the models share the cores)")
+    parser.add_argument("--soak-period", type=float, metavar="SECONDS",
+                        help="soak: repeat the arrivals every SECONDS (default: the span compared, 60 s; 0: fresh "
+                             "arrivals throughout)")
     parser.add_argument("--seconds-scale", type=float, default=1.0, help="multiply every phase's length")
     parser.add_argument("--smoke", action="store_true", help="every phase a few seconds, results under --work")
     parser.add_argument("--server-pythonpath", help="PYTHONPATH of the server (a frozen install of the code)")

@@ -1,9 +1,11 @@
 """The open-loop generator (bench/openloop.py) records why a request was refused, so a soak's
-unexpected 503 can be explained from its results alone."""
+unexpected 503 can be explained from its results alone; with a period, it offers every period the
+same work."""
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import threading
 from collections.abc import Iterator
@@ -78,3 +80,24 @@ def test_each_record_keeps_the_reason_of_an_answer_other_than_200(server) -> Non
         ("503", "model 'x' is overloaded: predicted wait 3.1 s"), ("503", "model 'y' is not ready"),
         ("502", "upstream <b>gone</b>")}
     assert [g["count"] for g in grouped] == sorted((g["count"] for g in grouped), reverse=True)
+
+
+def test_a_period_repeats_the_same_arrivals_and_texts() -> None:
+    def within(arrivals: list[tuple[float, int]], start: float) -> list[tuple[float, int]]:
+        """The arrivals due in [start, start + 1), their times from the span's start."""
+        return [(round(due - start, 9), index) for due, index in arrivals if start <= due < start + 1]
+
+    fresh = openloop.schedule(50.0, 7, 3.0, random.Random(1))
+    periodic = openloop.schedule(50.0, 7, 3.0, random.Random(1), period=1.0)
+    assert within(periodic, 0) == within(fresh, 0)  # the same draws, up to the period
+    assert within(periodic, 1) == within(periodic, 2) == within(periodic, 0)
+    assert within(fresh, 1) != within(fresh, 0)  # without a period, each span has its own
+    assert len(periodic) == 3 * len(within(periodic, 0)) and max(due for due, _ in periodic) < 3.0
+
+
+def test_the_generator_sends_each_period_the_same_bodies(server) -> None:
+    stream = openloop.Stream("x", rate=40.0, bodies=[b"ok", b"busy", b"oip", b"odd"])
+    run = openloop.run("127.0.0.1", server.server_address[1], [stream], seconds=2.0, client_timeout=10.0,
+                       seed=3, period=1.0)
+    by_half = [sorted((round(r.due - k, 6), r.status) for r in run["records"] if k <= r.due < k + 1) for k in (0, 1)]
+    assert by_half[0] and by_half[0] == by_half[1]
