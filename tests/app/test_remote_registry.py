@@ -136,6 +136,25 @@ def test_operators_load_and_unload_are_refused_with_how_to_change_models(remote)
         assert "serve --engine ray" in response.json["error"]
 
 
+def test_a_lazy_model_is_loaded_by_its_first_request_where_it_runs(echo):
+    """The front never loads a remote model: an idle (lazy) one's request must reach the replica,
+    whose registry starts the load, or the model would wait for a first request forever."""
+    config = parse_config({**ECHO, "models": {"echo": {"lazy": True}}})
+    service = ModelService(config, "echo")
+    registry = RemoteRegistry(config, {"echo": InProcessClient(service)}, refresh_seconds=0.05)
+    registry.start(background=False)
+    try:
+        client = create_app(registry=registry).test_client()
+        assert registry.status("echo").state == "idle"
+        status, body, retry_after = answer(client, "hi")
+        assert status == 503 and "lazy start" in body["error"]["message"] and retry_after
+        wait_for(lambda: answer(client, "hi")[0] == 200, timeout=30)
+        wait_for(lambda: registry.status("echo").state == "ready", timeout=5)  # the next status poll
+    finally:
+        registry.close()
+        service.close()
+
+
 def test_a_model_no_replica_answers_for_is_failed_and_not_ready(echo):
     config = parse_config(ECHO)
     registry = RemoteRegistry(config, {"echo": NoReplicaAnswers()}, refresh_seconds=0.05)
