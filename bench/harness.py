@@ -42,7 +42,7 @@ from modeldeploy.config import BatchConfig  # noqa: E402
 
 BENCH = Path(__file__).parent
 #: Options naming places on this machine: left out of the command the results record.
-PATH_OPTIONS = ("--models-dir", "--minilm", "--out", "--work")
+PATH_OPTIONS = ("--models-dir", "--minilm", "--out", "--work", "--server-pythonpath", "--classifier")
 
 
 def model_settings(pairs: list[str]) -> dict[str, dict[str, Any]]:

@@ -145,3 +145,20 @@ def test_lone_request_times_the_same_texts_in_process_and_served(tiny_models, tm
     report = out.with_suffix(".md").read_text()
     assert "| sentiment |" in report and ("| met |" in report or "| **not met** |" in report)
     assert str(tmp_path) not in report + out.with_suffix(".json").read_text()
+
+
+def test_front_cost_reads_the_front_apart_from_its_worker(tmp_path) -> None:
+    out = tmp_path / "front-cost"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    subprocess.run([sys.executable, str(ROOT / "bench" / "front_cost.py"), "--workloads", "stream,rounds",
+                    "--concurrency", "4", "--seconds", "1", "--work", str(tmp_path / "work"), "--out", str(out)],
+                   check=True, env=env, timeout=300, cwd=ROOT, capture_output=True)
+    results = json.loads(out.with_suffix(".json").read_text())
+    for workload in ("stream", "rounds"):
+        local, process = results["runs"][workload]["local"]["4"], results["runs"][workload]["process"]["4"]
+        assert set(local["statuses"]) == set(process["statuses"]) == {"200"}, results
+        assert local["workers_cpu_ms"] == 0  # only the process engine has workers
+    # streaming, a second is hundreds of answers: enough clock ticks for each process's share
+    local, process = results["runs"]["stream"]["local"]["4"], results["runs"]["stream"]["process"]["4"]
+    assert local["front_cpu_ms"] > 0 and process["front_cpu_ms"] > 0 and process["workers_cpu_ms"] > 0
+    assert "(none)" in out.with_suffix(".md").read_text() and str(tmp_path) not in out.with_suffix(".md").read_text()

@@ -9,7 +9,9 @@
 # narrow the run (at most 8 files come back: three results.json, the log and four lone-request
 # files); STAGES picks what runs, in order: curves (the harness, default) and lone
 # (bench/lone_request.py on both engines: what the server adds to one request, paired with
-# in-process), e.g. STAGES="lone curves".
+# in-process), e.g. STAGES="lone curves"; front (bench/front_cost.py on the process engine: what the
+# HTTP front costs per answer on this host, with a model that costs nothing and beside the
+# classifier on the GPU; two more files).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/device-out}
@@ -67,6 +69,12 @@ lone() {
       --models-dir "$WORK/lone-models" --texts 64 --passes 1 --torch-threads "$(nproc)" --work "$WORK" \
       --out "$OUT/lone-$engine"
   done
+}
+front() {
+  echo "== $(date +%T) the front's cost"
+  python3 bench/front_cost.py --workloads stream,classifier --engines process --concurrency 32,64 \
+    --seconds "$SECONDS_PER_POINT" --classifier "$WORK/minilm" --device "$DEVICE" --work "$WORK" \
+    --out "$OUT/front-cost"
 }
 for stage in $STAGES; do
   "$stage"
