@@ -67,7 +67,8 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: a
     port = free_port()
     config = work / f"{label}.yaml"
     served: dict[str, Any] = {"source": str(source), "device": args.device,
-                              "batch": {"max_batch_size": args.max_batch_size, "max_queue": args.max_queue}}
+                              "batch": {"max_batch_size": args.max_batch_size, "max_queue": args.max_queue,
+                                        "regroup_wait": args.regroup_wait}}
     if args.settings.get(model):
         served["settings"] = args.settings[model]
     config.write_text(json.dumps({"serve": [model], "models": {model: served},  # JSON is YAML
@@ -275,6 +276,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="more window sizes C for the arrival-order and ideal references (the comparison's always)")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue", type=int, default=BatchConfig.max_queue)
+    parser.add_argument("--regroup-wait", type=float, default=BatchConfig.regroup_wait,
+                        help="modeldeploy's batch.regroup_wait (a fraction of the last round's duration)")
     parser.add_argument("--litserve-batch", type=int, default=16, help="max_batch_size of LitServe as its users write it (LitServe around our wrapper takes "
                              "--max-batch-size, as modeldeploy does, and plans each batch with our planner)")
     parser.add_argument("--litserve-timeout", type=float, default=0.01, help="batch_timeout of both LitServe servers")

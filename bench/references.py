@@ -135,8 +135,15 @@ def measure(model: PlainModel, texts: Sequence[str], window_sizes: Sequence[int]
     }
     for size in window_sizes:
         arrival, _ = _best(model, [[texts[i] for i in window] for window in windows(texts, size)])
-        batches = ideal_batches(texts, lengths, size, cost)
-        best, _ = _best(model, batches)
-        result["windows"][size] = {"arrival_items_per_s": len(texts) / arrival, "ideal_items_per_s": len(texts) / best,
-                                   "ideal_sub_batches": len(batches)}
+        ideal_per_s, sub_batches = ideal_window(model, texts, lengths, size, cost)
+        result["windows"][size] = {"arrival_items_per_s": len(texts) / arrival, "ideal_items_per_s": ideal_per_s,
+                                   "ideal_sub_batches": sub_batches}
     return result
+
+
+def ideal_window(model: PlainModel, texts: Sequence[str], lengths: Sequence[int], size: int,
+                 cost: ideal.Cost) -> tuple[float, int]:
+    """Items/s of the ideal window of ``size`` on ``texts`` (best of two passes), and its sub-batches."""
+    batches = ideal_batches(texts, lengths, size, cost)
+    best, _ = _best(model, batches)
+    return len(texts) / best, len(batches)
