@@ -231,6 +231,9 @@ class Registry:
         self._first_attempts: dict[str, threading.Event] = {}
         server = config.server
         self._backoff = Backoff(server.load_retry_seconds, server.load_retry_max_seconds)
+        #: Called with the served names when an operator's load adds a model (the HTTP server sizes
+        #: its thread pool from them).
+        self._served_listeners: list[Callable[[list[str]], None]] = []
 
     def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
         """How this registry serves one model: here, in this process (a registry whose models
@@ -360,6 +363,14 @@ class Registry:
         return loading.load(*arguments, **options), None
 
     # ------------------------------------------------------------------ run-time management
+    def when_served_changes(self, listener: Callable[[list[str]], None]) -> None:
+        """Call ``listener(names)`` each time a model starts being served at run time."""
+        self._served_listeners.append(listener)
+
+    def _served_changed(self) -> None:
+        for listener in self._served_listeners:
+            listener(list(self.names))
+
     def refresh_catalog(self) -> Catalog:
         """Discover plugins again, so one pip-installed since start-up can be loaded; the models
         already served keep the classes they were loaded with (a new version of an imported
@@ -386,6 +397,7 @@ class Registry:
                 if self._closing.is_set():
                     raise ModelNotReadyError("the server is shutting down", retry_after=5)
                 served = self._models.get(name)
+                added = served is None
                 if served is None:
                     served = self._models[name] = self._new_served_model(entry, self.config.model(name))
                     self.names = [*self.names, name]
@@ -393,6 +405,8 @@ class Registry:
                 config = served.config if source is None else replace(served.config, source=source, sha256=sha256)
                 if served.batcher is None:
                     served.set_status(ModelStatus(LOADING, attempts=served.status.attempts + 1))
+            if added:
+                self._served_changed()
             started = time.perf_counter()
             try:
                 wrapper, _, batcher = self._bounded_load(name, config, allow_demo=False, label="operator")

@@ -347,6 +347,7 @@ class HttpServer:
         self.loop = PollLoop(self.map) if hasattr(select, "poll") else None  # Windows: wasyncore's select()
         self.dispatcher = ThreadedTaskDispatcher()
         self.dispatcher.set_thread_count(threads)
+        self.threads = threads
         #: (monotonic time, tie-breaker, connection): when each held response becomes due (a heap).
         self._wakeups: list[tuple[float, int, HTTPChannel]] = []
         self._wakeups_lock = threading.Lock()
@@ -361,6 +362,15 @@ class HttpServer:
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return [(listener.effective_host, int(listener.effective_port)) for listener in self.listeners]
+
+    def grow_threads(self, threads: int) -> bool:
+        """Serve with ``threads`` task threads from now on, if that is more (a model added at run
+        time needs its share of the pool, see ``Config.http_threads``); never fewer. True if it grew."""
+        if threads <= self.threads:
+            return False
+        self.threads = threads
+        self.dispatcher.set_thread_count(threads)
+        return True
 
     def stop_on_signals(self) -> None:
         """SIGTERM and Ctrl-C start the drain (the loop notices within :data:`CHECK_INTERVAL`)."""

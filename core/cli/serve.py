@@ -97,6 +97,7 @@ def run_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     server.stop_on_signals()
+    registry.when_served_changes(lambda names: _grow_threads(server, config, names))
     registry.start()  # in the background, once the port is ours: the server answers while models load
     announce_listening(server.addresses, sys.stdout)
     server.serve()  # until SIGTERM or Ctrl-C
@@ -122,6 +123,13 @@ def chosen_engine(config: Config, names: list[str], resolve: Callable[[str], str
         except ModelLoadError:
             continue
     return "local"
+
+
+def _grow_threads(server: HttpServer, config: Config, names: list[str]) -> None:
+    """A model served at run time gets its share of the HTTP threads, as one served from the start."""
+    threads = config.http_threads(names)
+    if server.grow_threads(threads):
+        log.info("%d HTTP threads for %d model(s)", threads, len(names))
 
 
 def _serve_on_ray(config: Config, names: list[str], args: argparse.Namespace) -> int:

@@ -86,6 +86,7 @@ class ProcessRegistry(RemoteRegistry):
         worker.start()
         served = self._models[entry.name] = _ProcessServedModel(entry, self.config.model(entry.name), worker)
         self.names = [*self.names, entry.name]
+        self._served_changed()
         report = worker.wait_until_answering()
         served.show(report)
         if report.status.state != UNLOADED:

@@ -117,6 +117,17 @@ def test_load_serves_an_installed_model_the_config_left_out(app_for, tiny_models
     assert client.get("/models").json["models"][-1]["source"] == str(tiny_models["ner"])
 
 
+def test_a_model_added_at_run_time_is_announced_once_a_reload_is_not(app_for, tiny_models):
+    client, registry = app_for(served(tiny_models, "sentiment"))
+    announced: list[list[str]] = []
+    registry.when_served_changes(announced.append)  # what the HTTP server sizes its pool from
+    assert client.post("/v2/repository/models/ner/load", headers=AUTH,
+                       json={"parameters": {"source": str(tiny_models["ner"])}}).status_code == 200
+    assert client.post("/v2/repository/models/sentiment/load", headers=AUTH).status_code == 200
+    assert client.post("/v2/repository/models/ner/unload", headers=AUTH).status_code == 200
+    assert announced == [["sentiment", "ner"]]
+
+
 def test_a_new_source_swaps_the_version_in(app_for, tiny_models, tmp_path):
     renamed = relabelled_copy(tiny_models["sentiment"], tmp_path / "v2", ["BAD", "GOOD"])
     client, _ = app_for(served(tiny_models, "sentiment"))

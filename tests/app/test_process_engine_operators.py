@@ -128,8 +128,11 @@ def test_an_unload_answers_what_the_worker_had_accepted(tmp_path, extra_plugins_
         queued = pool.submit(predict, server, "wordcount", "waits its turn")
         time.sleep(0.5)
         unload = pool.submit(server.request, "POST", "/v2/repository/models/wordcount/unload", headers=AUTH)
-        wait_for(lambda: predict(server, "wordcount", "late").status == 503, timeout=5,
-                 what="new requests to be refused")
+        # a request sent before the unload reached the front would still be accepted: wait for it first
+        wait_for(lambda: server.request("GET", "/v2/models/wordcount/ready").status == 503, timeout=5,
+                 what="the front to take the unload")
+        late = predict(server, "wordcount", "late")
+        assert late.status == 503 and "unloaded by an operator" in late.json()["error"]["message"]
         assert not unload.done()  # it waits for what the worker had accepted
         assert busy.result().status == 200 and queued.result().json()["body"] == {"words": 3}
         assert unload.result().status == 200
