@@ -67,7 +67,7 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
 class _Worker:
     """Answers the front's messages, with "loading" until the model service exists."""
 
-    def __init__(self, config: Config, name: str, unloaded: bool) -> None:
+    def __init__(self, config: Config, name: str, unloaded: bool = False) -> None:
         self.config, self.name, self.unloaded = config, name, unloaded
         self.service: ModelService | None = None
         #: Why the model service could not be built (its plugin is not installed here, say).
