@@ -74,18 +74,18 @@ def bodies(workload: str, work: Path) -> Path:
 
 
 def server(workload: str, engine: str, site: Path, args: argparse.Namespace) -> Server:
+    """``modeldeploy serve`` of ``workload``'s model on ``engine``, not started."""
     model = "sentiment" if workload == "classifier" else "wordcount"
     document: dict[str, Any] = {"serve": [model], "server": {"engine": engine}}
     if workload == "classifier":
         document["models"] = {model: {"source": str(args.classifier), "device": args.device}}
-    work = args.work
-    config = work / f"front-cost-{workload}-{engine}.yaml"
+    config = args.work / f"front-cost-{workload}-{engine}.yaml"
     config.write_text(json.dumps(document))  # JSON is YAML
     port = free_port()
     path = os.pathsep.join(filter(None, [args.server_pythonpath, str(site), os.environ.get("PYTHONPATH")]))
     return Server(f"front-cost-{workload}-{engine}", [PYTHON, "-m", "modeldeploy", "--log-level", "WARNING",
                                                       "serve", "--config", str(config), "--port", str(port)],
-                  port, "/health/ready", work, {"PYTHONPATH": path})
+                  port, "/health/ready", args.work, {"PYTHONPATH": path})
 
 
 def context_switches(pid: int) -> int:
@@ -110,6 +110,7 @@ def measure(workload: str, engine: str, args: argparse.Namespace, site: Path, bo
 
         def workers_cpu() -> float:
             return sum(cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in under_test.pids()[1:])
+
         loadgen.wrk(under_test.url, body_file, 8, 3)  # warm-up, not recorded
         points = {}
         for concurrency in args.concurrency:
