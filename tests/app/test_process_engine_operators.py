@@ -3,7 +3,8 @@
 The model-repository routes must do on this engine what they do on the local one (see
 test_model_repository.py), carried out in the model's worker process: a new version swapped in, a
 failed load leaving the old one serving, an unload answering what was accepted, an installed model
-the config left out served by a worker of its own; and a worker started again (after a crash)
+the config left out (or a plugin pip-installed after start-up) served by a worker of its own; and a
+worker started again (after a crash)
 must come back as the operator left it, not as the config file says.
 """
 
@@ -11,8 +12,11 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from live_server import running_server
@@ -20,6 +24,7 @@ from test_process_engine import workers
 from versions import relabelled_copy
 from waiting import wait_for
 
+WORDCOUNT = Path(__file__).resolve().parents[1] / "fixtures" / "plugins" / "wordcount"
 TOKEN = "process-engine-operator-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -110,6 +115,23 @@ def test_loading_a_model_the_config_left_out_starts_a_worker_for_it(sentiment_on
     assert described["ner"]["source"] == str(tiny_models["ner"]) and described["ner"]["status"]["state"] == "ready"
     metrics = sentiment_only.request("GET", "/metrics").text
     assert 'modeldeploy_items_total{model="ner",outcome="ok"}' in metrics  # the new worker's, gathered by the front
+
+
+def test_a_plugin_pip_installed_after_start_up_is_served_by_a_worker_of_its_own(tiny_models, tmp_path):
+    site = tmp_path / "site"  # on the server's path from the start, empty until the pip install below
+    site.mkdir()
+    config = {"models": {"sentiment": {"source": str(tiny_models["sentiment"])}}, "serve": ["sentiment"],
+              "server": {"engine": "process", "admin_token": TOKEN}}
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
+    with running_server(config, tmp_path, env=env) as server:
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                        "--target", str(site), str(WORDCOUNT)], check=True, capture_output=True)
+        index = server.request("POST", "/v2/repository/index", headers=AUTH).json()
+        assert {"name": "wordcount", "version": "1", "state": "UNAVAILABLE", "reason": "installed, not loaded"} in index
+        assert load(server, "wordcount").status == 200
+        answer = predict(server, "wordcount", "three little words")
+        assert answer.status == 200 and answer.json()["body"] == {"words": 3}
+        assert len(workers(server)) == 2
 
 
 def test_unknown_models_are_404_on_this_engine_too(sentiment_only):
