@@ -367,6 +367,20 @@ class Registry:
         """Call ``listener(names)`` each time a model starts being served at run time."""
         self._served_listeners.append(listener)
 
+    def _installed(self, name: str) -> ModelEntry:
+        """The catalog entry of ``name``, looked for among plugins pip-installed since start-up too;
+        UnknownModelError lists what is installed."""
+        if name not in self.catalog.models:
+            self.refresh_catalog()
+        return self.catalog.entry(name)
+
+    def _add_served(self, entry: ModelEntry) -> ServedModel:
+        """Serve ``entry`` from now on (an operator's load of a model the config left out); the
+        caller announces it (:meth:`_served_changed`) once outside its locks."""
+        served = self._models[entry.name] = self._new_served_model(entry, self.config.model(entry.name))
+        self.names = [*self.names, entry.name]
+        return served
+
     def _served_changed(self) -> None:
         for listener in self._served_listeners:
             listener(list(self.names))
@@ -389,9 +403,7 @@ class Registry:
         operator's load takes over from automatic retries, and never falls back to demo weights:
         a failure raises, and whatever served before keeps serving.
         """
-        if name not in self.catalog.models:
-            self.refresh_catalog()
-        entry = self.catalog.entry(name)  # UnknownModelError lists what is installed
+        entry = self._installed(name)
         with self._manage_lock:
             with self._lock:
                 if self._closing.is_set():
@@ -399,8 +411,7 @@ class Registry:
                 served = self._models.get(name)
                 added = served is None
                 if served is None:
-                    served = self._models[name] = self._new_served_model(entry, self.config.model(name))
-                    self.names = [*self.names, name]
+                    served = self._add_served(entry)
                 served.generation += 1
                 config = served.config if source is None else replace(served.config, source=source, sha256=sha256)
                 if served.batcher is None:

@@ -59,9 +59,7 @@ class ProcessRegistry(RemoteRegistry):
     def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
         """As the local registry's (see :meth:`modeldeploy.registry.Registry.load_model`), carried
         out by the model's worker; a model not served yet gets a worker of its own first."""
-        if name not in self.catalog.models:
-            self.refresh_catalog()
-        entry = self.catalog.entry(name)  # UnknownModelError lists what is installed
+        entry = self._installed(name)
         with self._manage_lock:
             if self._closing.is_set():
                 raise ModelNotReadyError("the server is shutting down", retry_after=5)
@@ -84,8 +82,7 @@ class ProcessRegistry(RemoteRegistry):
         worker = self.workers[entry.name] = self._clients[entry.name] = self._new_worker(
             self.config, entry.name, unloaded=True)
         worker.start()
-        served = self._models[entry.name] = _ProcessServedModel(entry, self.config.model(entry.name), worker)
-        self.names = [*self.names, entry.name]
+        served = cast(_ProcessServedModel, self._add_served(entry))  # made by _new_served_model, on that worker
         self._served_changed()
         report = worker.wait_until_answering()
         served.show(report)
