@@ -19,8 +19,8 @@ import argparse
 import datetime
 import statistics
 import sys
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
