@@ -13,7 +13,6 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -73,8 +72,7 @@ class ProcessRegistry(RemoteRegistry):
             except ModelDeployError:
                 served.refresh()  # the worker's word on what serves now
                 raise
-            if source is not None:
-                served.config = replace(served.config, source=source, sha256=sha256)
+            served.config = served.client.model_config
         return served.status
 
     def _serve_new(self, entry: ModelEntry) -> _ProcessServedModel:

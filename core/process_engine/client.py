@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..cancellation import Cancellation
-from ..config import Config
+from ..config import Config, ModelConfig
 from ..errors import ModelDeployError, ModelNotReadyError, OverloadedError, PredictionTimeoutError
 from ..logs import LogSettings
 from ..registry import FAILED, LOADING, ModelStatus
@@ -156,6 +156,12 @@ class ProcessModelClient:
                 self._config = self._config.with_model(self.name, source=source, sha256=sha256)
             self._unloaded = False
         return reply
+
+    @property
+    def model_config(self) -> ModelConfig:
+        """The model's settings as a worker starts from them now (with an operator's last source)."""
+        with self._lock:
+            return self._config.model(self.name)
 
     def unload(self) -> ReplicaReport:
         """An operator's unload in the worker, reported once what it had accepted is answered. A
