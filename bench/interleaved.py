@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import itertools
+import json
 import statistics
+import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +35,9 @@ import references  # noqa: E402
 import reviews  # noqa: E402
 from plain import PlainModel  # noqa: E402
 
-#: The name that stands for the in-process ideal window in --servers.
-IDEAL = "ideal"
+#: The names that stand for the in-process references in --servers.
+IDEAL, REGISTRY = "ideal", "registry"
+BENCH = Path(__file__).resolve().parent
 
 
 class IdealWindow:
@@ -52,6 +56,26 @@ class IdealWindow:
             runs[str(c)] = {"items_per_s": items_per_s, "sub_batches": sub_batches, "p50_ms": None, "p99_ms": None}
         print(IDEAL, {c: round(r["items_per_s"], 1) for c, r in runs.items()}, flush=True)
         return runs
+
+
+def registry_run(model: str, source: Path, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """bench/registry_loop.py in a process of its own, with the harness's batch settings and the
+    texts of ``bodies``."""
+    texts = len(bodies.read_text().splitlines())
+    command = [harness.PYTHON, str(BENCH / "registry_loop.py"), "--model", model, "--source", str(source),
+               "--device", args.device, "--concurrency", ",".join(map(str, args.concurrency)),
+               "--seconds", str(args.seconds), "--warmup-seconds", str(args.warmup_seconds),
+               "--max-batch-size", str(args.max_batch_size), "--max-queue", str(args.max_queue),
+               "--regroup-wait", str(args.regroup_wait), "--texts", str(texts)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    print(REGISTRY, {c: round(r["items_per_s"], 1) for c, r in runs.items()}, flush=True)
+    return runs
+
+
+def run_order(servers: Sequence[str], rounds: int) -> list[str]:
+    """Each server once per round, every other round in reverse: A B B A A B B A, A B C C B A ..."""
+    return [name for r in range(rounds) for name in (servers if r % 2 == 0 else list(reversed(servers)))]
 
 
 def one_run(name: str, model: str, source: Path, bodies: Path, args: argparse.Namespace,
@@ -76,44 +100,51 @@ def _latency(runs: list[dict[str, Any]]) -> str:
 
 
 def render(results: dict[str, Any]) -> str:
-    first, second = results["servers"]
-    lines = [f"# {first} against {second}, interleaved ({results['model']})", "",
+    servers = results["servers"]
+    pairs = list(itertools.combinations(servers, 2))
+    lines = [f"# {' against '.join(servers)}, interleaved ({results['model']})", "",
              f"Produced by `{results['command']}` ({results['date']}, commit {results['commit']}): "
              f"{results['machine']}. Each server alone, in the order {' '.join(results['order'])}; each run warmed "
              f"up {results['warmup_seconds']:g} s at 8 clients, then wrk (closed loop, the harness's review-like "
              f"texts) for {results['seconds']:g} s at each concurrency. Items/s: mean (min-max) over each server's "
              "runs; the ratio is of the means." + (
                  f" {IDEAL}: the in-process ideal window on the first {results['reference_items']} texts, "
-                 "timed in its turn (best of two passes after one untimed)." if IDEAL in results["servers"] else ""),
+                 "timed in its turn (best of two passes after one untimed)." if IDEAL in servers else "") + (
+                 f" {REGISTRY}: modeldeploy's batching without its HTTP front (bench/registry_loop.py: the "
+                 "server's registry and batch settings, C threads calling it in a closed loop on wrk's texts)."
+                 if REGISTRY in servers else ""),
              "",
-             f"| clients | {first} | {second} | ratio | {first} p50 / p99 ms | {second} p50 / p99 ms |",
-             "|---|---|---|---|---|---|"]
+             "| clients | " + " | ".join(servers) + " | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " | "
+             + " | ".join(f"{name} p50 / p99 ms" for name in servers) + " |",
+             "|---" * (1 + 2 * len(servers) + len(pairs)) + "|"]
     for c in results["concurrency"]:
-        cells = []
-        for name in results["servers"]:
+        rates, latencies = {}, {}
+        for name in servers:
             runs = [run[str(c)] for label, run in zip(results["order"], results["runs"]) if label == name]
-            rates = [r["items_per_s"] for r in runs]
-            cells.append((statistics.mean(rates), min(rates), max(rates),
-                          _latency(runs)))
-        (a, a_lo, a_hi, a_latency), (b, b_lo, b_hi, b_latency) = cells
-        lines.append(f"| {c} | {a:.1f} ({a_lo:.1f}-{a_hi:.1f}) | {b:.1f} ({b_lo:.1f}-{b_hi:.1f}) | {a / b:.2f} | "
-                     f"{a_latency} | {b_latency} |")
+            rates[name] = [r["items_per_s"] for r in runs]
+            latencies[name] = _latency(runs)
+        means = {name: statistics.mean(values) for name, values in rates.items()}
+        lines.append(f"| {c} | " + " | ".join(f"{means[n]:.1f} ({min(rates[n]):.1f}-{max(rates[n]):.1f})"
+                                             for n in servers)
+                     + " | " + " | ".join(f"{means[a] / means[b]:.2f}" for a, b in pairs) + " | "
+                     + " | ".join(latencies[n] for n in servers) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     own = argparse.ArgumentParser(description=__doc__.splitlines()[0], add_help=False)
     own.add_argument("--servers", default="modeldeploy,litserve-wrapper",
-                     help="two of the harness's servers: modeldeploy, modeldeploy-process, litserve-user, "
-                          f"litserve-wrapper, baseline; or {IDEAL} (the in-process ideal window)")
+                     help="two or more of the harness's servers: modeldeploy, modeldeploy-process, litserve-user, "
+                          f"litserve-wrapper, baseline; or {IDEAL} (the in-process ideal window), {REGISTRY} "
+                          "(modeldeploy's batching without the HTTP front)")
     own.add_argument("--rounds", type=int, default=4, help="runs of each server (4: A B B A A B B A)")
     own.add_argument("--model", default="sentiment")
     own.add_argument("--commit", default="working tree", help="the commit the servers ran, for the report")
     mine, rest = own.parse_known_args(argv)
     args = harness.parse_args([*rest, "--models", mine.model])
     servers = mine.servers.split(",")
-    if len(servers) != 2:
-        raise SystemExit(f"--servers takes two names, got {mine.servers!r}")
+    if len(servers) < 2 or len(set(servers)) < len(servers):
+        raise SystemExit(f"--servers takes two or more different names, got {mine.servers!r}")
     args.process_engine = args.process_engine or "modeldeploy-process" in servers
     args.baseline = args.baseline or "baseline" in servers
     chosen = harness.configure_torch_threads(0)
@@ -123,12 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     source = harness.sources(args)[mine.model]
     options = references.plugin_options(mine.model, source)
     bodies = reviews.write_bodies(args.work / f"interleaved-{mine.model}-bodies.jsonl", mine.model)
-    order = [servers[(r % 2) ^ (r // 2 % 2)] for r in range(2 * mine.rounds)]  # A B B A A B B A ...
+    order = run_order(servers, mine.rounds)
     window = IdealWindow(mine.model, source, args, options) if IDEAL in servers else None
 
     def run(name: str) -> dict[str, Any]:
         if name == IDEAL and window is not None:
             return window.run(args.concurrency)
+        if name == REGISTRY:
+            return registry_run(mine.model, source, bodies, args)
         return one_run(name, mine.model, source, bodies, args, options)
 
     results = {"date": datetime.date.today().isoformat(), "machine": recording.machine(args.device),

@@ -84,22 +84,32 @@ def test_interleaved_runs_two_servers_in_turn(tiny_models, tmp_path) -> None:
     assert str(tmp_path) not in report + out.with_suffix(".json").read_text()
 
 
-def test_interleaved_times_the_ideal_window_in_its_turn(tiny_models, tmp_path) -> None:
-    out = tmp_path / "interleaved-ideal"
+def test_interleaved_times_the_references_in_their_turn(tiny_models, tmp_path) -> None:
+    out = tmp_path / "interleaved-references"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "interleaved.py"), "--smoke", "--servers", "modeldeploy,ideal",
+        [sys.executable, str(ROOT / "bench" / "interleaved.py"), "--smoke", "--servers", "modeldeploy,registry,ideal",
          "--rounds", "1", "--models-dir", str(Path(tiny_models["sentiment"]).parent),
          "--out", str(out), "--work", str(tmp_path / "work")],
         check=True, env=env, timeout=300, cwd=ROOT,
     )
     results = json.loads(out.with_suffix(".json").read_text())
-    assert results["order"] == ["modeldeploy", "ideal"]
-    served, ideal = results["runs"]
+    assert results["order"] == ["modeldeploy", "registry", "ideal"]
+    served, registry, ideal = results["runs"]
     assert served["2"]["ok"] > 0 and set(served["2"]["statuses"]) == {"200"}
+    # the registry answered in its own process, its clients' latencies measured
+    assert registry["2"]["items_per_s"] > 0 and 0 < registry["2"]["p50_ms"] <= registry["2"]["p99_ms"]
     # the ideal window of 2 sorts and splits each window: at most 2 texts in a sub-batch
     assert ideal["2"]["items_per_s"] > 0 and ideal["2"]["sub_batches"] >= results["reference_items"] / 2
-    assert "in-process ideal window" in out.with_suffix(".md").read_text()
+    report = out.with_suffix(".md").read_text()
+    assert "in-process ideal window" in report and "batching without its HTTP front" in report
+    assert "| modeldeploy / registry | modeldeploy / ideal | registry / ideal |" in report
+
+
+def test_interleaved_reverses_every_other_round() -> None:
+    interleaved = _bench_module("interleaved")
+    assert interleaved.run_order(["a", "b", "c"], 2) == ["a", "b", "c", "c", "b", "a"]
+    assert interleaved.run_order(["a", "b"], 4) == ["a", "b", "b", "a", "a", "b", "b", "a"]
 
 
 def test_breakdown_charges_each_thread_group_by_its_working_samples() -> None:
