@@ -230,6 +230,42 @@ def test_regrouping_also_waits_for_what_queued_during_the_round(gated) -> None:
     assert [len(batch) for batch in gated.batches[before:]] == [8]
 
 
+def test_clients_answered_early_in_a_round_are_not_expected_twice(gated) -> None:
+    """4 clients, their round split into a quick sub-batch of 3 and a 1 s one: the 3 answered first
+    are back (queued) before the round ends. Once the 4th is back too, all 4 clients are there and
+    the round starts; counting the 3 both as answered and as queued, the batcher waited its whole
+    regroup window for 7 and took in a request sent 0.3 s later."""
+    batcher = started(gated, max_batch_size=8, regroup_wait=1.0)
+    sleepy = "sleepy " + " ".join(["long"] * 40)  # the longest: planned last
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            # a pass costs 50 tokens' worth: the 3 short texts and the long one run apart, short ones together
+            gated.cost_model = CostModel(overhead=50.0, per_token=1.0)
+            gated.gate.clear()
+            busy = pool.submit(batcher.predict, "slow")
+            wait_until_busy(gated)
+            quick = [pool.submit(batcher.predict, f"quick {i}") for i in range(3)]
+            last = pool.submit(batcher.predict, sleepy)
+            wait_for_queue(batcher, 4)
+            gated.gate.set()
+            busy.result(timeout=60)
+            for future in quick:
+                future.result(timeout=60)
+            again = [pool.submit(batcher.predict, f"again {i}") for i in range(3)]  # during the 1 s pass
+            wait_for_queue(batcher, 3)
+            last.result(timeout=60)
+            before = len(gated.batches)
+            time.sleep(0.1)  # the 1 s round has ended and been summed up
+            again.append(pool.submit(batcher.predict, "again 3"))
+            time.sleep(0.3)
+            late = pool.submit(batcher.predict, "late")
+            for future in [*again, late]:
+                future.result(timeout=60)
+    finally:
+        batcher.close()
+    assert [sorted(batch) for batch in gated.batches[before:]] == [[f"again {i}" for i in range(4)], ["late"]]
+
+
 def test_once_the_regroup_window_has_passed_a_lone_request_runs_at_once(gated) -> None:
     """An idle model never makes a request wait for companions (the window is 0.2 x 1 s)."""
     batcher = started(gated, max_batch_size=8, regroup_wait=0.2)
