@@ -8,7 +8,8 @@ best split of each window) and the server, this separates what the batcher and p
 what the HTTP front costs: on 2 cores the front's threads take CPU from torch's.
 
 Runs in a process of its own (the interleaved benchmark starts it in its turn), so no other torch
-work shares its OpenMP pools; prints one JSON line, ``{"C": {"items_per_s", "p50_ms", "p99_ms"}}``.
+work shares its OpenMP pools; prints one JSON line, ``{"C": {"items_per_s", "p50_ms", "p99_ms",
+"errors"}}`` (errors: refusals and failures by type, which a closed loop beyond ``max_queue`` meets).
 
     python bench/registry_loop.py --model sentiment --source bench/.work/minilm --concurrency 4,32
 """
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,19 +34,27 @@ import reviews  # noqa: E402
 
 def closed_loop(served: Any, texts: list[str], concurrency: int, seconds: float) -> dict[str, Any]:
     """``concurrency`` threads, each sending its next text as soon as it is answered, for ``seconds``."""
+    from modeldeploy.errors import ModelDeployError
+
     latencies: list[float] = []
+    errors: list[str] = []
     lock = threading.Lock()
     stop_at = time.monotonic() + seconds
 
     def client(first: int) -> None:
-        mine, index = [], first
+        mine, failed, index = [], [], first
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            served.predict_texts([texts[index % len(texts)]])
-            mine.append(time.perf_counter() - started)
+            try:
+                served.predict_texts([texts[index % len(texts)]])
+            except ModelDeployError as exc:  # refused or failed: counted, not timed, as wrk's non-200s
+                failed.append(type(exc).__name__)
+            else:
+                mine.append(time.perf_counter() - started)
             index += concurrency
         with lock:
             latencies.extend(mine)
+            errors.extend(failed)
 
     started = time.monotonic()
     threads = [threading.Thread(target=client, args=(k,), daemon=True) for k in range(concurrency)]
@@ -53,8 +63,9 @@ def closed_loop(served: Any, texts: list[str], concurrency: int, seconds: float)
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
-    return {"items_per_s": len(latencies) / elapsed, "p50_ms": 1000 * cuts[49], "p99_ms": 1000 * cuts[98]}
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive") if len(latencies) > 1 else None
+    return {"items_per_s": len(latencies) / elapsed, "p50_ms": 1000 * cuts[49] if cuts else None,
+            "p99_ms": 1000 * cuts[98] if cuts else None, "errors": dict(Counter(errors))}
 
 
 def main() -> int:

@@ -99,11 +99,30 @@ def test_interleaved_times_the_references_in_their_turn(tiny_models, tmp_path) -
     assert served["2"]["ok"] > 0 and set(served["2"]["statuses"]) == {"200"}
     # the registry answered in its own process, its clients' latencies measured
     assert registry["2"]["items_per_s"] > 0 and 0 < registry["2"]["p50_ms"] <= registry["2"]["p99_ms"]
+    assert registry["2"]["errors"] == {}
     # the ideal window of 2 sorts and splits each window: at most 2 texts in a sub-batch
     assert ideal["2"]["items_per_s"] > 0 and ideal["2"]["sub_batches"] >= results["reference_items"] / 2
     report = out.with_suffix(".md").read_text()
     assert "in-process ideal window" in report and "batching without its HTTP front" in report
     assert "| modeldeploy / registry | modeldeploy / ideal | registry / ideal |" in report
+
+
+def test_registry_loop_counts_refusals_apart_from_answers() -> None:
+    from modeldeploy.errors import OverloadedError
+
+    class EveryOtherRefused:
+        calls = 0
+
+        def predict_texts(self, texts):
+            self.calls += 1
+            if self.calls % 2:
+                raise OverloadedError("queue full", retry_after=1)
+            return [{"label": "POSITIVE"} for _ in texts]
+
+    served = EveryOtherRefused()
+    run = _bench_module("registry_loop").closed_loop(served, ["a", "b"], 1, 0.05)
+    assert served.calls >= 2 and run["errors"] == {"OverloadedError": (served.calls + 1) // 2}
+    assert run["items_per_s"] > 0
 
 
 def test_interleaved_reverses_every_other_round() -> None:
