@@ -61,10 +61,10 @@ def model_settings(pairs: list[str]) -> dict[str, dict[str, Any]]:
 PROFILED = {"modeldeploy": "breakdown", "modeldeploy-process": "breakdown_process"}
 
 
-def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: argparse.Namespace,
-                       torch_threads: int = 0, engine: str = "local") -> Server:
-    """modeldeploy as users run it (``modeldeploy serve`` on a config naming the model's folder)."""
-    port = free_port()
+def modeldeploy_config(model: str, source: Path, work: Path, label: str, args: argparse.Namespace,
+                       torch_threads: int = 0, engine: str = "local") -> Path:
+    """The config file modeldeploy serves ``model`` with in the benchmark: its folder, the harness's
+    batch settings and the model's ``--setting``s."""
     config = work / f"{label}.yaml"
     served: dict[str, Any] = {"source": str(source), "device": args.device,
                               "batch": {"max_batch_size": args.max_batch_size, "max_queue": args.max_queue,
@@ -73,6 +73,14 @@ def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: a
         served["settings"] = args.settings[model]
     config.write_text(json.dumps({"serve": [model], "models": {model: served},  # JSON is YAML
                                   "server": {"torch_threads": torch_threads, "engine": engine}}))
+    return config
+
+
+def modeldeploy_server(model: str, source: Path, work: Path, label: str, args: argparse.Namespace,
+                       torch_threads: int = 0, engine: str = "local") -> Server:
+    """modeldeploy as users run it (``modeldeploy serve`` on a config naming the model's folder)."""
+    port = free_port()
+    config = modeldeploy_config(model, source, work, label, args, torch_threads, engine)
     command = [PYTHON, "-m", "modeldeploy", "serve", "--config", str(config), "--port", str(port)]
     return Server(label, command, port, "/health/ready", work)
 

@@ -59,14 +59,13 @@ class IdealWindow:
 
 
 def registry_run(model: str, source: Path, bodies: Path, args: argparse.Namespace) -> dict[str, Any]:
-    """bench/registry_loop.py in a process of its own, with the harness's batch settings and the
-    texts of ``bodies``."""
+    """bench/registry_loop.py in a process of its own, on the config the harness serves the model
+    with and the texts of ``bodies``."""
+    config = harness.modeldeploy_config(model, source, args.work, f"registry-{model}", args)
     texts = len(bodies.read_text().splitlines())
-    command = [harness.PYTHON, str(BENCH / "registry_loop.py"), "--model", model, "--source", str(source),
-               "--device", args.device, "--concurrency", ",".join(map(str, args.concurrency)),
-               "--seconds", str(args.seconds), "--warmup-seconds", str(args.warmup_seconds),
-               "--max-batch-size", str(args.max_batch_size), "--max-queue", str(args.max_queue),
-               "--regroup-wait", str(args.regroup_wait), "--texts", str(texts)]
+    command = [harness.PYTHON, str(BENCH / "registry_loop.py"), "--config", str(config), "--model", model,
+               "--concurrency", ",".join(map(str, args.concurrency)), "--seconds", str(args.seconds),
+               "--warmup-seconds", str(args.warmup_seconds), "--texts", str(texts)]
     done = subprocess.run(command, capture_output=True, text=True, check=True)
     runs = json.loads(done.stdout.strip().splitlines()[-1])
     print(REGISTRY, {c: round(r["items_per_s"], 1) for c, r in runs.items()}, flush=True)
@@ -111,7 +110,7 @@ def render(results: dict[str, Any]) -> str:
                  f" {IDEAL}: the in-process ideal window on the first {results['reference_items']} texts, "
                  "timed in its turn (best of two passes after one untimed)." if IDEAL in servers else "") + (
                  f" {REGISTRY}: modeldeploy's batching without its HTTP front (bench/registry_loop.py: the "
-                 "server's registry and batch settings, C threads calling it in a closed loop on wrk's texts)."
+                 "server's registry on its config file, C threads calling it in a closed loop on wrk's texts)."
                  if REGISTRY in servers else ""),
              "",
              "| clients | " + " | ".join(servers) + " | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " | "

@@ -1,7 +1,7 @@
 """modeldeploy's batching without its HTTP front: what serving would reach if the front cost nothing.
 
-A registry in this process serves the model as ``modeldeploy serve`` would (the same config: the
-harness's batch settings, torch threads and OpenMP spins), and C threads call
+A registry in this process serves the model as ``modeldeploy serve`` would (from the same config
+file: bench/interleaved.py passes the harness's; OpenMP spins as the server sets them), and C threads call
 ``ServedModel.predict_texts`` in a closed loop, each sending its next text when answered, as wrk's
 connections do. Between the in-process ideal window (bench/references.py: no queue, no threads, the
 best split of each window) and the server, this separates what the batcher and planner cost from
@@ -11,7 +11,7 @@ Runs in a process of its own (the interleaved benchmark starts it in its turn), 
 work shares its OpenMP pools; prints one JSON line, ``{"C": {"items_per_s", "p50_ms", "p99_ms",
 "errors"}}`` (errors: refusals and failures by type, which a closed loop beyond ``max_queue`` meets).
 
-    python bench/registry_loop.py --model sentiment --source bench/.work/minilm --concurrency 4,32
+    python bench/registry_loop.py --config serve.yaml --model sentiment --concurrency 4,32
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import argparse
 import json
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
@@ -70,15 +69,11 @@ def closed_loop(served: Any, texts: list[str], concurrency: int, seconds: float)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--source", type=Path, required=True)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--config", type=Path, required=True, help="the YAML file `modeldeploy serve` would read")
+    parser.add_argument("--model", required=True, help="the served model the clients call")
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[32])
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--warmup-seconds", type=float, default=3)
-    parser.add_argument("--max-batch-size", type=int, default=32)
-    parser.add_argument("--max-queue", type=int, default=64)
-    parser.add_argument("--regroup-wait", type=float, default=0.1)
     parser.add_argument("--texts", type=int, default=512, help="the review-like texts, cycled (wrk's bodies)")
     args = parser.parse_args()
 
@@ -88,13 +83,7 @@ def main() -> int:
     from modeldeploy.config import load_config
     from modeldeploy.registry import Registry
 
-    served_config = {"source": str(args.source), "device": args.device,
-                     "batch": {"max_batch_size": args.max_batch_size, "max_queue": args.max_queue,
-                               "regroup_wait": args.regroup_wait}}
-    with tempfile.TemporaryDirectory() as work:
-        config = Path(work) / "config.yaml"
-        config.write_text(json.dumps({"serve": [args.model], "models": {args.model: served_config}}))  # JSON is YAML
-        registry = Registry(load_config(config))
+    registry = Registry(load_config(args.config))
     registry.start(background=False)
     try:
         served = registry.model(args.model)
