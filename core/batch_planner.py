@@ -53,6 +53,27 @@ def plan_batches(lengths: Sequence[int], max_rows: int, cost: CostModel | None =
     return batches[::-1]
 
 
+def longest_first(costs: Sequence[float], streams: int) -> tuple[list[int], float]:
+    """Sub-batches taken by ``streams`` passes at once, each stream taking the next when it is
+    free: the order that finishes soonest for such a greedy pull (most expensive first), and
+    when the last one ends, in the units of ``costs``."""
+    if streams < 1:
+        raise ValueError(f"streams must be >= 1, got {streams}")
+    order = sorted(range(len(costs)), key=lambda i: -costs[i])
+    loads = [0.0] * streams
+    for index in order:
+        loads[loads.index(min(loads))] += costs[index]
+    return order, max(loads, default=0.0)
+
+
+def parallel_pays(alone: Sequence[float], at_once: Sequence[float], streams: int) -> bool:
+    """Whether sub-batches end sooner run ``streams`` at a time, each costing ``at_once`` (a pass on
+    its share of the threads beside the others), than one after another, each costing ``alone``."""
+    if streams < 2 or len(alone) < 2:
+        return False
+    return longest_first(at_once, streams)[1] < sum(alone)
+
+
 def fit_cost_model(samples: Sequence[tuple[int, int, float]]) -> CostModel:
     """Least-squares fit of ``seconds = a + b * rows * max_len`` from ``(rows, max_len, seconds)`` samples."""
     if len({rows * max_len for rows, max_len, _ in samples}) < 2:

@@ -24,6 +24,7 @@ model can be marked stuck. An exception is bisected down to the item(s) that cau
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import math
@@ -36,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics, openmp
-from .batch_planner import CostModel, WorkPricer, fit_cost_model, plan_batches
+from .batch_planner import CostModel, WorkPricer, fit_cost_model, longest_first, parallel_pays, plan_batches
 from .cancellation import Cancellation
 from .config import BatchConfig
 from .errors import (
@@ -50,6 +51,7 @@ from .errors import (
     RequestCancelledError,
 )
 from .inputs import normalize_texts
+from .pass_streams import PassStreams
 from .wrapper import ModelWrapper
 
 log = logging.getLogger(__name__)
@@ -61,6 +63,11 @@ CALIBRATION_SHAPES = ((1, 8), (1, 48), (8, 8), (8, 48))
 #: long enough that a busy model never pays the ~0.5 ms of building them again, short enough that
 #: a model resting between bursts stops slowing the others.
 IDLE_POOL_RELEASE_SECONDS = 0.1
+
+#: How much longer a pass takes on a stream's share of the threads, while the other streams run
+#: too, than alone on all of them, until calibration measures it (the MiniLM classifier on 2 cores:
+#: 1.35x for one short text, 1.7-1.8x for 8-32 rows of 20-50 words, 2x for long texts).
+DEFAULT_STREAM_SLOWDOWN = 1.8
 
 
 @dataclass(eq=False)
@@ -128,21 +135,55 @@ class Batcher:
         #: When the running round started (None between rounds) and its predicted seconds.
         self._round_started: float | None = None
         self._round_seconds = 0.0
+        #: Passes run at once for rounds of several sub-batches (None: one at a time), and how
+        #: much slower each pass runs that way (see :mod:`modeldeploy.pass_streams`).
+        self._streams: PassStreams | None = None
+        #: The cost of a pass on a stream while every stream runs one; None: the wrapper's cost
+        #: model times DEFAULT_STREAM_SLOWDOWN.
+        self._stream_cost: CostModel | None = None
+        #: torch's intra-op threads for the inference thread's own passes.
+        self._threads = 1
+        #: Answers may come from several streams at once.
+        self._answer_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self, calibrate: bool = True) -> "Batcher":
-        """Fit the wrapper's cost model (on this thread, before serving) and start the inference thread."""
+        """Fit the wrapper's cost model (on this thread, before serving), start the pass streams
+        where the model can use them, and start the inference thread."""
+        import torch
+
         self.wrapper.ensure_loaded()
+        self._threads = torch.get_num_threads()
+        self._streams = self._start_streams()
         if calibrate:
             try:
                 self.wrapper.cost_model = calibrate_cost_model(self.wrapper)
                 log.info("model %s cost model: %s", self.name, self.wrapper.cost_model)
+                if self._streams is not None:
+                    self._stream_cost = calibrate_cost_model(self.wrapper, streams=self._streams)
+                    log.info("model %s: %d passes at once, each costing %s", self.name, self._streams.count,
+                             self._stream_cost)
             except Exception as exc:  # a model failing on its example still serves other inputs
                 log.warning("model %s: cost calibration failed (%s: %s); using the default cost model",
                             self.name, type(exc).__name__, exc)
         self._thread = threading.Thread(target=self._serve, name=f"modeldeploy-batcher-{self.name}", daemon=True)
         self._thread.start()
         return self
+
+    def _start_streams(self) -> PassStreams | None:
+        """Pass streams for ``batch.streams`` (0: two where the model allows it and torch has two
+        threads or more), None for one pass at a time."""
+        allowed = self.wrapper.runs_concurrent_passes()
+        count = self.config.streams or (min(2, self._threads) if allowed else 1)
+        if count > 1 and not allowed:
+            log.warning("model %s: batch.streams is %d, but its passes run one at a time (%s)", self.name, count,
+                        "its task does not allow more" if not self.wrapper.concurrent_passes
+                        else f"it runs on {self.wrapper.device} with runtime {self.wrapper.settings.get('runtime')}")
+        if count <= 1 or not allowed:
+            return None
+        threads_each = max(1, self._threads // count)
+        rest = (IDLE_POOL_RELEASE_SECONDS, openmp.release_thread_pool) if threads_each > 1 else None
+        return PassStreams(count, threads_each, self.name, rest).start()
 
     def retire(self, timeout: float | None = 60.0) -> None:
         """Refuse new work but finish everything already queued, then stop: how a model version
@@ -168,6 +209,8 @@ class Batcher:
         self._set_depth(0)
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._streams is not None:
+            self._streams.close()
 
     # ------------------------------------------------------------------ callers' side
     def predict(self, data: str | Sequence[str], timeout: float | None = None) -> Any:
@@ -320,6 +363,9 @@ class Batcher:
 
     # ------------------------------------------------------------------ inference thread
     def _serve(self) -> None:
+        import torch
+
+        torch.set_num_threads(self._threads)  # whatever default this thread would have started with
         while True:
             if not self._wait_for_work(IDLE_POOL_RELEASE_SECONDS):
                 openmp.release_thread_pool()
@@ -405,11 +451,37 @@ class Batcher:
         if len(live) > 1:
             lengths = wrapper.token_lengths([item.text for item in live])
         batches = plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model)
+        tokens = sum(lengths) if len(live) > 1 else None
+        if self._streams is not None and len(batches) > 1:
+            shapes = [(len(batch), max(lengths[batch[-1]], 1)) for batch in batches]
+            alone = [wrapper.cost_model.cost(*shape) for shape in shapes]
+            at_once = [self._stream_pass_cost(*shape) for shape in shapes]
+            if parallel_pays(alone, at_once, self._streams.count):
+                return tokens, self._compute_at_once([[live[i] for i in batch] for batch in batches], at_once)
         for batch in batches:
-            batch_items = self._drop_expired([live[i] for i in batch])
-            if batch_items:
-                self._compute(batch_items)
-        return (sum(lengths) if len(live) > 1 else None), len(live) - len(batches[-1])
+            self._compute_live([live[i] for i in batch])
+        return tokens, len(live) - len(batches[-1])
+
+    def _compute_at_once(self, batches: list[list[_Item]], costs: list[float]) -> int:
+        """Run the sub-batches on the pass streams, the most expensive first; the items answered
+        before the last sub-batch to end began."""
+        assert self._streams is not None
+        order, _ = longest_first(costs, self._streams.count)
+        chosen = [batches[index] for index in order]
+        times = self._streams.run([functools.partial(self._compute_live, items) for items in chosen])
+        last_began = max(times, key=lambda span: span[1])[0]
+        return sum(len(items) for items, (_, ended) in zip(chosen, times) if ended <= last_began)
+
+    def _stream_pass_cost(self, rows: int, max_len: int) -> float:
+        if self._stream_cost is not None:
+            return self._stream_cost.cost(rows, max_len)
+        return DEFAULT_STREAM_SLOWDOWN * self.wrapper.cost_model.cost(rows, max_len)
+
+    def _compute_live(self, items: list[_Item]) -> None:
+        """One sub-batch, less the items whose request is no longer waiting."""
+        live = self._drop_expired(items)
+        if live:
+            self._compute(live)
 
     def _drop_expired(self, items: list[_Item]) -> list[_Item]:
         live = [item for item in items if item.request.live]
@@ -443,18 +515,22 @@ class Batcher:
     def _fail(self, item: _Item, exc: Exception) -> None:
         metrics.ITEMS.labels(self.name, "error").inc()
         request = item.request
-        if request.error is None:
-            where = f"item {item.index}" if request.size > 1 else "the input"
+        where = f"item {item.index}" if request.size > 1 else "the input"
+        message = (f"model {self.name!r} failed: {exc}" if isinstance(exc, PluginContractError)
+                   else f"model {self.name!r} failed on {where}: {type(exc).__name__}: {exc}")
+        with self._answer_lock:
+            first = request.error is None
+            if first:
+                request.error = PredictionError(message)
+        if first:
             log.warning("model %s failed on %s: %s: %s", self.name, where, type(exc).__name__, exc)
-            message = (f"model {self.name!r} failed: {exc}" if isinstance(exc, PluginContractError)
-                       else f"model {self.name!r} failed on {where}: {type(exc).__name__}: {exc}")
-            request.error = PredictionError(message)
         self._finish(request)
 
-    @staticmethod
-    def _finish(request: _Request) -> None:
-        request.remaining -= 1
-        if request.remaining == 0:
+    def _finish(self, request: _Request) -> None:
+        with self._answer_lock:
+            request.remaining -= 1
+            answered = request.remaining == 0
+        if answered:
             request.done.set()
 
     def _set_depth(self, depth: int) -> None:
@@ -463,21 +539,33 @@ class Batcher:
 
 # ---------------------------------------------------------------------- calibration
 def calibrate_cost_model(wrapper: ModelWrapper, shapes: Sequence[tuple[int, int]] = CALIBRATION_SHAPES,
-                         repeats: int = 2) -> CostModel:
-    """Time a few real forward passes of ``wrapper`` and fit its padded-batch cost model.
+                         repeats: int = 2, streams: PassStreams | None = None) -> CostModel:
+    """Time a few real forward passes of ``wrapper`` and fit its padded-batch cost model: of a
+    pass alone on this thread, or with ``streams``, of one pass on a stream while every stream
+    runs one.
 
     The first pass warms up and is not timed; each shape keeps its fastest run, the one least
     disturbed by other work on the machine.
     """
+    def timed(prepared: list[str]) -> float:
+        if streams is None:
+            return _timed_run(wrapper, prepared)
+        return _span(streams.run([functools.partial(wrapper.run_prepared, prepared)] * streams.count))
+
     words = (wrapper.example or "the quick brown fox jumps over the lazy dog").split()
     samples = []
-    _timed_run(wrapper, wrapper.prepare_texts(_texts(words, *shapes[0])))
+    timed(wrapper.prepare_texts(_texts(words, *shapes[0])))
     for rows, word_count in shapes:
         texts = wrapper.prepare_texts(_texts(words, rows, word_count))
         max_len = max(wrapper.token_lengths(texts))
-        seconds = min(_timed_run(wrapper, texts) for _ in range(repeats))
+        seconds = min(timed(texts) for _ in range(repeats))
         samples.append((rows, max_len, seconds))
     return fit_cost_model(samples)
+
+
+def _span(times: Sequence[tuple[float, float]]) -> float:
+    """Seconds from the first start to the last end of ``(started, ended)`` spans."""
+    return max(ended for _, ended in times) - min(started for started, _ in times)
 
 
 def _timed_run(wrapper: ModelWrapper, prepared: list[str]) -> float:

@@ -38,6 +38,10 @@ class BatchConfig:
     #: Right after a round, wait up to this fraction of its duration for the clients it answered
     #: to send again (0: never); see :class:`modeldeploy.batching.Batcher`.
     regroup_wait: float = 0.1
+    #: Forward passes run at once on a CPU, each on its share of torch's threads, when a round's
+    #: sub-batches end sooner that way (0: 2 where the model allows it, else 1; see
+    #: :mod:`modeldeploy.pass_streams`).
+    streams: int = 0
 
 
 @dataclass(frozen=True)
@@ -234,11 +238,13 @@ def _parse_batch(data: Any, path: str) -> BatchConfig:
         max_queue=_check(data.get("max_queue", BatchConfig.max_queue), int, f"{path}.max_queue"),
         timeout=_check(data.get("timeout", BatchConfig.timeout), float, f"{path}.timeout"),
         regroup_wait=_check(data.get("regroup_wait", BatchConfig.regroup_wait), float, f"{path}.regroup_wait"),
+        streams=_check(data.get("streams", BatchConfig.streams), int, f"{path}.streams"),
     )
     _positive(batch.max_batch_size, f"{path}.max_batch_size")
     _positive(batch.max_wait_ms, f"{path}.max_wait_ms", allow_zero=True)
     _positive(batch.max_queue, f"{path}.max_queue")
     _positive(batch.timeout, f"{path}.timeout")
+    _positive(batch.streams, f"{path}.streams", allow_zero=True)
     if not 0 <= batch.regroup_wait <= 1:
         raise ConfigError(f"{path}.regroup_wait must be between 0 and 1 (a fraction of a round's duration), "
                           f"got {batch.regroup_wait!r}")

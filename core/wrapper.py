@@ -13,6 +13,7 @@ are measured on and what :meth:`ModelWrapper.run_prepared` runs, whoever batches
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -68,6 +69,17 @@ class ModelWrapper:
     result_datatype: ClassVar[str] = "BYTES"
     #: Runtimes this task can run on (the ``runtime`` setting); generation stays on torch.
     supported_runtimes: ClassVar[tuple[str, ...]] = runtimes.RUNTIMES
+    #: Whether two ``predict_batch`` calls may run at once (the batcher's pass streams on a CPU):
+    #: true only where every tokenizer call goes through :meth:`tokenize` / :meth:`detokenize`
+    #: and nothing else is shared. A subclass that overrides ``predict_batch`` or ``encode`` is
+    #: back to one pass at a time unless it says so itself.
+    concurrent_passes: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overrides = {"predict_batch", "encode", "postprocess"} & set(vars(cls))
+        if overrides and "concurrent_passes" not in vars(cls):
+            cls.concurrent_passes = False
 
     def __init__(
         self,
@@ -82,6 +94,8 @@ class ModelWrapper:
         self.model: Any = None
         self.tokenizer: Any = None
         self._lock = threading.Lock()
+        #: The fast tokenizer's settings are state a call may change: one call at a time.
+        self._tokenizer_lock = threading.Lock()
         #: The encodings of the texts last measured by token_lengths (replaced, never grown).
         self._remembered: dict[str, dict[str, list[int]]] = {}
 
@@ -197,7 +211,7 @@ class ModelWrapper:
             padded = self._pad([remembered[text] for text in texts])
             if padded is not None:
                 return self.model_inputs(padded)
-        encoded = self.tokenizer(
+        encoded = self.tokenize(
             list(texts),
             padding=True,
             truncation=True,
@@ -206,6 +220,24 @@ class ModelWrapper:
             **options,
         )
         return self.model_inputs(encoded)
+
+    def tokenize(self, *args: Any, **kwargs: Any) -> Any:
+        """``self.tokenizer(*args, **kwargs)``, one call at a time: a fast tokenizer called with
+        other padding or truncation than its last call changes its settings, which can fail
+        ("Already borrowed", tokenizers' known limit) while another thread's call is using them."""
+        with self._tokenizer_lock:
+            return self.tokenizer(*args, **kwargs)
+
+    def detokenize(self, sequences: Any, **kwargs: Any) -> list[str]:
+        """``self.tokenizer.batch_decode(sequences, **kwargs)``, one call at a time (see :meth:`tokenize`)."""
+        with self._tokenizer_lock:
+            return self.tokenizer.batch_decode(sequences, **kwargs)
+
+    def runs_concurrent_passes(self) -> bool:
+        """Whether the loaded model may run several passes at once: its task allows it, and it
+        runs on torch on the CPU (a GPU runs one pass's kernels at a time anyway; ONNX Runtime
+        sizes its own thread pool per session)."""
+        return self.concurrent_passes and self.device == "cpu" and self.settings.get("runtime") == "torch"
 
     def _pad(self, rows: Sequence[Mapping[str, list[int]]]) -> dict[str, Any] | None:
         """Rows of one tokenizer call, padded to the longest as ``padding=True`` would; None when a
@@ -255,7 +287,7 @@ class ModelWrapper:
         """Token count of each prepared text after truncation (what padding will cost)."""
         if self.tokenizer is None:  # a model without a tokenizer: words approximate its cost
             return [len(text.split()) for text in texts]
-        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.max_length)
+        encoded = self.tokenize(list(texts), truncation=True, max_length=self.max_length)
         if len(texts) <= _MAX_REMEMBERED:  # for encode(): one tokenizer pass per text, not two
             keys = list(encoded.keys())
             self._remembered = {text: {key: encoded[key][i] for key in keys} for i, text in enumerate(texts)}
@@ -280,7 +312,7 @@ class ModelWrapper:
         import torch
 
         self.ensure_loaded()
-        with self._lock, torch.inference_mode():
+        with self._pass_lock(), torch.inference_mode():
             outputs = self.predict_batch(list(prepared))
         # varied shapes leave freed activations fragmented in the malloc heaps: give their pages
         # back to the OS once they pile up (bounded RSS; see heap.HeapTrimmer)
@@ -292,6 +324,10 @@ class ModelWrapper:
                 f"for {len(prepared)} inputs; it must return exactly one output per input, in order"
             )
         return [to_jsonable(self.postprocess(output)) for output in outputs]
+
+    def _pass_lock(self) -> Any:
+        """What a pass holds: nothing where passes may run at once, else the wrapper's lock."""
+        return contextlib.nullcontext() if self.concurrent_passes else self._lock
 
     def run_batch(self, texts: Sequence[str]) -> list[Any]:
         """Validated texts in, results out, as one batch (prepares them, then :meth:`run_prepared`)."""
@@ -321,12 +357,14 @@ class ModelWrapper:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_lock", None)
+        state.pop("_tokenizer_lock", None)
         state.pop("_remembered", None)  # users' texts never travel in an artifact
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         self._remembered = {}
 
     def __repr__(self) -> str:

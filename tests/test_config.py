@@ -33,13 +33,14 @@ def test_full_model_entry_is_parsed(tmp_path):
                 device: cpu
                 lazy: true
                 settings: {batch_size: 8}
-                batch: {max_batch_size: 16, max_wait_ms: 2, max_queue: 64, timeout: 5, regroup_wait: 0.25}
+                batch: {max_batch_size: 16, max_wait_ms: 2, max_queue: 64, timeout: 5, regroup_wait: 0.25, streams: 3}
             """),
         AVAILABLE,
     )
     model = config.model("sentiment")
     assert (model.source, model.device, model.lazy, dict(model.settings)) == ("./models/sentiment", "cpu", True, {"batch_size": 8})
-    assert model.batch == BatchConfig(max_batch_size=16, max_wait_ms=2.0, max_queue=64, timeout=5.0, regroup_wait=0.25)
+    assert model.batch == BatchConfig(max_batch_size=16, max_wait_ms=2.0, max_queue=64, timeout=5.0, regroup_wait=0.25,
+                                      streams=3)
     assert config.served_names(AVAILABLE) == sorted(AVAILABLE)  # models: holds overrides, not the set
 
 
@@ -101,6 +102,8 @@ def test_missing_variable_names_the_key_and_the_variable():
          r"models.sentiment.batch.regroup_wait must be between 0 and 1 \(a fraction of a round's duration\), got 1.5"),
         ({"models": {"sentiment": {"batch": {"regroup_wait": "0.1"}}}}, r"models.sentiment.batch.regroup_wait must be a number, got str"),
         ({"models": {"sentiment": {"batch": {"size": 3}}}}, r"models.sentiment.batch.size is not a known key"),
+        ({"models": {"sentiment": {"batch": {"streams": -1}}}}, r"models.sentiment.batch.streams must be >= 0, got -1"),
+        ({"models": {"sentiment": {"batch": {"streams": 1.5}}}}, r"models.sentiment.batch.streams must be an integer, got float"),
         ({"models": {"sentiment": {"batch": {"timeout": True}}}}, r"models.sentiment.batch.timeout must be a number, got bool"),
         ({"models": {"sentiment": {"sha256": "abc"}}}, r"models.sentiment.sha256 must be 64 hexadecimal characters"),
         ({"server": {"port": 70000}}, r"server.port must be between 0 and 65535"),

@@ -15,6 +15,8 @@ class TextClassificationWrapper(ModelWrapper):
 
     auto_model_class = "AutoModelForSequenceClassification"
     demo_builder = staticmethod(testing.build_sentiment)
+    #: Every tokenizer call goes through tokenize/detokenize: passes may run at once.
+    concurrent_passes = True
 
     def predict_batch(self, items: list[str]) -> list[dict[str, Any]]:
         logits = self.model(**self.encode(items)).logits

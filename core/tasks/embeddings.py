@@ -28,6 +28,8 @@ class SentenceEmbeddingWrapper(ModelWrapper):
     result_datatype = "FP32"
     auto_model_class = "AutoModel"
     demo_builder = staticmethod(testing.build_embeddings)
+    #: Every tokenizer call goes through tokenize/detokenize: passes may run at once.
+    concurrent_passes = True
     #: ``pooling`` and ``max_seq_length`` None: from the checkpoint's sentence-transformers files.
     default_settings = {"pooling": None, "normalize": True, "max_seq_length": None}
 

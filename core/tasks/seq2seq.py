@@ -50,6 +50,8 @@ class Seq2SeqWrapper(ModelWrapper):
     auto_model_class = "AutoModelForSeq2SeqLM"
     supported_runtimes = ("torch",)
     demo_builder = staticmethod(testing.build_summarization)
+    #: Every tokenizer call goes through tokenize/detokenize: passes may run at once.
+    concurrent_passes = True
     #: Settings that must be integers of at least this value when set (null keeps the default).
     integer_settings: ClassVar[dict[str, int]] = {"num_beams": 1, "max_new_tokens": 1, "min_new_tokens": 0,
                                                   "no_repeat_ngram_size": 0}
@@ -100,7 +102,7 @@ class Seq2SeqWrapper(ModelWrapper):
         if to_run:
             encoded = self.encode([items[i] for i in to_run])
             generated = self.model.generate(**encoded, **self.generation_kwargs())
-            texts = self.tokenizer.batch_decode(
+            texts = self.detokenize(
                 generated, skip_special_tokens=True, clean_up_tokenization_spaces=True
             )
             for i, text in zip(to_run, texts):

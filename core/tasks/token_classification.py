@@ -40,6 +40,8 @@ class TokenClassificationWrapper(ModelWrapper):
 
     auto_model_class = "AutoModelForTokenClassification"
     demo_builder = staticmethod(testing.build_ner)
+    #: Every tokenizer call goes through tokenize/detokenize: passes may run at once.
+    concurrent_passes = True
 
     @classmethod
     def resolve_settings(cls, overrides):
@@ -55,7 +57,7 @@ class TokenClassificationWrapper(ModelWrapper):
 
     def predict_batch(self, items: list[str]) -> list[list[dict[str, Any]]]:
         stride = min(self.settings["stride"], self.max_length // 2)
-        encoded = self.tokenizer(
+        encoded = self.tokenize(
             items,
             padding=True,
             truncation=True,

@@ -197,6 +197,8 @@ class TranslationWrapper(Seq2SeqWrapper):
     #: 256: an estimate of what two CPU cores translate within the default 60 s request timeout.
     default_settings = {**Seq2SeqWrapper.default_settings, "max_input_tokens": None, "max_characters": 20_000}
     demo_builder = staticmethod(testing.build_translation)
+    #: Every tokenizer call goes through tokenize/detokenize: passes may run at once.
+    concurrent_passes = True
     integer_settings = {**Seq2SeqWrapper.integer_settings, "max_input_tokens": MIN_INPUT_TOKENS, "max_characters": 0}
 
     @property
@@ -236,7 +238,7 @@ class TranslationWrapper(Seq2SeqWrapper):
 
         def count_tokens(text: str) -> int:
             if text not in counts:
-                counts[text] = len(self.tokenizer(self.prefix + text, verbose=False)["input_ids"])
+                counts[text] = len(self.tokenize(self.prefix + text, verbose=False)["input_ids"])
             return counts[text]
 
         return count_tokens
@@ -260,7 +262,7 @@ class TranslationWrapper(Seq2SeqWrapper):
             batch = order[start : start + size]
             encoded = self.encode([self.prefix + chunks[i] for i in batch])
             generated = self.model.generate(**encoded, **kwargs)
-            texts = self.tokenizer.batch_decode(
+            texts = self.detokenize(
                 generated, skip_special_tokens=True, clean_up_tokenization_spaces=True
             )
             for i, text in zip(batch, texts):
