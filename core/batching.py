@@ -1,8 +1,9 @@
 """Adaptive batching of concurrent ``predict`` calls for one model.
 
 Serving one forward pass per HTTP request wastes the hardware; padding every text of a batch to
-the longest one eats most of the batching gain. A :class:`Batcher` owns one inference thread (the
-only thread that touches the model and its fast tokenizer, which is not thread-safe). Each round
+the longest one eats most of the batching gain. A :class:`Batcher` owns one inference thread and,
+on a CPU where the model allows it, pass streams (:mod:`modeldeploy.pass_streams`) that run a
+round's sub-batches two at a time where its cost models say they end sooner. Each round
 it drains everything queued (a lone request runs at once unless ``max_wait_ms`` asks to wait for
 companions; right after a busy round it may wait briefly to regroup, see :meth:`Batcher._drain`),
 measures token lengths once, and runs the cost-minimising padded sub-batches of
@@ -135,8 +136,8 @@ class Batcher:
         #: When the running round started (None between rounds) and its predicted seconds.
         self._round_started: float | None = None
         self._round_seconds = 0.0
-        #: Passes run at once for rounds of several sub-batches (None: one at a time), and how
-        #: much slower each pass runs that way (see :mod:`modeldeploy.pass_streams`).
+        #: Passes run at once for rounds of several sub-batches (None: one at a time; see
+        #: :mod:`modeldeploy.pass_streams`).
         self._streams: PassStreams | None = None
         #: The cost of a pass on a stream while every stream runs one; None: the wrapper's cost
         #: model times DEFAULT_STREAM_SLOWDOWN.
