@@ -71,8 +71,8 @@ class ModelWrapper:
     supported_runtimes: ClassVar[tuple[str, ...]] = runtimes.RUNTIMES
     #: Whether two ``predict_batch`` calls may run at once (the batcher's pass streams on a CPU):
     #: true only where every tokenizer call goes through :meth:`tokenize` / :meth:`detokenize`
-    #: and nothing else is shared. A subclass that overrides ``predict_batch`` or ``encode`` is
-    #: back to one pass at a time unless it says so itself.
+    #: and nothing else is shared. A subclass that overrides ``predict_batch``, ``encode`` or
+    #: ``postprocess`` is back to one pass at a time unless it says so itself.
     concurrent_passes: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -94,6 +94,8 @@ class ModelWrapper:
         self.model: Any = None
         self.tokenizer: Any = None
         self._lock = threading.Lock()
+        #: Set once loading (conversion included) has finished, under the lock.
+        self._ready = False
         #: The fast tokenizer's settings are state a call may change: one call at a time.
         self._tokenizer_lock = threading.Lock()
         #: The encodings of the texts last measured by token_lengths (replaced, never grown).
@@ -133,8 +135,10 @@ class ModelWrapper:
         return self.model is not None
 
     def ensure_loaded(self) -> "ModelWrapper":
-        """Load on first use; safe to call from several threads."""
-        if not self.is_loaded:
+        """Load on first use; safe to call from several threads: a caller that comes while another
+        loads waits for the model as converted (``self.model`` is set before it is converted, and a
+        pass that may run beside others holds no lock that would make it wait)."""
+        if not (self._ready and self.is_loaded):
             with self._lock:
                 if not self.is_loaded:
                     device = resolve_device(self.requested_device)
@@ -157,6 +161,7 @@ class ModelWrapper:
                             f"could not load model {self.name!r} from {self.source!r}: "
                             f"{type(exc).__name__}: {exc}"
                         ) from exc
+                self._ready = True
         return self
 
     def load(self, source: str, device: str) -> None:
@@ -364,6 +369,7 @@ class ModelWrapper:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._ready = False  # the first ensure_loaded checks under the lock
         self._tokenizer_lock = threading.Lock()
         self._remembered = {}
 

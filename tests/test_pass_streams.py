@@ -294,3 +294,38 @@ def test_passes_at_once_give_the_results_of_passes_in_turn(tiny_models, cls) -> 
         measuring.result()
     for offset, got in zip((0, 1), results):
         assert_same(got, [expected[(offset + i) % 3] for i in range(12)])
+
+
+class SlowToConvert(SentimentWrapper):
+    """The tiny sentiment model whose load holds on after setting ``self.model`` (as a conversion
+    after ``load`` does), recording whether each pass saw the load finished."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.gate = threading.Event()
+        self.finished = False
+        self.passes_saw_finished: list[bool] = []
+
+    def load(self, source: str, device: str) -> None:
+        super().load(source, device)
+        assert self.gate.wait(30)
+        self.finished = True
+
+    def predict_batch(self, items: list[str]) -> list[Any]:
+        self.passes_saw_finished.append(self.finished)
+        return super().predict_batch(items)
+
+    concurrent_passes = True
+
+
+def test_a_pass_waits_for_a_load_in_progress_even_without_the_pass_lock(tiny_models) -> None:
+    wrapper = SlowToConvert(source=str(tiny_models["sentiment"]), device="cpu")
+    with ThreadPoolExecutor(2) as pool:
+        loading = pool.submit(wrapper.ensure_loaded)
+        wait_for(lambda: wrapper.model is not None, what="the model set, its load not finished")
+        passing = pool.submit(wrapper.run_batch, ["fine"])
+        time.sleep(0.3)  # a pass that did not wait would run now, on the unfinished model
+        wrapper.gate.set()
+        loading.result(30)
+        assert len(passing.result(30)) == 1
+    assert wrapper.passes_saw_finished == [True]
