@@ -300,6 +300,8 @@ class SlowToConvert(SentimentWrapper):
     """The tiny sentiment model whose load holds on after setting ``self.model`` (as a conversion
     after ``load`` does), recording whether each pass saw the load finished."""
 
+    concurrent_passes = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.gate = threading.Event()
@@ -314,8 +316,6 @@ class SlowToConvert(SentimentWrapper):
     def predict_batch(self, items: list[str]) -> list[Any]:
         self.passes_saw_finished.append(self.finished)
         return super().predict_batch(items)
-
-    concurrent_passes = True
 
 
 def test_a_pass_waits_for_a_load_in_progress_even_without_the_pass_lock(tiny_models) -> None:
