@@ -55,8 +55,8 @@ def plan_batches(lengths: Sequence[int], max_rows: int, cost: CostModel | None =
 
 def longest_first(costs: Sequence[float], streams: int) -> tuple[list[int], float]:
     """Sub-batches taken by ``streams`` passes at once, each stream taking the next when it is
-    free: the order that finishes soonest for such a greedy pull (most expensive first), and
-    when the last one ends, in the units of ``costs``."""
+    free: the order to hand them out in (most expensive first, the classic greedy schedule, not
+    always the best one), and when the last one ends, in the units of ``costs``."""
     if streams < 1:
         raise ValueError(f"streams must be >= 1, got {streams}")
     order = sorted(range(len(costs)), key=lambda i: -costs[i])
