@@ -351,7 +351,7 @@ class ModelWrapper:
         results: list[Any] = [None] * len(prepared)
         lengths = [0]
         if len(prepared) > 1:
-            with self._lock:  # the fast tokenizer is not thread-safe
+            with self._pass_lock():  # a plugin's own tokenizer calls in predict_batch hold it
                 lengths = self.token_lengths(prepared)
         for batch in plan_batches(lengths, self.settings["batch_size"], self.cost_model):
             for index, result in zip(batch, self.run_prepared([prepared[i] for i in batch])):
