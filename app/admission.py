@@ -17,9 +17,10 @@ A refusal that comes sooner than its client can use it only invites the next one
 no cost where the HTTP server offers a way to delay a response without holding a thread
 (:data:`HOLD_RESPONSE`, which ``modeldeploy serve`` provides): clients retrying at once then send
 at most that many requests a second, whatever their number, and the CPU stays with the models.
-Only retries that did not wait, and new connections beyond the rate, wait for their turn
-(:class:`RefusalPacer`): a client that paused after its last refusal, or that was served before,
-is told at once, storm or not, as long as such clients stay within the rate.
+Only requests sent as soon as their connection's last answer arrived (a 503 or a 200: both are
+how a storm client behaves), and new connections beyond the rate, wait for their turn
+(:class:`RefusalPacer`): a client that paused after its last answer is told at once, storm or
+not, as long as such clients stay within the rate.
 """
 
 from __future__ import annotations
@@ -46,12 +47,17 @@ HOLD_RESPONSE = "modeldeploy.hold_response"
 #: WSGI environ key of when the request's connection was opened (``time.monotonic()``), where the
 #: HTTP server knows it: the pacer tells a storm of new connections from clients it knows.
 CONNECTION_OPENED = "modeldeploy.connection_opened"
+#: WSGI environ key of when the connection's last answer, of any status, went out
+#: (``time.monotonic()``; None before its first), where the HTTP server knows it: the pacer tells a
+#: client that sent at once from one that waited.
+CONNECTION_ANSWERED = "modeldeploy.connection_answered"
 #: A refusal is never held longer than this (seconds), however long the line of refusals.
 MAX_HOLD_SECONDS = 5.0
 #: A hold shorter than this (seconds) is not worth one: the HTTP server releases held answers on a
 #: grid about this fine, so the refusal goes out at once instead.
 MIN_HOLD_SECONDS = 0.02
-#: A request on a connection refused less than this long ago (seconds) is a retry that did not wait.
+#: A request on a connection answered less than this long ago (seconds) did not wait: a retry, or a
+#: closed-loop client's next request.
 RETRY_GAP_SECONDS = 0.05
 #: Refusals sent at once in a burst, in seconds of the pacing rate: at the default 200/s, 50, more
 #: than a batch of clients answered together (32 by default) who all send again and are refused.
@@ -109,11 +115,16 @@ class RefusalPacer:
     the lanes after it, so that together they stay within ``rate`` and a lane waits only for the
     ones before it:
 
-    1. connections we know: open for a while and never refused, or refused at least
+    1. connections we know: open for a while and never answered, or last answered at least
        ``retry_gap`` seconds before this request (their client waited);
-    2. connections opened less than ``retry_gap`` before their first refusal: a client we do not
+    2. connections opened less than ``retry_gap`` before their first answer: a client we do not
        know yet (a storm of new connections queues here, not in front of the known ones);
-    3. retries sent within ``retry_gap`` of the connection's last refusal.
+    3. requests sent within ``retry_gap`` of the connection's last answer: retries, and clients
+       sending their next request as soon as a 200 came (in a storm, a third of its refusals went
+       to such clients; counted as known, they crowded out the clients that waited).
+
+    The connection's last answer is its last refusal from this pacer, or a later one the HTTP
+    server reports (``answered``).
     """
 
     def __init__(self, rate: float, retry_gap: float = RETRY_GAP_SECONDS, burst_seconds: float = BURST_SECONDS,
@@ -127,14 +138,15 @@ class RefusalPacer:
         self._refused_at: dict[Hashable, tuple[float, int]] = {}
         self._lock = threading.Lock()
 
-    def delay(self, connection: Hashable, opened: float | None = None) -> float:
+    def delay(self, connection: Hashable, opened: float | None = None, answered: float | None = None) -> float:
         """Seconds to hold the refusal about to be sent on ``connection`` (0: send it now), which was
-        opened at ``opened`` (monotonic seconds; None: long enough ago)."""
+        opened at ``opened`` and last answered at ``answered`` (monotonic seconds; None: long enough
+        ago, and never or unknown)."""
         if not self._lanes[0].interval:
             return 0.0
         now = self._clock()
         with self._lock:
-            lane = self._lane(connection, opened, now)
+            lane = self._lane(connection, opened, answered, now)
             wait = self._lanes[lane].take(now)
             for later in self._lanes[lane + 1:]:
                 later.take(now)
@@ -154,10 +166,12 @@ class RefusalPacer:
             for taken in self._lanes[lane:]:
                 taken.give_back()
 
-    def _lane(self, connection: Hashable, opened: float | None, now: float) -> int:
+    def _lane(self, connection: Hashable, opened: float | None, answered: float | None, now: float) -> int:
         last_refused = self._refused_at.get(connection)
-        if last_refused is not None:
-            return 2 if now - last_refused[0] < self.retry_gap else 0
+        last = max(last_refused[0] if last_refused is not None else -math.inf,
+                   answered if answered is not None else -math.inf)
+        if last > -math.inf:
+            return 2 if now - last < self.retry_gap else 0
         return 1 if opened is not None and now - opened < self.retry_gap else 0
 
     def _remember(self, connection: Hashable, refusal: tuple[float, int], now: float) -> None:
@@ -243,7 +257,7 @@ class AdmissionGate:
             opened = environ.get(CONNECTION_OPENED)
             # the time it opened tells a new connection from a closed one whose port it reuses
             connection = (environ.get("REMOTE_ADDR"), environ.get("REMOTE_PORT"), opened)
-            delay = self.pacer.delay(connection, opened)
+            delay = self.pacer.delay(connection, opened, environ.get(CONNECTION_ANSWERED))
             if delay > 0:
                 hold(delay, lambda: self.pacer.release(connection))
         return Refusal("503 SERVICE UNAVAILABLE", [

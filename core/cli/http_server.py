@@ -54,7 +54,7 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import build_http_date
 
-from ..app.admission import CONNECTION_OPENED, HOLD_RESPONSE, Refusal
+from ..app.admission import CONNECTION_ANSWERED, CONNECTION_OPENED, HOLD_RESPONSE, Refusal
 from ..app.deadlines import CANCELLATION
 from ..cancellation import Cancellation
 from ..config import ServerConfig
@@ -88,15 +88,20 @@ class ConnectionTimeouts:
 
 
 class _Task(WSGITask):
-    """A request whose app may hold its response back (:data:`HOLD_RESPONSE`) and learns when its
-    client hangs up (:data:`CANCELLATION`)."""
+    """A request whose app may hold its response back (:data:`HOLD_RESPONSE`), learns when its
+    client hangs up (:data:`CANCELLATION`) and when the connection's last answer went out."""
 
     def get_environment(self) -> dict[str, Any]:
         environ = super().get_environment()
         environ[HOLD_RESPONSE] = self.channel.hold
         environ[CONNECTION_OPENED] = self.channel.opened
+        environ[CONNECTION_ANSWERED] = self.channel.answered_at
         environ[CANCELLATION] = self.channel.cancellation
         return environ
+
+    def finish(self) -> None:
+        super().finish()
+        self.channel.mark_answered()
 
 
 class _Channel(HTTPChannel):
@@ -106,6 +111,9 @@ class _Channel(HTTPChannel):
     task_class = _Task
     request_started = 0.0
     held_until = 0.0
+    #: When the last answer on this connection went out (monotonic; a held one when it is due);
+    #: None before the first.
+    answered_at: float | None = None
     _on_drop: Callable[[], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -171,6 +179,7 @@ class _Channel(HTTPChannel):
         environ.update(REQUEST_METHOD=request.command, PATH_INFO=request.path, REMOTE_ADDR=self.addr[0],
                        REMOTE_PORT=str(self.addr[1]))
         environ["wsgi.input"], environ[HOLD_RESPONSE], environ[CONNECTION_OPENED] = body, self.hold, self.opened
+        environ[CONNECTION_ANSWERED] = self.answered_at
         try:
             refusal = judge(environ)
         except Exception:  # the app, on a thread, answers (and logs) whatever went wrong
@@ -190,6 +199,7 @@ class _Channel(HTTPChannel):
         elif request.version == "1.0":
             head.append("Connection: Keep-Alive")
         _append_output(self, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + refusal.body)
+        self.mark_answered()
         request.close()
         self.requests.pop(0)
         if close:
@@ -199,6 +209,10 @@ class _Channel(HTTPChannel):
             self.requests = []
         self.last_activity = time.time()
         return True
+
+    def mark_answered(self) -> None:
+        """An answer was written: it goes out now, or when its hold falls due."""
+        self.answered_at = max(time.monotonic(), self.held_until)
 
     def hold(self, seconds: float, on_drop: Callable[[], None] | None = None) -> None:
         """Send what is written from now on no sooner than ``seconds`` from now (rounded up to

@@ -268,6 +268,23 @@ def test_a_storm_of_new_connections_waits_behind_the_clients_we_know():
     assert pacer.delay("new-0", opened=clock.now) == 0.0  # told 0.2 s ago, it waited: known now
 
 
+def test_a_client_that_sends_as_soon_as_it_is_served_waits_with_the_retries():
+    clock = FakeClock()
+    pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
+    assert pacer.delay("served") == 0.0  # refused once, long before its 200 below
+    clock.now += 10
+    storm = [pacer.delay("storm") for _ in range(10)]
+    assert storm[-1] == pytest.approx(0.9)
+    clock.now += 0.1
+    # a 200 came 1 ms ago: a closed-loop client's next request, behind the storm's retries
+    assert pacer.delay("served", answered=clock.now - 0.001) == pytest.approx(0.9)
+    # a client that waited 100 ms after its answer is told at once, ahead of both
+    assert pacer.delay("thinker", answered=clock.now - 0.1) == 0.0
+    assert pacer.delay("storm") == pytest.approx(1.1)
+    # an answer the server reports older than the pacer's own refusal does not hide that refusal
+    assert pacer.delay("storm", answered=clock.now - 60) == pytest.approx(1.2)
+
+
 def test_the_gap_is_counted_from_when_the_refusal_is_sent_not_decided():
     clock = FakeClock()
     pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)

@@ -33,6 +33,10 @@ def app(environ, start_response):
         environ[http_server.HOLD_RESPONSE](0.2)
     if path == "/held-long":
         environ[http_server.HOLD_RESPONSE](30, DROPPED.set)
+    if path == "/answered":
+        answered = repr(environ[http_server.CONNECTION_ANSWERED]).encode()
+        start_response("200 OK", [("Content-Length", str(len(answered)))])
+        return [answered]
     start_response("200 OK", [("Content-Length", "2")])
     return [b"ok"]
 
@@ -86,6 +90,46 @@ def test_a_client_that_hangs_up_on_a_held_answer_is_reported(server) -> None:
         time.sleep(0.5)  # the answer is written and held for 30 s
         assert not DROPPED.is_set()
     assert DROPPED.wait(10)
+
+
+def test_the_app_learns_when_the_connections_last_answer_went_out(server) -> None:
+    with connect(server) as sock:
+        assert get(sock, "/answered") == b"None"  # nothing answered on this connection yet
+        sent = time.monotonic()
+        assert get(sock, "/held") == b"ok"
+        received = time.monotonic()
+        # a held answer went out when its hold fell due, not when the app wrote it
+        assert sent + 0.2 <= float(get(sock, "/answered")) <= received
+
+
+def test_a_refusal_written_on_the_loop_thread_counts_as_the_connections_last_answer() -> None:
+    seen: list[float | None] = []
+
+    def judge(environ):
+        seen.append(environ[http_server.CONNECTION_ANSWERED])
+        if environ["PATH_INFO"] == "/refuse":
+            return http_server.Refusal("503 SERVICE UNAVAILABLE", [("Content-Length", "2")], b"no")
+        return None
+
+    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=2,
+                                    max_body_bytes=1024, judge=judge)
+    thread = threading.Thread(target=served.serve, daemon=True)
+    thread.start()
+    try:
+        with connect(served) as sock:
+            sent = time.monotonic()
+            sock.sendall(b"GET /refuse HTTP/1.1\r\nHost: test\r\n\r\n")
+            answer = b""
+            while not answer.endswith(b"no"):
+                answer += sock.recv(65536)
+            received = time.monotonic()
+            assert answer.startswith(b"HTTP/1.1 503")
+            assert get(sock, "/") == b"ok"
+    finally:
+        served._stop.set()
+        thread.join(10)
+        served.drain(stop_models=lambda: None)
+    assert seen[0] is None and sent <= seen[1] <= received
 
 
 def test_a_judge_that_fails_passes_the_request_to_the_app(caplog) -> None:
