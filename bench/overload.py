@@ -7,10 +7,10 @@ serve`` process per model, loopback, always stopped), with review-like texts (be
 1. **Saturation**: wrk closed loop at c = 4, 8, 16, 32. Peak goodput is the best 200-answers/s;
    the saturating concurrency C the smallest c within 95 % of it.
 2. **Retry storms** at 4 x C and 16 x C clients that retry at once (plain wrk: a connection sends
-   its next request as soon as answered, 503 or not). Goodput against the peak; probes at 10/s
-   each (``/health/live``, ``/health/ready``, ``/``, ``/predict``), connected before the storm,
-   give the latency of a refusal and of a health check under the storm to a client that is not
-   part of it; the server's CPU time gives the cost of a refusal.
+   its next request as soon as answered, 503 or not). Goodput against the peak; probes
+   (``/health/live``, ``/health/ready``, ``/``, ``/predict``, each 100 ms after its last answer),
+   connected before the storm, give the latency of a refusal and of a health check under the storm
+   to a client that is not part of it; the server's CPU time gives the cost of a refusal.
 3. **Open-loop Poisson** arrivals at 2 x peak (bench/openloop.py), each request with
    ``X-Request-Timeout: 2``: goodput and the share of accepted requests answered 200 in time.
 
@@ -581,14 +581,16 @@ def report(results: dict[str, Any]) -> str:
               "minutes), and its ratio to the first peak is given too."),
              (f"- **Retry storm**: wrk with {' and '.join(f'{f} x C' for f in STORM_FACTORS)} connections for "
               f"{ph['storm']:g} s: each sends its next request as soon as it is answered, 503 or not (clients "
-              "retrying at once, ignoring Retry-After). Beside it, probes at 10/s each on their own keep-alive "
-              "connection, opened (with one request, not counted) before the storm begins: `GET /health/live`, "
-              "`GET /health/ready`, `GET /`, `POST /predict` (a review of median length); their latency is split "
-              "by status. The /predict probe is a client already connected that does not retry at once: the "
-              "refusal latency it sees is the one the 503 target is held to. The storm's own clients, which "
-              "send again as soon as they are refused, cannot all be refused that fast: with N of them and R "
-              "refusals a second (what the server allows, `server.max_refusals_per_second`), Little's law sets "
-              "their wait at about N / R (the wrk latency row)."),
+              "retrying at once, ignoring Retry-After). Beside it, probes each on their own keep-alive "
+              "connection, sending 100 ms after their last answer (at most 10/s), opened (with one request, "
+              "not counted) before the storm begins: `GET /health/live`, `GET /health/ready`, `GET /`, "
+              "`POST /predict` (a review of median length); their latency is split by status. The /predict "
+              "probe is a client already connected that waits 100 ms after every answer, a 200 as well as a "
+              "503 (the server paces a request sent within 50 ms of its connection's last answer as a storm "
+              "client's): the refusal latency it sees is the one the 503 target is held to. The storm's own "
+              "clients, which send again as soon as they are refused, cannot all be refused that fast: with N "
+              "of them and R refusals a second (what the server allows, `server.max_refusals_per_second`), "
+              "Little's law sets their wait at about N / R (the wrk latency row)."),
              ("- **CPU**: the server process's utime + stime (/proc/PID/stat) over the storm. Per refusal, "
               "estimated: (storm CPU - successes x CPU per success at C) / refusals, counting the /predict "
               "probe's answers too."),

@@ -1,14 +1,16 @@
 """Latency probes: what a health checker, a person opening the homepage and one more client see
 while the server is under load.
 
-Each probe runs on its own thread with its own keep-alive connection at a low fixed rate (10/s by
-default), so it adds little load and its answers are not queued behind its own earlier requests
-on a shared connection. The probes are clients already connected when the load begins (a health
-checker, a load balancer's pooled connection): each opens its connection and makes one request,
-not recorded, before :meth:`Probes.__enter__` returns. A probe that is late sends at once (no
-catch-up burst). Latency is split by status, since under overload a fast 503 and a slow 200 mean
-different things; a failed connection is reopened and that time counts in the probe's latency, as
-a client would feel it.
+Each probe runs on its own thread with its own keep-alive connection, and sends its next request
+one interval (1/rate: 100 ms by default) after its last answer, so it adds little load, its answers
+are not queued behind its own earlier requests on a shared connection, and it is always a client
+that waited: never one that sends as soon as it is answered, which the server paces as part of a
+storm (app/admission.py). So after a slow 200 it does not catch up. The probes are clients already
+connected when the load begins (a health checker, a load balancer's pooled connection): each opens
+its connection and makes one request, not recorded, before :meth:`Probes.__enter__` returns.
+Latency is split by status, since under overload a fast 503 and a slow 200 mean different things;
+a failed connection is reopened and that time counts in the probe's latency, as a client would
+feel it.
 """
 
 from __future__ import annotations
@@ -64,13 +66,11 @@ class Probes:
         headers = {"Content-Type": "application/json"} if target.body else {}
         connection, _ = self._exchange(None, target, headers)  # connected before the load begins
         connected.set()
-        due = time.monotonic()
         while not self._stop.is_set():
             started = time.perf_counter()
             connection, status = self._exchange(connection, target, headers)
             self.samples[target.label].append((status, (time.perf_counter() - started) * 1000))
-            due = max(due + self.interval, time.monotonic())
-            self._stop.wait(due - time.monotonic())
+            self._stop.wait(self.interval)
         if connection is not None:
             connection.close()
 
