@@ -80,8 +80,12 @@ class PassStreams:
             while self._pending:
                 self._all_done.wait()
             error, times = self._error, self._times
+            self._error = None  # its traceback would keep the failed pass's frames alive
         if error is not None:
-            raise error
+            try:
+                raise error
+            finally:
+                del error  # else this frame, kept by the traceback, and the error would form a cycle
         return times
 
     def close(self) -> None:
@@ -132,3 +136,4 @@ class PassStreams:
                 self._pending -= 1
                 if not self._pending:
                     self._all_done.notify()
+            taken = job = error = None  # waiting for the next, a stream keeps neither this pass's inputs nor its model

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -105,6 +106,26 @@ def test_a_failing_job_is_raised_after_the_others_have_ended(streams) -> None:
         streams.run([slow, failing])
     assert finished.is_set()
     assert len(streams.run([lambda: None, lambda: None])) == 2  # the streams still work
+
+
+def test_idle_streams_keep_no_job_alive(streams) -> None:
+    """A stream waiting for work holds neither its last pass (and so its model) nor a failure's
+    traceback: a retired model version is freed as soon as its batcher lets go of it."""
+
+    class Job:
+        def __init__(self, fails: bool) -> None:
+            self.fails = fails
+
+        def __call__(self) -> None:
+            if self.fails:
+                raise ValueError("bad pass")
+
+    jobs = [Job(False), Job(True)]
+    gone = [weakref.ref(job) for job in jobs]
+    with pytest.raises(ValueError):
+        streams.run(jobs)
+    del jobs
+    assert [ref() for ref in gone] == [None, None]  # freed by their reference counts, no collection needed
 
 
 def test_one_stream_takes_the_jobs_in_the_order_given() -> None:
