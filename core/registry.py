@@ -27,12 +27,13 @@ import logging
 import math
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from . import heap, loading, metrics
+from . import collector, heap, loading, metrics
 from .batching import Batcher, configure_torch_threads
 from .cancellation import Cancellation
 from .config import Config, ModelConfig
@@ -327,6 +328,7 @@ class Registry:
                 if served.generation == generation:
                     served.set_status(ModelStatus(FAILED, reason, elapsed, fix=fix, attempts=attempt))
             return False
+        collector.freeze_survivors()  # what the model holds lives as long as it serves: out of the collector's walks
         with self._lock:
             # closed while loading: nothing may serve any more; an operator took over: theirs serves
             if self._closing.is_set() or served.generation != generation:
@@ -426,6 +428,7 @@ class Registry:
                 if isinstance(exc, ModelDeployError):
                     raise
                 raise ModelLoadError(reason) from exc
+            collector.freeze_survivors()
             with self._lock:
                 if self._closing.is_set():
                     batcher.close()
@@ -437,6 +440,7 @@ class Registry:
                  config.source or entry.wrapper_class.default_source, wrapper.device)
         if retired is not None:
             self._retire_in_background(retired, config.batch.timeout)
+            del retired  # the retiring thread holds the only reference left
         return served.status
 
     def _operator_load_failed(self, served: ServedModel, config: ModelConfig, exc: BaseException,
@@ -464,13 +468,21 @@ class Registry:
                 retired, served.batcher = served.batcher, None
                 served.set_status(ModelStatus(UNLOADED, attempts=served.status.attempts))
             if retired is not None:
+                wrapper = weakref.ref(retired.wrapper)
                 retired.retire(served.config.batch.timeout)
+                del retired
+                collector.free_retired(wrapper)
         log.info("model %s unloaded by an operator", name)
 
     @staticmethod
     def _retire_in_background(batcher: Batcher, timeout: float) -> None:
-        threading.Thread(target=batcher.retire, args=(timeout,), name=f"modeldeploy-retire-{batcher.name}",
-                         daemon=True).start()
+        retiring, wrapper = [batcher], weakref.ref(batcher.wrapper)
+
+        def retire() -> None:
+            retiring.pop().retire(timeout)  # the last reference to the old version, unless it is in a cycle
+            collector.free_retired(wrapper)
+
+        threading.Thread(target=retire, name=f"modeldeploy-retire-{batcher.name}", daemon=True).start()
 
     # ------------------------------------------------------------------ serving
     def predict(self, name: str, data: str | Sequence[str]) -> Any:

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TextIO
 
+from .. import collector
 from ..config import ENGINES, Config, load_config
 from ..devices import resolve_device
 from ..errors import ConfigError, ModelLoadError
@@ -98,6 +99,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 1
     server.stop_on_signals()
     registry.when_served_changes(lambda names: _grow_threads(server, config, names))
+    collector.enable()  # loaded models stay out of full garbage collections (a pause for every request)
     registry.start()  # in the background, once the port is ours: the server answers while models load
     announce_listening(server.addresses, sys.stdout)
     server.serve()  # until SIGTERM or Ctrl-C

@@ -28,6 +28,7 @@ from collections import deque
 from multiprocessing.connection import Connection, Listener
 from typing import Any
 
+from .. import collector
 from ..cancellation import Cancellation
 from ..config import Config
 from ..errors import ModelNotReadyError, PredictionError
@@ -46,6 +47,7 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
     """The worker's main (the target of a spawned process): listen, load the model (unless it
     starts ``unloaded``, as an operator left it), answer."""
     log_settings.apply()
+    collector.enable()
     # Ctrl-C, and a service manager's SIGTERM to the whole group, are the front's: it drains its
     # requests first, then stops its workers
     for signum in (signal.SIGINT, signal.SIGTERM):

@@ -23,6 +23,7 @@ from ray import serve
 from ray.serve import Application
 from ray.serve.handle import DeploymentHandle
 
+from .. import collector
 from ..app import create_app
 from ..config import Config, ModelConfig
 from ..logs import LogSettings
@@ -50,6 +51,7 @@ class ModelReplica:
 
     def __init__(self, config: Config, name: str, log_settings: LogSettings) -> None:
         log_settings.apply()
+        collector.enable()  # this replica's process is the model's own
         model = config.model(name)
         # torch gets the CPUs this replica reserved, unless the config says otherwise
         server = dataclasses.replace(config.server, torch_threads=config.server.torch_threads or int(model.num_cpus))
