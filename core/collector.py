@@ -2,12 +2,13 @@
 
 A server with a model loaded holds hundreds of thousands of Python objects (the MiniLM classifier's
 with torch and transformers: 364,000) that live as long as it does, and each full collection walked
-all of them with the GIL held. Under a storm of 512 clients, one took 210 ms, and every request,
+all of them with the GIL held. Under a storm of 512 clients, one took 221-237 ms, and every request,
 health checks and the refusals written on the HTTP loop's thread included, waited behind it (the
-only probe answers over 100 ms in that storm came right after it). Once a model is loaded,
-:func:`freeze_survivors` collects the garbage among the objects made since the last freeze and
-moves the rest into the collector's permanent generation (``gc.freeze``), which collections skip:
-full collections then walk only what was made since, mostly the requests' (8.8 ms in that storm).
+only probe answers over 100 ms in that storm came right after it; bench/results-gc-pauses.md). Once
+a model is loaded, :func:`freeze_survivors` collects the garbage among the objects made since the
+last freeze and moves the rest into the collector's permanent generation (``gc.freeze``), which
+collections skip: full collections then walk only what was made since, mostly the requests' (at most
+10.5 ms there).
 
 Frozen objects are never collected as cycles. A retired model version (unloaded, or replaced by a
 new one) is normally freed by its reference counts; if it is still alive once nothing should hold
