@@ -8,6 +8,7 @@ connection the loop forgot would hang until the socket times out and fail the te
 from __future__ import annotations
 
 import collections
+import contextlib
 import select
 import socket
 import threading
@@ -53,6 +54,21 @@ def server(monkeypatch) -> Iterator[http_server.HttpServer]:
     served._stop.set()
     thread.join(10)
     served.drain(stop_models=lambda: None)
+
+
+@contextlib.contextmanager
+def judged_server(judge: http_server.EarlyJudge) -> Iterator[http_server.HttpServer]:
+    """A server whose requests ``judge`` sees first, on the loop's thread."""
+    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=2,
+                                    max_body_bytes=1024, judge=judge)
+    thread = threading.Thread(target=served.serve, daemon=True)
+    thread.start()
+    try:
+        yield served
+    finally:
+        served._stop.set()
+        thread.join(10)
+        served.drain(stop_models=lambda: None)
 
 
 def get(sock: socket.socket, path: str) -> bytes:
@@ -111,24 +127,15 @@ def test_a_refusal_written_on_the_loop_thread_counts_as_the_connections_last_ans
             return http_server.Refusal("503 SERVICE UNAVAILABLE", [("Content-Length", "2")], b"no")
         return None
 
-    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=2,
-                                    max_body_bytes=1024, judge=judge)
-    thread = threading.Thread(target=served.serve, daemon=True)
-    thread.start()
-    try:
-        with connect(served) as sock:
-            sent = time.monotonic()
-            sock.sendall(b"GET /refuse HTTP/1.1\r\nHost: test\r\n\r\n")
-            answer = b""
-            while not answer.endswith(b"no"):
-                answer += sock.recv(65536)
-            received = time.monotonic()
-            assert answer.startswith(b"HTTP/1.1 503")
-            assert get(sock, "/") == b"ok"
-    finally:
-        served._stop.set()
-        thread.join(10)
-        served.drain(stop_models=lambda: None)
+    with judged_server(judge) as served, connect(served) as sock:
+        sent = time.monotonic()
+        sock.sendall(b"GET /refuse HTTP/1.1\r\nHost: test\r\n\r\n")
+        answer = b""
+        while not answer.endswith(b"no"):
+            answer += sock.recv(65536)
+        received = time.monotonic()
+        assert answer.startswith(b"HTTP/1.1 503")
+        assert get(sock, "/") == b"ok"
     assert seen[0] is None and sent <= seen[1] <= received
 
 
@@ -136,17 +143,8 @@ def test_a_judge_that_fails_passes_the_request_to_the_app(caplog) -> None:
     def failing(environ):
         raise RuntimeError("judge bug")
 
-    served = http_server.HttpServer(app, ServerConfig(port=0, shutdown_grace_seconds=1), threads=2,
-                                    max_body_bytes=1024, judge=failing)
-    thread = threading.Thread(target=served.serve, daemon=True)
-    thread.start()
-    try:
-        with connect(served) as sock:
-            assert get(sock, "/") == b"ok"
-    finally:
-        served._stop.set()
-        thread.join(10)
-        served.drain(stop_models=lambda: None)
+    with judged_server(failing) as served, connect(served) as sock:
+        assert get(sock, "/") == b"ok"
     assert "the admission judge failed on GET /" in caplog.text and "judge bug" in caplog.text
 
 
