@@ -6,7 +6,7 @@ moves (see core/collector.py). This runs the MiniLM classifier's server (``model
 overload harness's batch settings) from each frozen install given, with a ``sitecustomize`` beside
 the install that logs every collection of 5 ms or more (``gc.callbacks``: generation, start,
 length), and during a storm of ``--clients`` connections retrying at once (wrk) probes
-``/health/live`` 100 ms after each answer, recording when each probe was sent. Reported per run:
+``/health/live`` 100 ms after each answer (bench/probes.py), recording when each probe was sent. Reported per run:
 the storm's goodput, the collections that fell inside it (the longest, and their sum), and the
 probe's latency, with the probe answers over 100 ms and whether a logged collection had started
 within 250 ms before each.
@@ -20,11 +20,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import http.client
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +33,7 @@ import loadgen  # noqa: E402
 import overload  # noqa: E402
 import recording  # noqa: E402
 import reviews  # noqa: E402
+from probes import Probes, Target  # noqa: E402
 
 #: Logged by the server's sitecustomize for each collection of at least 5 ms.
 PAUSE_LOGGER = '''import gc, sys, time
@@ -47,22 +46,9 @@ def _log(phase, info):
               file=sys.stderr, flush=True)
 gc.callbacks.append(_log)
 '''
-PROBE_INTERVAL = 0.1
 SLOW_MS = 100.0
 #: A probe answer this soon after a collection started is counted as behind it.
 BEHIND_SECONDS = 0.25
-
-
-def probe(port: int, samples: list[tuple[float, float]], stop: threading.Event) -> None:
-    """``GET /health/live`` on one keep-alive connection, 100 ms after each answer: (sent, ms)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    while not stop.is_set():
-        sent = time.monotonic()
-        connection.request("GET", "/health/live")
-        connection.getresponse().read()
-        samples.append((sent, (time.monotonic() - sent) * 1000))
-        stop.wait(PROBE_INTERVAL)
-    connection.close()
 
 
 def pauses(log: Path) -> list[tuple[int, float, float]]:
@@ -84,20 +70,15 @@ def run(label: str, site: str, clients: int, seconds: float, work: Path) -> dict
             server.wait_ready()
             bodies = reviews.write_bodies(work / "gc-pauses-sentiment-bodies.jsonl", "sentiment", overload.BODIES)
             loadgen.wrk(server.url, bodies, 32, 5)  # warm-up
-            samples: list[tuple[float, float]] = []
-            stop = threading.Event()
-            prober = threading.Thread(target=probe, args=(server.port, samples, stop))
-            prober.start()
-            time.sleep(1)
-            began = time.monotonic()
-            load = loadgen.wrk(server.url, bodies, clients, seconds)
-            ended = time.monotonic()
-            stop.set()
-            prober.join()
+            with Probes("127.0.0.1", server.port, [Target("live", "GET", "/health/live")]) as probes:
+                time.sleep(1)
+                began = time.monotonic()
+                load = loadgen.wrk(server.url, bodies, clients, seconds)
+                ended = time.monotonic()
         finally:
             server.stop()
     inside = [(g, s, d) for g, s, d in pauses(server.log_path) if began <= s <= ended]
-    during = [(sent, ms) for sent, ms in samples if began <= sent <= ended]
+    during = [(sent, ms) for _, ms, sent in probes.samples["live"] if began <= sent <= ended]
     latencies = [ms for _, ms in during]
     slow = [(sent, ms) for sent, ms in during if ms > SLOW_MS]
     return {

@@ -44,7 +44,8 @@ class Probes:
                  timeout: float = 10.0) -> None:
         self.host, self.port, self.interval, self.timeout = host, port, 1.0 / rate, timeout
         self.targets = list(targets)
-        self.samples: dict[str, list[tuple[str, float]]] = {target.label: [] for target in self.targets}
+        #: Per target: (status, latency ms, when it was sent: ``time.monotonic()``) of each probe.
+        self.samples: dict[str, list[tuple[str, float, float]]] = {target.label: [] for target in self.targets}
         self._stop = threading.Event()
         self._connected = [threading.Event() for _ in self.targets]
         self._threads = [threading.Thread(target=self._probe, args=(target, connected), daemon=True)
@@ -67,9 +68,9 @@ class Probes:
         connection, _ = self._exchange(None, target, headers)  # connected before the load begins
         connected.set()
         while not self._stop.is_set():
-            started = time.perf_counter()
+            sent, started = time.monotonic(), time.perf_counter()
             connection, status = self._exchange(connection, target, headers)
-            self.samples[target.label].append((status, (time.perf_counter() - started) * 1000))
+            self.samples[target.label].append((status, (time.perf_counter() - started) * 1000, sent))
             self._stop.wait(self.interval)
         if connection is not None:
             connection.close()
@@ -102,7 +103,7 @@ class Probes:
         out: dict[str, Any] = {}
         for label, samples in self.samples.items():
             by_status: dict[str, list[float]] = {}
-            for status, ms in samples:
+            for status, ms, _ in samples:
                 by_status.setdefault(status, []).append(ms)
             out[label] = {"counts": {s: len(v) for s, v in sorted(by_status.items())},
                           "latency_ms": {s: _percentiles(v) for s, v in sorted(by_status.items())}}
