@@ -298,6 +298,18 @@ class ModelWrapper:
             self._remembered = {text: {key: encoded[key][i] for key in keys} for i, text in enumerate(texts)}
         return [len(row) for row in encoded["input_ids"]]
 
+    def pass_shape(self, tokens: int) -> tuple[int, int]:
+        """The rows of a forward pass a text of ``tokens`` tokens (before truncation) fills, and
+        the length each is padded to: one row of at most ``max_length`` unless the task reads long
+        texts in several windows. Admission prices a queued text by it, from an estimate of its
+        tokens; it must agree with :meth:`pass_shapes`."""
+        return 1, min(tokens, self.max_length)
+
+    def pass_shapes(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """``(rows, length)`` of each prepared text, from its real tokens: what the batch planner
+        pads (see :meth:`pass_shape`)."""
+        return [(1, length) for length in self.token_lengths(texts)]
+
     def predict_batch(self, items: list[str]) -> list[Any]:
         """Run one batch of prepared texts; return one raw output per item, in order."""
         raise NotImplementedError

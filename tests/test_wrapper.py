@@ -52,6 +52,30 @@ def test_truncation_uses_the_model_window(tiny_models):
     assert wrapper.token_lengths(["word " * 1000, ""]) == [128, 2]  # [CLS] [SEP] for empty
 
 
+def test_a_text_fills_one_row_truncated_to_the_window(tiny_models):
+    wrapper = modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]))
+    assert wrapper.pass_shapes(["word " * 1000, ""]) == [(1, 128), (1, 2)]
+    assert [wrapper.pass_shape(1002), wrapper.pass_shape(2)] == [(1, 128), (1, 2)]
+
+
+@pytest.mark.parametrize("stride", [0, 32, 100])
+def test_a_long_text_fills_a_full_row_per_window_ner_reads(tiny_models, stride):
+    """The windows the planner counts (``pass_shapes``) are those ``predict_batch`` reads, and the
+    estimate from a token count (``pass_shape``, what admission prices) agrees with them."""
+    wrapper = modeldeploy.load("ner", source=str(tiny_models["ner"]), settings={"stride": stride})
+    assert wrapper.max_length == 128
+    words = "Angela Merkel met Emmanuel Macron in Paris on a rainy Tuesday".split()
+    shapes = set()
+    for count in [*range(1, 400, 7), 124, 125, 126, 127, 128]:
+        text = " ".join(words[i % len(words)] for i in range(count))
+        tokens = len(wrapper.tokenizer(text)["input_ids"])
+        (shape,) = wrapper.pass_shapes([text])
+        assert shape == wrapper.pass_shape(tokens), (count, tokens)
+        assert shape == ((1, tokens) if tokens <= 128 else (shape[0], 128))
+        shapes.add(shape)
+    assert max(rows for rows, _ in shapes) >= 3  # the texts reached three windows and more
+
+
 def test_lists_larger_than_batch_size_keep_their_order(tiny_models):
     small = modeldeploy.load("sentiment", source=str(tiny_models["sentiment"]), settings={"batch_size": 2})
     texts = [f"text number {i} " * (i % 4 + 1) for i in range(7)]

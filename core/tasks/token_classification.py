@@ -6,6 +6,8 @@ overlap), so entities anywhere in a long document are found, not only in its fir
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,18 +57,26 @@ class TokenClassificationWrapper(ModelWrapper):
             raise ConfigError(f"setting 'stride' of model {cls.name!r} must be >= 0")
         return settings
 
+    def pass_shape(self, tokens: int) -> tuple[int, int]:
+        """A text longer than the window fills one full row per window; each window after the
+        first reads ``stride`` tokens of the one before again."""
+        window = self.max_length
+        if tokens <= window:
+            return 1, tokens
+        step = window - self.tokenizer.num_special_tokens_to_add(pair=False) - self._stride()
+        return 1 + math.ceil((tokens - window) / step), window
+
+    def pass_shapes(self, texts: Sequence[str]) -> list[tuple[int, int]]:
+        """The windows of each text, as :meth:`predict_batch` will cut them."""
+        encoded = self._windows(list(texts))
+        shapes = [(0, 0)] * len(texts)
+        for ids, sample in zip(encoded["input_ids"], encoded["overflow_to_sample_mapping"]):
+            rows, length = shapes[sample]
+            shapes[sample] = (rows + 1, max(length, len(ids)))
+        return shapes
+
     def predict_batch(self, items: list[str]) -> list[list[dict[str, Any]]]:
-        stride = min(self.settings["stride"], self.max_length // 2)
-        encoded = self.tokenize(
-            items,
-            padding=True,
-            truncation=True,
-            max_length=self.max_length,
-            stride=stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            return_tensors="pt",
-        )
+        encoded = self._windows(items, padding=True, return_offsets_mapping=True, return_tensors="pt")
         probabilities = self.model(**self.model_inputs(encoded)).logits.float().softmax(dim=-1).tolist()
         windows_of = encoded["overflow_to_sample_mapping"].tolist()
         offsets = encoded["offset_mapping"].tolist()
@@ -81,6 +91,14 @@ class TokenClassificationWrapper(ModelWrapper):
                 kept.append(_Token(start, end, word, probabilities[window][position]))
         labels = self.model.config.id2label
         return [self._entities(text, self._words(toks, labels)) for text, toks in zip(items, tokens)]
+
+    def _stride(self) -> int:
+        return min(self.settings["stride"], self.max_length // 2)
+
+    def _windows(self, items: list[str], **options: Any) -> Any:
+        """Tokenize ``items`` into overlapping windows of at most ``max_length`` tokens."""
+        return self.tokenize(items, truncation=True, max_length=self.max_length, stride=self._stride(),
+                             return_overflowing_tokens=True, **options)
 
     def _words(self, tokens: list[_Token], labels: dict[int, str]) -> list[_Word]:
         words: list[_Word] = []
