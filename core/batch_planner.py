@@ -6,12 +6,13 @@ tiny batches pay the per-call overhead again and again. A forward pass of ``rows
 length and splits them into contiguous groups minimising the total of that cost (exact dynamic
 programming: with sorted lengths some optimal partition is contiguous). Pure functions, shared by
 the server's batcher and ``ModelWrapper.predict``. :class:`WorkPricer` turns the same cost model
-into seconds for work not yet planned (what admission compares with a request's deadline).
+into seconds for work not yet planned (what admission compares with a request's deadline), and
+:class:`LearnedPrice` the cost of a plan into seconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -96,66 +97,77 @@ EXCESS_MARGIN = 2.0
 MAX_EXCESS = 1.0
 
 
-class WorkPricer:
+class LearnedPrice:
+    """Seconds per unit of predicted cost, learned from what the work really took (a moving
+    average), with a margin: a price is a promise to a deadline, so it includes how far work has
+    recently run past its own price (twice the moving average of the relative excess, work counting
+    at most twice its price). Work that is predictable is priced at its mean, work that varies
+    above it."""
+
+    def __init__(self) -> None:
+        #: Seconds work really took per unit of predicted cost; None before any was measured.
+        self.scale: float | None = None
+        #: How far work ran past its price, relative to it (moving average; 0 when within it).
+        self.excess = 0.0
+
+    def seconds(self, units: float) -> float:
+        """Predicted seconds of work of ``units``, with its margin (0 before any work was
+        measured: nothing to scale by)."""
+        return self.mean_seconds(units) * (1 + EXCESS_MARGIN * self.excess)
+
+    def mean_seconds(self, units: float) -> float:
+        """Predicted seconds of work of ``units``, without a margin."""
+        return 0.0 if self.scale is None else self.scale * units
+
+    def observe(self, units: float, seconds: float) -> None:
+        """Learn from work of ``units`` that took ``seconds``."""
+        if units <= 0 or seconds <= 0:
+            return
+        if self.scale is not None:  # work past twice its price (a stall) counts as twice
+            over = seconds / (self.scale * units) - 1
+            self.excess = _smooth(self.excess, min(MAX_EXCESS, max(0.0, over)))
+        self.scale = _smooth(self.scale, seconds / units)
+
+
+class WorkPricer(LearnedPrice):
     """Seconds a round of queued texts will take, before they are tokenized or planned.
 
     Admission must price a queue in microseconds, so it cannot tokenize and plan it. Each text
-    is weighed by the fitted cost model: its share of a pass's ``overhead`` (one ``max_rows``-th)
-    plus ``per_token`` times its tokens (estimated from its characters at the ratio rounds
-    measured). What rounds really took per unit of that weight (a moving average) turns weight
-    into seconds, so padding, extra sub-batches and the machine's current speed are learned
-    rather than assumed. A queue of long texts so costs more than one of short texts, which an
-    average per item cannot tell apart; and where the cost model sees no length effect (a cost
-    per text), every text weighs the same and the price is the recent cost per item.
-
-    A price is a promise to a deadline, so it includes how far rounds have recently run past
-    their own price (twice the moving average of the relative excess, a round counting at most
-    twice its price): a model whose rounds are predictable is priced at its mean, one whose rounds
-    vary is priced above it.
+    is weighed when it is queued, by the fitted cost model: its share of a pass's ``overhead``
+    (one ``max_rows``-th per row it fills) plus ``per_token`` times the tokens its rows are padded
+    to, its tokens estimated from its characters at the ratio rounds measured and turned into
+    rows by ``shape_of`` (the wrapper's ``pass_shape``: a text read in windows fills one full row
+    per window). What rounds really took per unit of that weight turns weight into seconds (a
+    :class:`LearnedPrice`), so padding, extra sub-batches and the machine's current speed are
+    learned rather than assumed. A queue of long texts so costs more than one of short texts,
+    which an average per item cannot tell apart; and where the cost model sees no length effect (a
+    cost per text), every text weighs the same and the price is the recent cost per item.
     """
 
-    def __init__(self, max_rows: int) -> None:
+    def __init__(self, max_rows: int, shape_of: Callable[[int], tuple[int, int]] = lambda tokens: (1, tokens)) -> None:
+        super().__init__()
         self.max_rows = max_rows
-        #: Tokens per character of the texts rounds counted (moving average); None before any.
+        self.shape_of = shape_of
+        #: Tokens per character of the one-row texts rounds counted (moving average); None before any.
         self.tokens_per_char: float | None = None
-        #: Characters of a typical item (moving average): the size of a request not yet read.
-        self.chars_per_item: float | None = None
-        #: Seconds rounds really took per unit of estimated weight; None before any round.
-        self.scale: float | None = None
-        #: How far rounds ran past their price, relative to it (moving average; 0 when within it).
-        self.excess = 0.0
+        #: Weight of a typical text (moving average): the size of a request not yet read.
+        self.weight_per_item: float | None = None
 
-    def estimate(self, cost: CostModel, rows: float, chars: float) -> float:
-        """The cost-model weight of ``rows`` texts of ``chars`` characters in all (linear in both,
-        so a queue's weight is the sum of its texts')."""
-        tokens = chars * (self.tokens_per_char or DEFAULT_TOKENS_PER_CHAR)
-        return cost.overhead * rows / self.max_rows + cost.per_token * tokens
+    def weight(self, cost: CostModel, chars: int) -> float:
+        """The cost-model weight of one text of ``chars`` characters (a queue's is the sum of its texts')."""
+        tokens = max(1, round(chars * (self.tokens_per_char or DEFAULT_TOKENS_PER_CHAR)))
+        rows, length = self.shape_of(tokens)
+        return cost.overhead * rows / self.max_rows + cost.per_token * rows * length
 
-    def seconds(self, cost: CostModel, rows: float, chars: float) -> float:
-        """Predicted seconds of that work, with its margin (0 before any round was measured:
-        nothing to scale by)."""
-        margin = 1 + EXCESS_MARGIN * self.excess
-        return 0.0 if self.scale is None else self.mean_seconds(cost, rows, chars) * margin
-
-    def mean_seconds(self, cost: CostModel, rows: float, chars: float) -> float:
-        """Predicted seconds of that work, without a margin."""
-        return 0.0 if self.scale is None else self.scale * self.estimate(cost, rows, chars)
-
-    def observe(self, cost: CostModel, rows: int, chars: int, tokens: int | None, seconds: float) -> None:
-        """Learn from a round of ``rows`` texts, ``chars`` characters, ``tokens`` tokens when they
-        were counted, that took ``seconds``."""
-        if rows <= 0 or seconds <= 0:
+    def observe_round(self, items: int, weight: float, seconds: float, chars: int = 0, tokens: int = 0) -> None:
+        """Learn from a round of ``items`` texts of ``weight`` in all that took ``seconds``, in which
+        texts of ``chars`` characters, each in one row, were counted to hold ``tokens`` tokens."""
+        if items <= 0 or seconds <= 0 or weight <= 0:
             return
         if tokens and chars:
             self.tokens_per_char = _smooth(self.tokens_per_char, tokens / chars)
-        self.chars_per_item = _smooth(self.chars_per_item, chars / rows)
-        estimate = self.estimate(cost, rows, chars)
-        if estimate <= 0:
-            return
-        if self.scale is not None:  # a round past twice its price (a stall) counts as twice
-            over = seconds / (self.scale * estimate) - 1
-            self.excess = _smooth(self.excess, min(MAX_EXCESS, max(0.0, over)))
-        self.scale = _smooth(self.scale, seconds / estimate)
+        self.weight_per_item = _smooth(self.weight_per_item, weight / items)
+        self.observe(weight, seconds)
 
 
 def _smooth(previous: float | None, latest: float) -> float:

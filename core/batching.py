@@ -38,7 +38,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import metrics, openmp
-from .batch_planner import CostModel, WorkPricer, fit_cost_model, longest_first, parallel_pays, plan_batches
+from .batch_planner import (
+    CostModel,
+    LearnedPrice,
+    WorkPricer,
+    fit_cost_model,
+    longest_first,
+    parallel_pays,
+    plan_batches,
+)
 from .cancellation import Cancellation
 from .config import BatchConfig
 from .errors import (
@@ -98,6 +106,8 @@ class _Item:
     index: int
     #: The prepared text (``ModelWrapper.prepare_texts`` ran on the caller's thread).
     text: str
+    #: What the pricer weighed it at when it was queued.
+    weight: float
 
 
 @dataclass(frozen=True)
@@ -128,14 +138,21 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._last_round = _RoundSummary()
         #: Prices queued work in seconds, learning from each round.
-        self._pricer = WorkPricer(self.config.max_batch_size)
-        #: Characters of the prepared texts queued (what the pricer prices).
-        self._queued_chars = 0
+        self._pricer = WorkPricer(self.config.max_batch_size, wrapper.pass_shape)
+        #: The pricer's weight of the items queued.
+        self._queued_weight = 0.0
+        #: Turns the cost model's seconds for a round's plan into real seconds (a planned round
+        #: is priced far closer than one still in the queue).
+        self._plan_price = LearnedPrice()
         #: The earliest deadline (monotonic) of the requests queued; inf when none is.
         self._earliest_deadline = math.inf
-        #: When the running round started (None between rounds) and its predicted seconds.
+        #: When the running round started (None between rounds) and its predicted seconds (the
+        #: pricer's, then its plan's once it is planned).
         self._round_started: float | None = None
         self._round_seconds = 0.0
+        #: Work was refused since the last round was drained: more is offered than the model can
+        #: take, so the next round does not wait for companions (see :meth:`_drain`).
+        self._turned_away = False
         #: Passes run at once for rounds of several sub-batches (None: one at a time; see
         #: :mod:`modeldeploy.pass_streams`).
         self._streams: PassStreams | None = None
@@ -202,7 +219,7 @@ class Batcher:
         with self._cond:
             self._stopping = True
             pending, self._queue = list(self._queue), deque()
-            self._queued_chars, self._earliest_deadline = 0, math.inf
+            self._queued_weight, self._earliest_deadline = 0.0, math.inf
             self._cond.notify_all()
         for request in {item.request for item in pending}:
             request.error = ModelNotReadyError(f"model {self.name!r} is shutting down")
@@ -225,40 +242,45 @@ class Batcher:
         """The error a one-text request with ``timeout`` would get now, judged before its texts are
         read (no lock: a stale view only moves one request either side of the limit), so the
         HTTP front can refuse it before parsing its body; its size is taken to be a typical item's."""
-        chars = round(self._pricer.chars_per_item or 0)
-        return self._admission_error(len(self._queue), 1, chars, self.deadline_seconds(timeout))
+        weight = self._pricer.weight_per_item or 0.0
+        refusal = self._admission_error(len(self._queue), 1, weight, self.deadline_seconds(timeout))
+        if refusal is not None:
+            self._turned_away = True
+        return refusal
 
     def deadline_seconds(self, timeout: float | None) -> float:
         """A request's time limit: the model's ``timeout``, lowered (never raised) by the client's."""
         return self.config.timeout if timeout is None else min(timeout, self.config.timeout)
 
-    def predicted_wait(self, items_ahead: int, chars_ahead: int, arrivals: bool = True) -> float:
-        """Seconds before work queued behind ``items_ahead`` items of ``chars_ahead`` characters
-        (its own included) would be answered, priced by :class:`~modeldeploy.batch_planner.WorkPricer`.
+    def predicted_wait(self, items_ahead: int, weight_ahead: float, arrivals: bool = True) -> float:
+        """Seconds before work queued behind ``items_ahead`` items weighing ``weight_ahead`` (its
+        own included) would be answered, priced by :class:`~modeldeploy.batch_planner.WorkPricer`.
 
         Work queued now runs in the round after the running one, with whatever else arrives
         before that round starts; the round sorts its items by length, so any of them may come
         first. So the wait is what is left of the running round (its predicted seconds, less
-        those spent) plus the whole next round: the items ahead and those expected to arrive
+        those spent), the pause the next round may take to regroup (none once work was refused:
+        see :meth:`_drain`), plus the whole next round: the items ahead and those expected to arrive
         meanwhile (at the rate the queue filled since the running round began, up to a full queue;
         not counted with ``arrivals=False``). An expected arrival is priced at the size of a
         typical item (what rounds measured; before any, the items ahead's average), not at that of
         the items ahead: just after a round starts the rate is steep, and one long text ahead
         would otherwise be priced as a queue of copies of itself.
         """
-        cost = self.wrapper.cost_model
         started = self._round_started
         if started is None:
-            return self._pricer.seconds(cost, items_ahead, chars_ahead)
+            return self._pricer.seconds(weight_ahead)
         elapsed = time.monotonic() - started
         round_left = max(0.0, self._round_seconds - elapsed)
+        if not self._turned_away:  # the next round may wait for companions first
+            round_left += self.config.regroup_wait * self._round_seconds
         arriving = len(self._queue) / elapsed * round_left if elapsed > 0 and arrivals else 0.0
         arriving = min(arriving, max(0, self.config.max_queue - items_ahead))
-        typical = self._pricer.chars_per_item or (chars_ahead / items_ahead if items_ahead else 0.0)
-        return round_left + self._pricer.seconds(cost, items_ahead + arriving, chars_ahead + arriving * typical)
+        typical = self._pricer.weight_per_item or (weight_ahead / items_ahead if items_ahead else 0.0)
+        return round_left + self._pricer.seconds(weight_ahead + arriving * typical)
 
-    def _admission_error(self, queued: int, size: int, chars: int, timeout: float) -> OverloadedError | None:
-        """Why ``size`` more items of ``chars`` characters cannot be taken behind ``queued``, or
+    def _admission_error(self, queued: int, size: int, weight: float, timeout: float) -> OverloadedError | None:
+        """Why ``size`` more items weighing ``weight`` cannot be taken behind ``queued``, or
         None: the queue is full (a request always fits an empty queue), the predicted wait exceeds
         the request's deadline (an idle model takes anything: only its own items are ahead), or the
         next round, with these items in it, would end after the earliest deadline of the queued
@@ -268,7 +290,7 @@ class Batcher:
                                    f"{self.config.max_queue}); retry later", retry_after=1)
         if not queued and self._round_started is None:
             return None
-        wait = self.predicted_wait(queued + size, self._queued_chars + chars)
+        wait = self.predicted_wait(queued + size, self._queued_weight + weight)
         if wait > timeout:
             return OverloadedError(
                 f"model {self.name!r} cannot answer within the request's deadline ({timeout:g} s): about "
@@ -279,8 +301,8 @@ class Batcher:
         # later arrivals are judged when they come: what is queued now, with and without these
         # items; a request already too late to save does not hold the others back
         until_earliest = self._earliest_deadline - time.monotonic()
-        with_these = self.predicted_wait(queued + size, self._queued_chars + chars, arrivals=False)
-        if with_these > until_earliest >= self.predicted_wait(queued, self._queued_chars, arrivals=False):
+        with_these = self.predicted_wait(queued + size, self._queued_weight + weight, arrivals=False)
+        if with_these > until_earliest >= self.predicted_wait(queued, self._queued_weight, arrivals=False):
             return OverloadedError(
                 f"model {self.name!r} cannot take more work without making requests it accepted late (the "
                 f"earliest is due in {max(0.0, until_earliest):.1f} s); retry later",
@@ -315,13 +337,16 @@ class Batcher:
                 raise BatcherRetiredError(f"model {self.name!r}: this version was retired")
             if self._stopping or self._thread is None:
                 raise ModelNotReadyError(f"model {self.name!r} is not serving", retry_after=5)
-            chars = sum(map(len, prepared))
-            refusal = self._admission_error(len(self._queue), len(prepared), chars, timeout)
+            cost = self.wrapper.cost_model
+            weights = [self._pricer.weight(cost, len(text)) for text in prepared]
+            refusal = self._admission_error(len(self._queue), len(prepared), sum(weights), timeout)
             if refusal is not None:
+                self._turned_away = True
                 metrics.ITEMS.labels(self.name, "rejected").inc(len(prepared))
                 raise refusal
-            self._queue.extend(_Item(request, i, text) for i, text in enumerate(prepared))
-            self._queued_chars += chars
+            self._queue.extend(_Item(request, i, text, weight)
+                               for i, (text, weight) in enumerate(zip(prepared, weights)))
+            self._queued_weight += sum(weights)
             self._earliest_deadline = min(self._earliest_deadline, request.deadline)
             self._set_depth(len(self._queue))
             self._cond.notify()
@@ -347,7 +372,7 @@ class Batcher:
             request.abandoned = True
             before = len(self._queue)
             self._queue = deque(item for item in self._queue if item.request is not request)
-            self._queued_chars = sum(len(item.text) for item in self._queue)
+            self._queued_weight = sum(item.weight for item in self._queue)
             self._earliest_deadline = min((item.request.deadline for item in self._queue), default=math.inf)
             self._set_depth(len(self._queue))
         if before > len(self._queue):
@@ -401,7 +426,9 @@ class Batcher:
         Items answered by the round's earlier sub-batches may have come back during its last one:
         up to that many of the Q are the N's own clients, not others, and are not counted twice
         (counted twice, 4 clients made every round wait its whole window for companions that
-        could not come: 3 ms of every 29 ms round of the classifier).
+        could not come: 3 ms of every 29 ms round of the classifier). Once work has been refused
+        since the last round was drained, no round waits: more is offered than the model takes,
+        and a pause would only idle it (and make the accepted work later than it was priced).
         """
         with self._cond:
             while not self._queue and not self._stopping and not self._retiring:
@@ -410,7 +437,7 @@ class Batcher:
                 return None
             last = self._last_round
             wait_until = time.monotonic() + self.config.max_wait_ms / 1000
-            regroup_until = last.ended + self.config.regroup_wait * last.duration
+            regroup_until = 0.0 if self._turned_away else last.ended + self.config.regroup_wait * last.duration
             others = max(0, last.queued_at_end - last.answered_early)
             expected = min(last.answered + others, self.config.max_batch_size)
             while len(self._queue) < self.config.max_batch_size and not (self._stopping or self._retiring):
@@ -420,7 +447,8 @@ class Batcher:
                     break
                 self._cond.wait(left)
             items, self._queue = list(self._queue), deque()
-            self._queued_chars, self._earliest_deadline = 0, math.inf
+            self._queued_weight, self._earliest_deadline = 0.0, math.inf
+            self._turned_away = False
             self._set_depth(0)
         return items
 
@@ -429,39 +457,56 @@ class Batcher:
         if not live:
             return
         started = time.monotonic()
-        chars = sum(len(item.text) for item in live)
-        self._round_seconds = self._pricer.seconds(self.wrapper.cost_model, len(live), chars)
+        weight = sum(item.weight for item in live)
+        self._round_seconds = self._pricer.seconds(weight)
         self._round_started = started
-        tokens, answered_early = None, 0
+        counted, planned, answered_early = (0, 0), 0.0, 0
         try:
-            tokens, answered_early = self._plan_and_compute(live)
+            counted, planned, answered_early = self._plan_and_compute(live)
         finally:
             ended = time.monotonic()
             with self._cond:
                 self._last_round = _RoundSummary(len(live), len(self._queue), ended, ended - started,
                                                  answered_early)
                 self._round_started = None
-                self._pricer.observe(self.wrapper.cost_model, len(live), chars, tokens, ended - started)
+                self._pricer.observe_round(len(live), weight, ended - started, *counted)
+                self._plan_price.observe(planned, ended - started)
 
-    def _plan_and_compute(self, live: list[_Item]) -> tuple[int | None, int]:
-        """Run the round's sub-batches; the tokens it counted to plan them (None for a lone item,
-        which needs no plan: it is not tokenized twice), and the items answered before its last
-        sub-batch began."""
+    def _plan_and_compute(self, live: list[_Item]) -> tuple[tuple[int, int], float, int]:
+        """Run the round's sub-batches; the characters and tokens of the one-row texts it counted
+        to plan them (none for a lone item, which needs no plan: it is not tokenized twice), the
+        cost model's seconds for the plan it ran (0 for a lone item), and the items answered
+        before its last sub-batch began."""
         wrapper = self.wrapper
-        lengths = [0]
+        shapes, counted = [(1, 0)], (0, 0)
         if len(live) > 1:
-            lengths = wrapper.token_lengths([item.text for item in live])
+            shapes = wrapper.pass_shapes([item.text for item in live])
+            one_row = [(len(item.text), length) for item, (filled, length) in zip(live, shapes) if filled == 1]
+            counted = (sum(chars for chars, _ in one_row), sum(tokens for _, tokens in one_row))
+        rows, lengths = zip(*shapes)
+        # a text in several windows is in a sub-batch padded to the full window whatever the plan,
+        # so its extra rows change no plan, only what its sub-batch costs
         batches = plan_batches(lengths, self.config.max_batch_size, wrapper.cost_model)
-        tokens = sum(lengths) if len(live) > 1 else None
+        passes = [(sum(rows[i] for i in batch), max(lengths[batch[-1]], 1)) for batch in batches]
+        alone = [wrapper.cost_model.cost(*shape) for shape in passes]
+        planned = sum(alone) if len(live) > 1 else 0.0
         if self._streams is not None and len(batches) > 1:
-            shapes = [(len(batch), max(lengths[batch[-1]], 1)) for batch in batches]
-            alone = [wrapper.cost_model.cost(*shape) for shape in shapes]
-            at_once = [self._stream_pass_cost(*shape) for shape in shapes]
+            at_once = [self._stream_pass_cost(*shape) for shape in passes]
             if parallel_pays(alone, at_once, self._streams.count):
-                return tokens, self._compute_at_once([[live[i] for i in batch] for batch in batches], at_once)
+                planned = longest_first(at_once, self._streams.count)[1]
+                self._price_plan(planned)
+                answered_early = self._compute_at_once([[live[i] for i in batch] for batch in batches], at_once)
+                return counted, planned, answered_early
+        self._price_plan(planned)
         for batch in batches:
             self._compute_live([live[i] for i in batch])
-        return tokens, len(live) - len(batches[-1])
+        return counted, planned, len(live) - len(batches[-1])
+
+    def _price_plan(self, planned: float) -> None:
+        """Once the running round is planned, its price is its plan's (when rounds have taught how
+        plans compare with what they really take)."""
+        if planned > 0 and self._plan_price.scale is not None:
+            self._round_seconds = self._plan_price.seconds(planned)
 
     def _compute_at_once(self, batches: list[list[_Item]], costs: list[float]) -> int:
         """Run the sub-batches on the pass streams, the most expensive first; the items answered
@@ -558,9 +603,9 @@ def calibrate_cost_model(wrapper: ModelWrapper, shapes: Sequence[tuple[int, int]
     timed(wrapper.prepare_texts(_texts(words, *shapes[0])))
     for rows, word_count in shapes:
         texts = wrapper.prepare_texts(_texts(words, rows, word_count))
-        max_len = max(wrapper.token_lengths(texts))
+        measured = wrapper.pass_shapes(texts)
         seconds = min(timed(texts) for _ in range(repeats))
-        samples.append((rows, max_len, seconds))
+        samples.append((sum(filled for filled, _ in measured), max(length for _, length in measured), seconds))
     return fit_cost_model(samples)
 
 

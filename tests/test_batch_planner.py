@@ -7,7 +7,14 @@ import random
 
 import pytest
 
-from modeldeploy.batch_planner import DEFAULT_TOKENS_PER_CHAR, CostModel, WorkPricer, fit_cost_model, plan_batches
+from modeldeploy.batch_planner import (
+    DEFAULT_TOKENS_PER_CHAR,
+    CostModel,
+    LearnedPrice,
+    WorkPricer,
+    fit_cost_model,
+    plan_batches,
+)
 
 
 def plan_cost(batches, lengths, cost: CostModel) -> float:
@@ -82,41 +89,55 @@ def test_fit_needs_two_sizes_and_never_makes_tokens_free() -> None:
     assert noisy.per_token > 0 and noisy.overhead >= 0
 
 
-def test_the_pricer_scales_the_cost_model_by_what_rounds_really_took() -> None:
-    """Each text weighs its share of a pass's overhead plus its tokens' cost; rounds teach what a
-    unit of weight takes."""
-    pricer = WorkPricer(max_rows=4)
+def test_the_pricer_weighs_each_text_by_the_rows_and_tokens_it_fills() -> None:
+    """A text weighs its share of a pass's overhead per row plus the padded tokens of its rows;
+    its tokens are estimated from its characters, and a text read in windows fills a full row
+    for each."""
     cost = CostModel(overhead=0.01, per_token=0.001)
-    assert pricer.seconds(cost, 4, 400) == 0.0  # before any round there is nothing to scale by
-    assert pricer.estimate(cost, 4, 400) == pytest.approx(0.01 + 0.001 * 400 * DEFAULT_TOKENS_PER_CHAR)
-    pricer.observe(cost, rows=4, chars=400, tokens=200, seconds=0.42)
-    assert pricer.tokens_per_char == 0.5 and pricer.chars_per_item == 100
-    # the estimate of that round was 0.01 + 0.001 x 200 = 0.21 s; it took twice as long
-    assert pricer.scale == pytest.approx(2.0)
-    assert pricer.seconds(cost, 4, 400) == pytest.approx(0.42)
-    assert pricer.seconds(cost, 4, 4000) == pytest.approx(2 * (0.01 + 2.0))  # longer texts cost more
-    assert pricer.seconds(cost, 5, 400) == pytest.approx(0.42 + 2 * 0.01 / 4)  # a fifth row: its share of a pass
-    assert pricer.seconds(cost, 0, 0) == 0.0
-    pricer.observe(cost, rows=1, chars=100, tokens=None, seconds=0.091875)  # a lone text is not counted
+    plain = WorkPricer(max_rows=4)
+    assert plain.weight(cost, 400) == pytest.approx(0.01 / 4 + 0.001 * 400 * DEFAULT_TOKENS_PER_CHAR)
+    windows = WorkPricer(max_rows=4, shape_of=lambda tokens: (1, tokens) if tokens <= 100 else (3, 100))
+    assert windows.weight(cost, 400) == pytest.approx(0.01 / 4 + 0.001 * 100)  # 100 tokens: one row
+    assert windows.weight(cost, 404) == pytest.approx(3 * 0.01 / 4 + 0.001 * 3 * 100)  # 101: three full rows
+    windows.observe_round(items=2, weight=0.2, seconds=0.4, chars=100, tokens=50)
+    assert windows.tokens_per_char == 0.5  # learned from the one-row texts: 200 characters now fill a window
+    assert windows.weight(cost, 200) == pytest.approx(0.01 / 4 + 0.001 * 100)
+
+
+def test_the_pricer_scales_weights_by_what_rounds_really_took() -> None:
+    pricer = WorkPricer(max_rows=4)
+    assert pricer.seconds(0.21) == 0.0  # before any round there is nothing to scale by
+    pricer.observe_round(items=4, weight=0.21, seconds=0.42, chars=400, tokens=200)
+    assert pricer.tokens_per_char == 0.5 and pricer.weight_per_item == pytest.approx(0.21 / 4)
+    assert pricer.scale == pytest.approx(2.0)  # the round took twice its weight
+    assert pricer.seconds(0.21) == pytest.approx(0.42)
+    assert pricer.seconds(2.01) == pytest.approx(4.02)  # heavier work costs more
+    assert pricer.seconds(0.0) == 0.0
+    pricer.observe_round(items=1, weight=0.0525, seconds=0.091875)  # a lone text: no tokens counted
     assert pricer.tokens_per_char == 0.5
-    # its weight was 0.01 / 4 + 0.001 x 50 = 0.0525, it took 1.75 x that: the scale moves a fifth of the way
+    # it took 1.75 x its weight: the scale moves a fifth of the way
     assert pricer.scale == pytest.approx(0.8 * 2.0 + 0.2 * 1.75)
+    scale, typical = pricer.scale, pricer.weight_per_item
+    pricer.observe_round(items=0, weight=0.1, seconds=1.0)  # nothing to learn from
+    pricer.observe_round(items=1, weight=0.0, seconds=1.0)
+    assert (pricer.scale, pricer.weight_per_item) == (scale, typical)
 
 
-def test_the_price_adds_twice_the_recent_excess_of_rounds_over_their_price() -> None:
-    """A price is a promise to a deadline: rounds that run past theirs raise the next prices."""
-    pricer = WorkPricer(max_rows=4)
-    cost = CostModel(overhead=0.01, per_token=0.001)
-    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=0.22)  # weight 0.11: 2 s per unit
-    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=0.11)  # half its price: no excess
-    assert pricer.excess == 0.0
-    assert pricer.seconds(cost, 4, 400) == pytest.approx(pricer.mean_seconds(cost, 4, 400))
-    scale = pricer.scale
+def test_the_price_adds_twice_the_recent_excess_of_work_over_its_price() -> None:
+    """A price is a promise to a deadline: work that runs past its price raises the next prices."""
+    price = LearnedPrice()
+    price.observe(0.11, 0.22)  # 2 s per unit
+    price.observe(0.11, 0.11)  # half its price: no excess
+    assert price.excess == 0.0
+    assert price.seconds(0.11) == pytest.approx(price.mean_seconds(0.11))
+    scale = price.scale
     assert scale == pytest.approx(0.8 * 2.0 + 0.2 * 1.0)
-    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=scale * 0.11 * 1.5)  # 50 % over its price
-    assert pricer.excess == pytest.approx(0.2 * 0.5)
-    assert pricer.seconds(cost, 4, 400) == pytest.approx(pricer.mean_seconds(cost, 4, 400) * (1 + 2 * 0.1))
-    assert pricer.mean_seconds(cost, 4, 400) == pytest.approx(pricer.scale * 0.11)
-    excess = pricer.excess
-    pricer.observe(cost, rows=4, chars=400, tokens=100, seconds=pricer.scale * 0.11 * 50)  # a stall
-    assert pricer.excess == pytest.approx(0.8 * excess + 0.2 * 1.0)  # counts as twice its price, no more
+    price.observe(0.11, scale * 0.11 * 1.5)  # 50 % over its price
+    assert price.excess == pytest.approx(0.2 * 0.5)
+    assert price.seconds(0.11) == pytest.approx(price.mean_seconds(0.11) * (1 + 2 * 0.1))
+    assert price.mean_seconds(0.11) == pytest.approx(price.scale * 0.11)
+    excess = price.excess
+    price.observe(0.11, price.scale * 0.11 * 50)  # a stall
+    assert price.excess == pytest.approx(0.8 * excess + 0.2 * 1.0)  # counts as twice its price, no more
+    price.observe(0.0, 1.0)  # a lone text: no plan to learn from
+    assert price.excess == pytest.approx(0.8 * excess + 0.2 * 1.0)

@@ -163,9 +163,10 @@ def test_a_list_is_split_across_batches_and_reassembled(gated) -> None:
 
 
 def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoolExecutor,
-                        queued_meanwhile: int = 0) -> list[Any]:
+                        queued_meanwhile: int = 0, refused_meanwhile: bool = False) -> list[Any]:
     """Make the batcher answer one round of 4 requests that takes ``SLEEPY_SECONDS``, with
-    ``queued_meanwhile`` other requests sent during it (their futures are returned)."""
+    ``queued_meanwhile`` other requests sent during it (their futures are returned), and with
+    ``refused_meanwhile`` one refused during it (its deadline too short)."""
     gated.cost_model = GROUPINGS["few-batches"]  # the 4 run as one forward pass
     gated.gate.clear()
     busy = pool.submit(batcher.predict, "slow")
@@ -180,6 +181,9 @@ def run_a_round_of_four(gated: GatedSentiment, batcher: Batcher, pool: ThreadPoo
         time.sleep(0.01)
     others = [pool.submit(batcher.predict, f"meanwhile {i}") for i in range(queued_meanwhile)]
     wait_for_queue(batcher, queued_meanwhile)
+    if refused_meanwhile:
+        with pytest.raises(OverloadedError, match="cannot answer within the request's deadline"):
+            batcher.submit(["too late"], timeout=0.001)
     for future in round_of_four:
         future.result(timeout=60)
     assert len(gated.batches[-1]) == 4 and all("sleepy" in text for text in gated.batches[-1])
@@ -212,6 +216,21 @@ def test_after_a_busy_round_the_batcher_regroups_the_clients_it_answered(gated, 
         assert sizes == [4]
     else:
         assert sizes[0] == 1 and sum(sizes) == 4
+
+
+def test_no_round_waits_to_regroup_once_work_was_refused(gated) -> None:
+    """More is offered than the model takes: a pause for companions would only idle it, and make
+    the work accepted later than it was priced."""
+    batcher = started(gated, max_batch_size=8, regroup_wait=1.0)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            run_a_round_of_four(gated, batcher, pool, refused_meanwhile=True)
+            before = len(gated.batches)
+            send_spaced(batcher, pool, [f"again {i}" for i in range(4)], gap=0.1)
+    finally:
+        batcher.close()
+    sizes = [len(batch) for batch in gated.batches[before:]]
+    assert sizes[0] == 1 and sum(sizes) == 4
 
 
 def test_regrouping_also_waits_for_what_queued_during_the_round(gated) -> None:
@@ -549,40 +568,72 @@ def test_work_that_would_make_an_accepted_request_late_is_refused(gated) -> None
         batcher.close()
 
 
+def test_a_planned_round_is_priced_by_its_plan(gated) -> None:
+    """Before a round is planned its price is the pricer's guess from characters; once planned,
+    it is the plan's cost model seconds scaled by what plans really took, which it then teaches."""
+    gated.cost_model = CostModel(overhead=0.5, per_token=0.0)  # one pass of both texts: 0.5 s planned
+    batcher = started(gated, max_batch_size=8)
+    batcher._plan_price.scale = 2.0  # plans have taken twice their cost
+    gated.gate.clear()
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            both = pool.submit(batcher.submit, ["slow a", "slow b"])
+            wait_until_busy(gated)
+            assert batcher._round_seconds == pytest.approx(2.0 * 0.5)
+            time.sleep(0.1)
+            gated.gate.set()
+            assert len(both.result(timeout=30)) == 2
+    finally:
+        gated.gate.set()
+        batcher.close()
+    # the round took 0.1-0.3 s of its 0.5 planned: the scale moves a fifth of the way towards that
+    assert 0.8 * 2.0 + 0.2 * 0.2 < batcher._plan_price.scale < 0.8 * 2.0 + 0.2 * 0.6
+
+
 def test_a_queued_request_already_too_late_holds_no_one_back(gated) -> None:
     gated.cost_model = CostModel(overhead=0.0, per_token=0.01)
     batcher = Batcher(gated, BatchConfig(max_queue=64, max_batch_size=8))
     batcher._pricer.scale, batcher._pricer.tokens_per_char = 1.0, 0.25
     batcher._queue.append(None)  # one queued text of 400 characters: 1 s of work
-    batcher._queued_chars, batcher._earliest_deadline = 400, time.monotonic() + 0.5  # due before it can run
-    assert batcher._admission_error(1, 1, 40, 30.0) is None
+    batcher._queued_weight = batcher._pricer.weight(gated.cost_model, 400)
+    batcher._earliest_deadline = time.monotonic() + 0.5  # due before it can run
+    newcomer = batcher._pricer.weight(gated.cost_model, 40)  # 0.1 s
+    assert batcher._admission_error(1, 1, newcomer, 30.0) is None
     batcher._earliest_deadline = time.monotonic() + 1.05  # in time unless something joins it
-    assert "accepted late" in str(batcher._admission_error(1, 1, 40, 30.0))
+    assert "accepted late" in str(batcher._admission_error(1, 1, newcomer, 30.0))
 
 
 def test_the_predicted_wait_counts_the_rest_of_the_round_and_the_whole_next_one(gated) -> None:
-    """Work queued now runs after the running round, in a round that also takes what arrives
-    meanwhile (sorted by length, any of it may come first), so all of it counts, up to a full queue,
-    priced by the cost model on the queued characters."""
-    batcher = Batcher(gated, BatchConfig(max_queue=64, max_batch_size=8))
+    """Work queued now runs after the running round and the pause the next round may take to
+    regroup, in a round that also takes what arrives meanwhile (sorted by length, any of it may
+    come first), so all of it counts, up to a full queue, priced by the weights of the texts."""
+    batcher = Batcher(gated, BatchConfig(max_queue=64, max_batch_size=8, regroup_wait=0.1))
     gated.cost_model = CostModel(overhead=0.1, per_token=0.001)
-    assert batcher.predicted_wait(10, 400) == 0.0  # nothing measured yet: nothing to scale by
+    short = batcher._pricer.weight(gated.cost_model, 40)  # an eighth of a pass's 0.1 s and 10 tokens: 0.0225
+    assert short == pytest.approx(0.0225)
+    assert batcher.predicted_wait(10, 10 * short) == 0.0  # nothing measured yet: nothing to scale by
     batcher._pricer.scale, batcher._pricer.tokens_per_char = 1.0, 0.25
-    # idle: 10 texts of 400 characters in all (100 tokens): 10 eighths of a pass's 0.1 s, and 0.1 s of tokens
-    assert batcher.predicted_wait(10, 400) == pytest.approx(0.225)
+    assert batcher.predicted_wait(10, 10 * short) == pytest.approx(0.225)  # idle: the texts alone
     batcher._round_seconds, batcher._round_started = 2.0, time.monotonic() - 1.0  # 1 s of a 2 s round left
     batcher._queue.extend([None] * 10)  # 10 items queued in the round's first second
-    # 1 s left + 11 ahead and 10 more expected in that second, each the size of those ahead:
-    # 21 rows (21/8 x 0.1 s) of 21 x 40 characters (210 tokens, 0.21 s)
-    assert batcher.predicted_wait(11, 440) == pytest.approx(1.0 + 0.2625 + 0.21, abs=0.05)
-    batcher._queue.extend([None] * 30)  # 40 queued in 1 s: 40 more expected before the next round
-    # 41 ahead + 40 expected is more than a round can hold: a full queue, 64 rows (8 passes) of 40 characters
-    assert batcher.predicted_wait(41, 41 * 40) == pytest.approx(1.0 + 0.8 + 0.64, abs=0.05)
+    # 1 s left, a pause of a tenth of the round (0.2 s), then 11 ahead and the 12 expected in those
+    # 1.2 s, each the size of those ahead: 23 texts of 0.0225
+    assert batcher.predicted_wait(11, 11 * short) == pytest.approx(1.0 + 0.2 + 23 * 0.0225, abs=0.05)
+    batcher._queue.extend([None] * 30)  # 40 queued in 1 s: 48 more expected before the next round
+    # 41 ahead + 48 expected is more than a round can hold: a full queue, 64 texts
+    assert batcher.predicted_wait(41, 41 * short) == pytest.approx(1.0 + 0.2 + 64 * 0.0225, abs=0.05)
     # the same number of texts, ten times longer, waits longer
-    assert batcher.predicted_wait(41, 41 * 400) > batcher.predicted_wait(41, 41 * 40) + 5
-    # once rounds have measured a typical item (40 characters), what is expected to arrive is priced
-    # at that size, not at the size of what is ahead: one text of 4,000 characters and 40 expected,
-    # 41 rows (0.5125 s) of 5,600 characters (1,400 tokens, 1.4 s), not 41 copies of the long text (41 s)
-    batcher._pricer.chars_per_item = 40.0
-    assert batcher.predicted_wait(1, 4000) == pytest.approx(1.0 + 0.5125 + 1.4, abs=0.05)
-    assert batcher.predicted_wait(1, 4000, arrivals=False) == pytest.approx(1.0 + 0.0125 + 1.0, abs=0.05)
+    long = batcher._pricer.weight(gated.cost_model, 400)
+    assert batcher.predicted_wait(41, 41 * long) > batcher.predicted_wait(41, 41 * short) + 5
+    # a text longer than the model reads weighs what it is truncated to: 4,000 characters, 128 tokens
+    assert gated.max_length == 128
+    huge = batcher._pricer.weight(gated.cost_model, 4000)
+    assert huge == pytest.approx(0.0125 + 0.128)
+    # once rounds have measured a typical item, what is expected to arrive is priced at that size,
+    # not at the size of what is ahead: the long text and 48 typical ones, not 49 long ones
+    batcher._pricer.weight_per_item = short
+    assert batcher.predicted_wait(1, huge) == pytest.approx(1.0 + 0.2 + 0.1405 + 48 * 0.0225, abs=0.05)
+    assert batcher.predicted_wait(1, huge, arrivals=False) == pytest.approx(1.0 + 0.2 + 0.1405, abs=0.05)
+    # once work was refused the next round will not pause
+    batcher._turned_away = True
+    assert batcher.predicted_wait(1, huge, arrivals=False) == pytest.approx(1.0 + 0.1405, abs=0.05)

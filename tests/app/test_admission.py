@@ -185,7 +185,8 @@ def test_admission_prices_queued_work_by_the_rounds_it_has_seen(echo, app_for):
     assert served.admission_refusal(0.01) is None  # an empty queue takes anything
     registry.predict("echo", "sleep:0.3")
     batcher = served.batcher
-    assert 0.2 < batcher.predicted_wait(1, len("sleep:0.3")) < 1.0  # a round like the one seen
+    weight = batcher._pricer.weight(batcher.wrapper.cost_model, len("sleep:0.3"))
+    assert 0.2 < batcher.predicted_wait(1, weight) < 1.0  # a round like the one seen
     assert batcher.predicted_wait(0, 0) == 0.0
 
 
