@@ -558,7 +558,8 @@ def model_section(model: str, r: dict[str, Any]) -> list[str]:
 
 
 def header(results: dict[str, Any]) -> list[str]:
-    dirty = ", with uncommitted changes to the server" if results["dirty"] else ""
+    # a frozen install is the server, whatever the working tree holds
+    dirty = ", with uncommitted changes to the server" if results["dirty"] and not results["server_pythonpath"] else ""
     site = (f"; the server ran from a frozen install of commit {results.get('server_commit') or results['commit']}"
             if results["server_pythonpath"] else "")
     if results.get("server_settings"):
