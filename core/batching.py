@@ -8,8 +8,9 @@ it drains everything queued (a lone request runs at once unless ``max_wait_ms`` 
 companions; right after a busy round it may wait briefly to regroup, see :meth:`Batcher._drain`),
 measures each text's rows and token lengths once (``ModelWrapper.pass_shapes``), and runs the
 cost-minimising padded sub-batches of :func:`~modeldeploy.batch_planner.plan_batches`, answering
-each request as soon as its last item is done. It receives texts already validated and prepared by the caller's thread
-(:meth:`Batcher.submit`) and never touches them again before the forward pass.
+each request as soon as its last item is done. It receives texts already validated and prepared
+by the caller's thread (:meth:`Batcher.submit`) and never touches them again before the forward
+pass.
 
 Admission happens at once, before anything is queued: a full queue, or a predicted wait (the
 rest of the running round and the whole next one, priced by the fitted cost model on the queued

@@ -63,8 +63,17 @@ class TokenClassificationWrapper(ModelWrapper):
         window = self.max_length
         if tokens <= window:
             return 1, tokens
-        step = window - self.tokenizer.num_special_tokens_to_add(pair=False) - self._stride()
+        step = window - self._special_tokens() - self._stride()
         return 1 + math.ceil((tokens - window) / step), window
+
+    def _special_tokens(self) -> int:
+        """Tokens the tokenizer adds to each window, counted once under the tokenizer lock:
+        admission asks on callers' threads, beside the batcher's tokenizing (see ``tokenize``)."""
+        count = getattr(self, "_special_token_count", None)
+        if count is None:
+            with self._tokenizer_lock:
+                count = self._special_token_count = self.tokenizer.num_special_tokens_to_add(pair=False)
+        return count
 
     def pass_shapes(self, texts: Sequence[str]) -> list[tuple[int, int]]:
         """The windows of each text, as :meth:`predict_batch` will cut them."""
