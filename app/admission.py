@@ -193,16 +193,22 @@ class AdmissionGate:
         self.pacer = RefusalPacer(registry.config.server.max_refusals_per_second)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        refusal = self.refusal(environ)
+        refusal = self.refusal(environ, arrived=True)
         if refusal is None:
             return self.app(environ, start_response)
         start_response(refusal.status, refusal.headers)
         return [refusal.body]
 
-    def refusal(self, environ: dict[str, Any]) -> Refusal | None:
+    def judge_before_dispatch(self, environ: dict[str, Any]) -> Refusal | None:
+        """:meth:`refusal` for the HTTP server, with a request's first environ keys, before a thread
+        is given the request: one let through counts as queued until it reaches the queue."""
+        return self.refusal(environ, reserve=True)
+
+    def refusal(self, environ: dict[str, Any], reserve: bool = False, arrived: bool = False) -> Refusal | None:
         """The 503 to answer this request with, or None to pass it on; when refusals are paced, the
-        refusal is held (``environ[HOLD_RESPONSE]``) before it is returned. Also called by the HTTP
-        server with a request's first environ keys, before a thread is given the request."""
+        refusal is held (``environ[HOLD_RESPONSE]``) before it is returned. ``reserve``: judged
+        before a thread has the request, which holds a place in the queue if let through;
+        ``arrived``: judged on its thread, where such a place ends."""
         target = self._target(environ)
         if target is None:
             return None
@@ -212,7 +218,9 @@ class AdmissionGate:
             served = self.registry.model(name)
         except (InvalidInputError, UnknownModelError):
             return None  # Flask answers these with their 400 / 404
-        reason = served.admission_refusal(timeout)
+        if arrived:
+            served.request_arrived()
+        reason = served.admission_refusal(timeout, reserve)
         return None if reason is None else self._refuse(environ, route, name, reason)
 
     def _target(self, environ: dict[str, Any]) -> tuple[str, str] | None:

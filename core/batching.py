@@ -26,6 +26,7 @@ model can be marked stuck. An exception is bisected down to the item(s) that cau
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -78,6 +79,11 @@ IDLE_POOL_RELEASE_SECONDS = 0.1
 #: too, than alone on all of them, until calibration measures it (the MiniLM classifier on 2 cores:
 #: 1.35x for one short text, 1.7-1.8x for 8-32 rows of 20-50 words, 2x for long texts).
 DEFAULT_STREAM_SLOWDOWN = 1.8
+
+#: How long a request the HTTP front let through counts as queued before it reaches the queue (it
+#: runs Flask on a task thread first): long enough for a task thread to get to it in a storm,
+#: bounded so that one which never arrives (its client hung up) stops counting.
+RESERVATION_SECONDS = 1.0
 
 
 @dataclass(eq=False)
@@ -154,6 +160,9 @@ class Batcher:
         #: Work was refused since the last round was drained: more is offered than the model can
         #: take, so the next round does not wait for companions (see :meth:`_drain`).
         self._turned_away = False
+        #: When each request let through by :meth:`refusal` with ``reserve`` stops counting as
+        #: queued (monotonic, oldest first), unless :meth:`end_reservation` ends it first.
+        self._reservations: deque[float] = deque()
         #: Passes run at once for rounds of several sub-batches (None: one at a time; see
         #: :mod:`modeldeploy.pass_streams`).
         self._streams: PassStreams | None = None
@@ -239,15 +248,33 @@ class Batcher:
         results = self.submit(self.wrapper.prepare_texts(texts), timeout)
         return results[0] if single else results
 
-    def refusal(self, timeout: float | None = None) -> OverloadedError | None:
+    def refusal(self, timeout: float | None = None, reserve: bool = False) -> OverloadedError | None:
         """The error a one-text request with ``timeout`` would get now, judged before its texts are
         read (no lock: a stale view only moves one request either side of the limit), so the
-        HTTP front can refuse it before parsing its body; its size is taken to be a typical item's."""
+        HTTP front can refuse it before parsing its body; its size is taken to be a typical item's.
+
+        With ``reserve``, a request let through counts as queued until :meth:`end_reservation`
+        says one has reached a task thread (or for RESERVATION_SECONDS): when a retry storm opens,
+        hundreds of requests are judged before the first of them is queued, and judged by the
+        queue alone, all would pass, wait for task threads, and be refused only then, slowly."""
+        now = time.monotonic()
+        while self._reservations and self._reservations[0] <= now:
+            with contextlib.suppress(IndexError):  # submit() may have taken it meanwhile
+                self._reservations.popleft()
         weight = self._pricer.weight_per_item or 0.0
-        refusal = self._admission_error(len(self._queue), 1, weight, self.deadline_seconds(timeout))
+        refusal = self._admission_error(len(self._queue), 1, weight, self.deadline_seconds(timeout),
+                                        reserved=len(self._reservations))
         if refusal is not None:
             self._turned_away = True
+        elif reserve:
+            self._reservations.append(now + RESERVATION_SECONDS)
         return refusal
+
+    def end_reservation(self) -> None:
+        """A request let through with ``reserve`` has reached a thread, which judges it again
+        against the queue itself: the oldest reservation ends (any one: they are alike)."""
+        with contextlib.suppress(IndexError):  # none left, or refusal() expired it meanwhile
+            self._reservations.popleft()
 
     def deadline_seconds(self, timeout: float | None) -> float:
         """A request's time limit: the model's ``timeout``, lowered (never raised) by the client's."""
@@ -280,14 +307,16 @@ class Batcher:
         typical = self._pricer.weight_per_item or (weight_ahead / items_ahead if items_ahead else 0.0)
         return round_left + self._pricer.seconds(weight_ahead + arriving * typical)
 
-    def _admission_error(self, queued: int, size: int, weight: float, timeout: float) -> OverloadedError | None:
-        """Why ``size`` more items weighing ``weight`` cannot be taken behind ``queued``, or
-        None: the queue is full (a request always fits an empty queue), the predicted wait exceeds
-        the request's deadline (an idle model takes anything: only its own items are ahead), or the
-        next round, with these items in it, would end after the earliest deadline of the queued
-        requests, which it would otherwise meet."""
-        if queued and queued + size > self.config.max_queue:
-            return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued, max_queue "
+    def _admission_error(self, queued: int, size: int, weight: float, timeout: float,
+                         reserved: int = 0) -> OverloadedError | None:
+        """Why ``size`` more items weighing ``weight`` cannot be taken behind ``queued`` and
+        ``reserved`` on their way, or None: the queue is full (a request always fits an empty
+        queue), the predicted wait exceeds the request's deadline (an idle model takes anything:
+        only its own items are ahead), or the next round, with these items in it, would end after
+        the earliest deadline of the queued requests, which it would otherwise meet."""
+        if queued + reserved and queued + reserved + size > self.config.max_queue:
+            coming = f", {reserved} on their way" if reserved else ""
+            return OverloadedError(f"model {self.name!r} is overloaded ({queued} items queued{coming}, max_queue "
                                    f"{self.config.max_queue}); retry later", retry_after=1)
         if not queued and self._round_started is None:
             return None

@@ -176,20 +176,27 @@ class ServedModel:
         """Whether what answers requests is in place (here: a batcher)."""
         return self.batcher is not None
 
-    def admission_refusal(self, timeout: float | None = None) -> ModelDeployError | None:
+    def admission_refusal(self, timeout: float | None = None, reserve: bool = False) -> ModelDeployError | None:
         """The error a one-text request with ``timeout`` would get now (not ready, overloaded, too
         late for its deadline), or None: judged without its texts, so the HTTP front can refuse
-        before parsing the body. A request let through is still checked in full."""
+        before parsing the body. A request let through is still checked in full; with
+        ``reserve`` it counts as queued until :meth:`request_arrived` (see ``Batcher.refusal``)."""
         try:
             self.raise_unless_ready()
         except ModelNotReadyError as exc:
             return exc
-        return self._queue_refusal(timeout)
+        return self._queue_refusal(timeout, reserve)
 
-    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
+    def _queue_refusal(self, timeout: float | None, reserve: bool = False) -> OverloadedError | None:
         """Why the queue this process keeps for the model would refuse such a request, or None."""
         batcher = self.batcher
-        return batcher.refusal(timeout) if batcher is not None else None
+        return batcher.refusal(timeout, reserve) if batcher is not None else None
+
+    def request_arrived(self) -> None:
+        """A request judged with ``reserve`` has reached a thread: it no longer holds a place."""
+        batcher = self.batcher
+        if batcher is not None:
+            batcher.end_reservation()
 
     def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
                       cancellation: Cancellation | None = None) -> list[Any]:

@@ -17,7 +17,7 @@ from modeldeploy_summarization import SummarizationWrapper
 from same_results import assert_same
 from waiting import wait_for
 
-from modeldeploy import metrics, openmp
+from modeldeploy import batching, metrics, openmp
 from modeldeploy.batch_planner import CostModel
 from modeldeploy.batching import IDLE_POOL_RELEASE_SECONDS, Batcher, calibrate_cost_model, configure_torch_threads
 from modeldeploy.cancellation import Cancellation
@@ -317,6 +317,25 @@ def test_full_queue_is_refused_at_once_then_drains(gated) -> None:
             assert len(queued.result(timeout=60)) == 3
             assert fits.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
             assert busy.result(timeout=60)["label"] in {"POSITIVE", "NEGATIVE"}
+    finally:
+        batcher.close()
+
+
+def test_requests_let_through_count_as_queued_until_they_arrive(gated, monkeypatch) -> None:
+    """The HTTP front judges a storm's first burst before any of it is queued: what it lets through
+    with ``reserve`` counts against the queue until a request reaches a thread, or for a while."""
+    monkeypatch.setattr(batching, "RESERVATION_SECONDS", 0.5)
+    batcher = started(gated, max_queue=3)
+    try:
+        assert [batcher.refusal(reserve=True) for _ in range(3)] == [None, None, None]
+        refused = batcher.refusal(reserve=True)
+        assert "0 items queued, 3 on their way, max_queue 3" in str(refused)
+        assert batcher.refusal() is not None  # judged by the same count, reserving nothing more
+        batcher.end_reservation()  # one has reached a thread
+        assert batcher.refusal(reserve=True) is None
+        assert batcher.refusal(reserve=True) is not None
+        time.sleep(0.6)  # never arrived: they stop counting
+        assert batcher.refusal() is None and not batcher._reservations
     finally:
         batcher.close()
 

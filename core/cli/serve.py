@@ -92,7 +92,7 @@ def run_serve(args: argparse.Namespace) -> int:
     log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:
         server = HttpServer(app, server_config, threads, server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
-                            judge=gate.refusal if gate is not None else None)
+                            judge=gate.judge_before_dispatch if gate is not None else None)
     except OSError as exc:
         print(f"error: cannot listen on {server_config.host}:{server_config.port}: {exc.strerror or exc}",
               file=sys.stderr)

@@ -114,8 +114,8 @@ class _ProcessServedModel(RemoteServedModel):
 
     client: ProcessModelClient
 
-    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
-        return self.client.refusal()
+    def _queue_refusal(self, timeout: float | None, reserve: bool = False) -> OverloadedError | None:
+        return self.client.refusal()  # the client counts what it has in flight already
 
     def predict_texts(self, texts: Sequence[str], timeout: float | None = None,
                       cancellation: Cancellation | None = None) -> list[Any]:

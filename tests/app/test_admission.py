@@ -6,6 +6,7 @@ The ``echo`` test model is steerable: ``block`` holds its inference thread until
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -354,3 +355,25 @@ def test_an_empty_queue_behind_a_busy_model_still_refuses_a_deadline_it_cannot_m
     assert refused.status_code == 503
     assert "cannot answer within the request's deadline (0.1 s)" in refused.json["error"]["message"]
     release([busy])
+
+
+def test_what_the_server_lets_through_holds_its_place_until_it_reaches_the_queue(echo, app_for):
+    """The HTTP server's judge runs before a thread has the request: what it lets through counts
+    as queued, so a storm's first burst cannot all pass an empty queue, until the request reaches
+    the gate on its thread, which judges it against the queue itself and reserves nothing."""
+    client, _ = app_for({"models": {"echo": {"batch": {"max_queue": 2}}}, "serve": ["echo"]})
+    gate = admission.admission_gate(client.application)
+
+    def judged(judge):
+        body = json.dumps({"model_name": "echo", "data": "x"}).encode()
+        return judge({"REQUEST_METHOD": "POST", "PATH_INFO": "/predict", "CONTENT_LENGTH": str(len(body)),
+                      "wsgi.input": io.BytesIO(body), "REMOTE_ADDR": "127.0.0.1", "REMOTE_PORT": "40000"})
+
+    assert [judged(gate.refusal) for _ in range(5)] == [None] * 5
+    assert [judged(gate.judge_before_dispatch) for _ in range(2)] == [None, None]
+    refused = judged(gate.judge_before_dispatch)
+    assert refused is not None and refused.status.startswith("503")
+    assert "0 items queued, 2 on their way, max_queue 2" in json.loads(refused.body)["error"]["message"]
+    assert client.post("/predict", json={"model_name": "echo", "data": "x"}).status_code == 200  # one arrived
+    assert judged(gate.judge_before_dispatch) is None
+    assert judged(gate.judge_before_dispatch) is not None
