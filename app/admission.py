@@ -201,7 +201,7 @@ class AdmissionGate:
 
     def judge_before_dispatch(self, environ: dict[str, Any]) -> Refusal | None:
         """:meth:`refusal` for the HTTP server, with a request's first environ keys, before a thread
-        is given the request: one let through counts as queued until it reaches the queue."""
+        is given the request: one let through counts as queued until it reaches a thread."""
         return self.refusal(environ, reserve=True)
 
     def refusal(self, environ: dict[str, Any], reserve: bool = False, arrived: bool = False) -> Refusal | None:

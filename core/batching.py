@@ -80,9 +80,9 @@ IDLE_POOL_RELEASE_SECONDS = 0.1
 #: 1.35x for one short text, 1.7-1.8x for 8-32 rows of 20-50 words, 2x for long texts).
 DEFAULT_STREAM_SLOWDOWN = 1.8
 
-#: How long a request the HTTP front let through counts as queued before it reaches the queue (it
-#: runs Flask on a task thread first): long enough for a task thread to get to it in a storm,
-#: bounded so that one which never arrives (its client hung up) stops counting.
+#: How long a request the HTTP front let through counts as queued until a task thread takes it:
+#: long enough for a thread to get to it in a storm, bounded so that one which never arrives (its
+#: client hung up) stops counting.
 RESERVATION_SECONDS = 1.0
 
 
@@ -259,7 +259,7 @@ class Batcher:
         queue alone, all would pass, wait for task threads, and be refused only then, slowly."""
         now = time.monotonic()
         while self._reservations and self._reservations[0] <= now:
-            with contextlib.suppress(IndexError):  # submit() may have taken it meanwhile
+            with contextlib.suppress(IndexError):  # end_reservation() may have taken it meanwhile
                 self._reservations.popleft()
         weight = self._pricer.weight_per_item or 0.0
         refusal = self._admission_error(len(self._queue), 1, weight, self.deadline_seconds(timeout),

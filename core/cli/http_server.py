@@ -13,10 +13,10 @@ server behind an orchestrator is added here:
   come for ``read_timeout_seconds`` (a ``Content-Length`` longer than the body), or that is not
   whole after ``request_timeout_seconds`` (a slow-drip client), gets a JSON 408 and is closed.
 - **A refusal costs no thread.** When the app offers a cheap judge of requests (the admission
-  gate's :meth:`~modeldeploy.app.admission.AdmissionGate.judge_before_dispatch`), each complete request is put to
-  it on the loop's thread as soon as it is parsed, and a refusal is written there and then: no task
-  is queued and no pool thread wakes. In a retry storm that hand-off, not the refusal, was most of
-  what a 503 cost.
+  gate's :meth:`~modeldeploy.app.admission.AdmissionGate.judge_before_dispatch`), each complete
+  request is put to it on the loop's thread as soon as it is parsed, and a refusal is written
+  there and then: no task is queued and no pool thread wakes. In a retry storm that hand-off, not
+  the refusal, was most of what a 503 cost.
 - **A response can be held back without a thread.** The app may call ``environ[HOLD_RESPONSE]``
   (seconds) to delay sending its answer; the connection keeps it until then while the thread
   serves others. The admission gate paces refusals this way in a retry storm.
