@@ -190,7 +190,7 @@ class RemoteServedModel(ServedModel):
             raise RequestCancelledError(f"model {self.name!r}: the caller went away before the request was sent")
         return self.client.predict(texts, timeout)
 
-    def _queue_refusal(self, timeout: float | None) -> OverloadedError | None:
+    def _queue_refusal(self, timeout: float | None, reserve: bool = False) -> OverloadedError | None:
         return None  # the queues are the replicas': they refuse for themselves
 
     def refresh(self) -> None:
