@@ -22,11 +22,17 @@ many registries in one process) nothing is frozen.
 from __future__ import annotations
 
 import gc
+import logging
 import threading
+import time
 import weakref
+
+log = logging.getLogger(__name__)
 
 _LOCK = threading.Lock()
 _enabled = False
+#: Seconds to wait before each further try to free a retired version a collection left alive.
+RETRY_DELAYS = (0.1, 0.5, 2.0)
 
 
 def enable() -> None:
@@ -49,11 +55,23 @@ def freeze_survivors() -> bool:
 def free_retired(retired: weakref.ref[object]) -> bool:
     """Make sure a retired model that nothing should hold any more is collected: if ``retired``
     is still alive it may be frozen in a reference cycle, so thaw everything, collect and freeze
-    again (one full collection of the process, about 0.2 s with one model). True if it did that."""
+    again (one full collection of the process, about 0.2 s with one model). True if it did that.
+
+    A thread may still hold the retired version for a moment (a request's frame that took it before
+    the swap, unwinding), and a collection then leaves it alive and frozen again, its cycles for
+    good once let go; so a survivor is tried again after each of :data:`RETRY_DELAYS`, then logged.
+    """
     if not _enabled or retired() is None:
         return False
-    with _LOCK:
-        gc.unfreeze()
-        gc.collect()
-        gc.freeze()
+    for delay in (*RETRY_DELAYS, None):
+        with _LOCK:
+            gc.unfreeze()
+            gc.collect()
+            gc.freeze()
+        if retired() is None:
+            return True
+        if delay is not None:
+            time.sleep(delay)
+    log.warning("%s is still alive %.2f s after it was retired: something holds a reference to it, and the "
+                "memory it holds stays in use", repr(retired()), sum(RETRY_DELAYS))
     return True

@@ -440,14 +440,13 @@ class Registry:
                 if self._closing.is_set():
                     batcher.close()
                     raise ModelNotReadyError("the server is shutting down", retry_after=5)
-                retired, served.batcher, served.config = served.batcher, batcher, config
+                retiring, served.batcher, served.config = [served.batcher], batcher, config
                 served.set_status(ModelStatus(READY, None, time.perf_counter() - started,
                                               attempts=served.status.attempts))
         log.info("model %s: version from %s swapped in by an operator (device %s)", name,
                  config.source or entry.wrapper_class.default_source, wrapper.device)
-        if retired is not None:
-            self._retire_in_background(retired, config.batch.timeout)
-            del retired  # the retiring thread holds the only reference left
+        if retiring[0] is not None:
+            self._retire_in_background(retiring, config.batch.timeout)
         return served.status
 
     def _operator_load_failed(self, served: ServedModel, config: ModelConfig, exc: BaseException,
@@ -482,14 +481,17 @@ class Registry:
         log.info("model %s unloaded by an operator", name)
 
     @staticmethod
-    def _retire_in_background(batcher: Batcher, timeout: float) -> None:
-        retiring, wrapper = [batcher], weakref.ref(batcher.wrapper)
+    def _retire_in_background(retiring: list[Batcher], timeout: float) -> None:
+        """Retire the batcher in ``retiring``, the list holding the only reference to it, on a thread
+        of its own: the caller's frame must not hold the old version while that thread frees it (it
+        did, in a local, when the thread got there first; frozen again, its cycles were never freed)."""
+        name, wrapper = retiring[0].name, weakref.ref(retiring[0].wrapper)
 
         def retire() -> None:
             retiring.pop().retire(timeout)  # the last reference to the old version, unless it is in a cycle
             collector.free_retired(wrapper)
 
-        threading.Thread(target=retire, name=f"modeldeploy-retire-{batcher.name}", daemon=True).start()
+        threading.Thread(target=retire, name=f"modeldeploy-retire-{name}", daemon=True).start()
 
     # ------------------------------------------------------------------ serving
     def predict(self, name: str, data: str | Sequence[str]) -> Any:

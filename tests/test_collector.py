@@ -2,6 +2,8 @@
 still freed; a process that did not ask (a notebook, this test run) freezes nothing."""
 
 import gc
+import logging
+import threading
 import time
 import weakref
 
@@ -103,3 +105,64 @@ def test_a_replaced_version_in_a_reference_cycle_is_freed(enabled, tiny_models):
     assert retired() is None
     assert registry.predict("sentiment", "I love it")["label"] in {"POSITIVE", "NEGATIVE"}
     registry.close()
+
+
+def test_a_swap_keeps_no_reference_to_the_version_it_retires(enabled, tiny_models, monkeypatch):
+    """The retiring thread may free the old version before load_model has returned: load_model's
+    frame must not hold it then (a local did, and the version stayed frozen in its cycle)."""
+    registry = sentiment_registry(tiny_models)
+    retired = in_a_cycle(registry)
+    monkeypatch.setattr(collector, "RETRY_DELAYS", ())
+    tried, free = threading.Event(), collector.free_retired
+
+    def free_then_tell(wrapper: weakref.ref) -> bool:
+        try:
+            return free(wrapper)
+        finally:
+            tried.set()
+
+    start_retiring = Registry._retire_in_background
+
+    def retire_before_returning(retiring: list, timeout: float) -> None:
+        start_retiring(retiring, timeout)
+        assert tried.wait(30)
+
+    monkeypatch.setattr(collector, "free_retired", free_then_tell)
+    monkeypatch.setattr(Registry, "_retire_in_background", staticmethod(retire_before_returning))
+    registry.load_model("sentiment")
+    assert retired() is None
+    registry.close()
+
+
+class Node:
+    """An object that can be put in a reference cycle."""
+
+
+def test_a_retired_version_let_go_after_a_collection_is_freed_by_the_next(enabled, monkeypatch):
+    node = Node()
+    node.itself = node
+    retired, held = weakref.ref(node), [node]
+    del node
+    collector.freeze_survivors()
+    freeze = gc.freeze
+
+    def freeze_then_let_go() -> None:  # another thread's last reference ends just after the first try
+        freeze()
+        held.clear()
+
+    monkeypatch.setattr(gc, "freeze", freeze_then_let_go)
+    assert collector.free_retired(retired)
+    assert retired() is None
+
+
+def test_a_retired_version_held_for_good_is_tried_again_then_logged(enabled, monkeypatch, caplog):
+    monkeypatch.setattr(collector, "RETRY_DELAYS", (0.01, 0.02))
+    kept = Node()
+    collector.freeze_survivors()
+    thaws = []
+    unfreeze = gc.unfreeze
+    monkeypatch.setattr(gc, "unfreeze", lambda: (thaws.append(True), unfreeze()))
+    with caplog.at_level(logging.WARNING):
+        assert collector.free_retired(weakref.ref(kept))
+    assert len(thaws) == 3
+    assert "Node object" in caplog.text and "still alive 0.03 s after it was retired" in caplog.text
