@@ -115,16 +115,21 @@ class RefusalPacer:
     the lanes after it, so that together they stay within ``rate`` and a lane waits only for the
     ones before it:
 
-    1. connections we know: open for a while and never answered, or last answered at least
-       ``retry_gap`` seconds before this request (their client waited);
-    2. connections opened less than ``retry_gap`` before their first answer: a client we do not
-       know yet (a storm of new connections queues here, not in front of the known ones);
+    1. connections we know: last answered at least ``retry_gap`` seconds before this request
+       (their client waited);
+    2. connections never answered: a client we do not know yet (a storm of new connections
+       queues here, not in front of the known ones). However long a connection was open before
+       its first request, it is new: a storm's clients, connecting 512 at once on a busy
+       machine, sent their first requests up to 118 ms after their connections opened, like a
+       client that had waited, and as known clients they held the others' refusals 0.3-0.9 s;
     3. requests sent within ``retry_gap`` of the connection's last answer: retries, and clients
        sending their next request as soon as a 200 came (in a storm, a third of its refusals went
        to such clients; counted as known, they crowded out the clients that waited).
 
     The connection's last answer is its last refusal from this pacer, or a later one the HTTP
-    server reports (``answered``).
+    server reports (``answered``). Where the server does not say when connections open
+    (``opened``), it may not report their answers either: every connection then counts as known
+    until refused.
     """
 
     def __init__(self, rate: float, retry_gap: float = RETRY_GAP_SECONDS, burst_seconds: float = BURST_SECONDS,
@@ -140,13 +145,13 @@ class RefusalPacer:
 
     def delay(self, connection: Hashable, opened: float | None = None, answered: float | None = None) -> float:
         """Seconds to hold the refusal about to be sent on ``connection`` (0: send it now), which was
-        opened at ``opened`` and last answered at ``answered`` (monotonic seconds; None: long enough
-        ago, and never or unknown)."""
+        opened at ``opened`` (None: the server does not say) and last answered at ``answered``
+        (None: never, or not reported); monotonic seconds."""
         if not self._lanes[0].interval:
             return 0.0
         now = self._clock()
         with self._lock:
-            lane = self._lane(connection, opened, answered, now)
+            lane = self._lane(connection, opened is not None, answered, now)
             wait = self._lanes[lane].take(now)
             for later in self._lanes[lane + 1:]:
                 later.take(now)
@@ -166,13 +171,15 @@ class RefusalPacer:
             for taken in self._lanes[lane:]:
                 taken.give_back()
 
-    def _lane(self, connection: Hashable, opened: float | None, answered: float | None, now: float) -> int:
+    def _lane(self, connection: Hashable, reported: bool, answered: float | None, now: float) -> int:
+        """The lane of a refusal on ``connection``; ``reported``: the HTTP server reports the
+        connection's answers, so one without any is new."""
         last_refused = self._refused_at.get(connection)
         last = max(last_refused[0] if last_refused is not None else -math.inf,
                    answered if answered is not None else -math.inf)
         if last > -math.inf:
             return 2 if now - last < self.retry_gap else 0
-        return 1 if opened is not None and now - opened < self.retry_gap else 0
+        return 1 if reported else 0
 
     def _remember(self, connection: Hashable, refusal: tuple[float, int], now: float) -> None:
         if len(self._refused_at) >= MAX_REMEMBERED_CONNECTIONS:

@@ -259,13 +259,16 @@ def test_a_client_that_waited_is_told_at_once_while_retries_wait_their_turn():
 def test_a_storm_of_new_connections_waits_behind_the_clients_we_know():
     clock = FakeClock()
     pacer = RefusalPacer(rate=10, retry_gap=0.05, burst_seconds=0, clock=clock)
-    flood = [pacer.delay(f"new-{i}", opened=clock.now) for i in range(20)]
+    # a storm's connections, some of whose clients sent their first request a while after connecting
+    flood = [pacer.delay(f"new-{i}", opened=clock.now - 0.01 * i) for i in range(20)]
     assert flood == pytest.approx([0.1 * i for i in range(20)])
-    assert pacer.delay("probe", opened=clock.now - 60) == 0.0  # open for a minute, never refused
+    assert pacer.delay("probe", opened=clock.now - 60, answered=clock.now - 0.1) == 0.0  # answered, then waited
     clock.now += 0.1
     assert pacer.delay("unknown", opened=None) == 0.0  # a server that does not say counts as known
     assert pacer.delay("new-20", opened=clock.now) == pytest.approx(2.1)  # the known ones took its slots
     assert pacer.delay("new-19", opened=clock.now) == pytest.approx(2.2)  # its refusal is not out yet: a retry
+    # open for a minute, never answered: new too (a storm's late first requests look the same)
+    assert pacer.delay("pooled", opened=clock.now - 60) == pytest.approx(2.2)
     clock.now += 0.1
     assert pacer.delay("new-0", opened=clock.now) == 0.0  # told 0.2 s ago, it waited: known now
 
@@ -313,7 +316,7 @@ def test_a_new_connection_on_the_port_of_a_closed_one_is_not_taken_for_it(echo, 
     first = time.monotonic() - 60
     assert refused_after(first) == 0.0
     assert refused_after(first) == pytest.approx(1.0, abs=0.1)  # the same connection retrying at once
-    assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # a known client: next slot
+    assert refused_after(time.monotonic() - 60) == pytest.approx(1.0, abs=0.1)  # another new client: next slot
     release(threads)
 
 
