@@ -45,7 +45,8 @@ from .observability import record_request
 #: up before then; HTTP servers offering it set it.
 HOLD_RESPONSE = "modeldeploy.hold_response"
 #: WSGI environ key of when the request's connection was opened (``time.monotonic()``), where the
-#: HTTP server knows it: the pacer tells a storm of new connections from clients it knows.
+#: HTTP server knows it: part of the connection's identity for the pacer (a new connection on a
+#: closed one's port is not taken for it), and its sign that the server reports answers too.
 CONNECTION_OPENED = "modeldeploy.connection_opened"
 #: WSGI environ key of when the connection's last answer, of any status, went out
 #: (``time.monotonic()``; None before its first), where the HTTP server knows it: the pacer tells a
