@@ -108,6 +108,18 @@ def answer_one(url: str, model: str) -> None:
         response.read()
 
 
+def add_two_installs(parser: argparse.ArgumentParser) -> None:
+    """``--before`` / ``--after`` (two frozen installs, both required), their labels, how many
+    servers of each to run, and the work folder: the arguments of the A/B scripts that run phases
+    of bench/overload.py against each install."""
+    parser.add_argument("--before", type=Path, required=True, help="folder holding one modeldeploy install")
+    parser.add_argument("--after", type=Path, required=True, help="folder holding the other")
+    parser.add_argument("--label-before", default="before")
+    parser.add_argument("--label-after", default="after")
+    parser.add_argument("--rounds", type=int, default=2, help="servers of each install (2: A B B A)")
+    parser.add_argument("--work", type=Path, default=BENCH / ".work")
+
+
 def run_order(rounds: int) -> list[str]:
     """Each version ``rounds`` times, in pairs alternating A B, B A, A B, ...: position effects
     (the first run after a quiet spell, drift of the shared machine) fall on both versions alike."""

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import recording  # noqa: E402
 import reviews  # noqa: E402
-from ab import run_order  # noqa: E402
-from overload import BODIES, DEADLINE_S, WORK, Phases, ensure_models, modeldeploy, parse_rates, poisson  # noqa: E402
+from ab import add_two_installs, run_order  # noqa: E402
+from overload import BODIES, DEADLINE_S, Phases, ensure_models, modeldeploy, parse_rates, poisson  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 
@@ -79,15 +79,10 @@ def render(results: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="folder holding one modeldeploy install")
-    parser.add_argument("--after", type=Path, required=True, help="folder holding the other")
-    parser.add_argument("--label-before", default="before")
-    parser.add_argument("--label-after", default="after")
+    add_two_installs(parser)
     parser.add_argument("--rates", type=parse_rates, required=True, help="peak goodput per model, sentiment=X,...")
     parser.add_argument("--load", type=float, default=2.0, help="offered load as a multiple of the peak")
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each install (2: A B B A)")
-    parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--out", type=Path, default=BENCH / "results-ab-deadlines")
     args = parser.parse_args()
     ensure_models(list(args.rates))

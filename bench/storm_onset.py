@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import loadgen  # noqa: E402
 import recording  # noqa: E402
 import reviews  # noqa: E402
-from ab import run_order  # noqa: E402
-from overload import BODIES, TARGETS, WORK, ensure_models, modeldeploy, probe_targets, settle  # noqa: E402
+from ab import add_two_installs, run_order  # noqa: E402
+from overload import BODIES, TARGETS, ensure_models, modeldeploy, probe_targets, settle  # noqa: E402
 from probes import Probes, Target  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
@@ -111,17 +111,12 @@ def render(results: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--before", type=Path, required=True, help="folder holding one modeldeploy install")
-    parser.add_argument("--after", type=Path, required=True, help="folder holding the other")
-    parser.add_argument("--label-before", default="before")
-    parser.add_argument("--label-after", default="after")
+    add_two_installs(parser)
     parser.add_argument("--model", default="sentiment")
     parser.add_argument("--clients", type=int, default=512)
     parser.add_argument("--storms", type=int, default=10, help="storms per server")
     parser.add_argument("--seconds", type=float, default=6, help="length of each storm")
     parser.add_argument("--probes", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="servers of each install (2: A B B A)")
-    parser.add_argument("--work", type=Path, default=WORK)
     parser.add_argument("--out", type=Path, default=BENCH / "results-storm-onset")
     args = parser.parse_args()
     ensure_models([args.model])

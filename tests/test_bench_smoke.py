@@ -209,3 +209,15 @@ def test_front_cost_reads_the_front_apart_from_its_worker(tmp_path) -> None:
     local, process = results["runs"]["stream"]["local"]["4"], results["runs"]["stream"]["process"]["4"]
     assert local["front_cpu_ms"] > 0 and process["front_cpu_ms"] > 0 and process["workers_cpu_ms"] > 0
     assert "(none)" in out.with_suffix(".md").read_text() and str(tmp_path) not in out.with_suffix(".md").read_text()
+
+
+def test_storm_onset_splits_refusals_at_the_storms_first_second() -> None:
+    onset = _bench_module("storm_onset")
+    # (seconds into the storm the probe was sent, latency ms)
+    runs = [{"goodput": [100.0, 120.0], "refusals": [(0.1, 900.0), (0.5, 3.0), (0.99, 25.0), (1.0, 2.0), (4.0, 21.0)]},
+            {"goodput": [110.0], "refusals": [(2.0, 1.0)]}]
+    summary = onset.summary(runs)
+    assert summary["goodput"] == 110.0
+    assert summary["onset"]["n"] == 3 and summary["onset"]["slow"] == 2 and summary["onset"]["max"] == 900.0
+    assert summary["after"]["n"] == 3 and summary["after"]["slow"] == 1 and summary["after"]["p50"] == 2.0
+    assert onset.cut([]) == {"n": 0, "p50": None, "p99": None, "max": None, "slow": 0}
