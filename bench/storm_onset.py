@@ -28,6 +28,7 @@ import loadgen  # noqa: E402
 import recording  # noqa: E402
 import reviews  # noqa: E402
 from ab import add_two_installs, run_order  # noqa: E402
+from loadgen import _percentiles  # noqa: E402
 from overload import BODIES, TARGETS, ensure_models, modeldeploy, probe_targets, settle  # noqa: E402
 from probes import Probes, Target  # noqa: E402
 
@@ -62,11 +63,11 @@ def measure(site: str, label: str, args: argparse.Namespace) -> dict[str, list[A
 
 
 def cut(latencies: list[float]) -> dict[str, float | int | None]:
-    ordered = sorted(latencies)
-    if not ordered:
+    """Count, p50 / p99 / max (as every probe figure in bench/), and how many were slow."""
+    if not latencies:
         return {"n": 0, "p50": None, "p99": None, "max": None, "slow": 0}
-    return {"n": len(ordered), "p50": ordered[len(ordered) // 2], "p99": ordered[int(0.99 * (len(ordered) - 1))],
-            "max": ordered[-1], "slow": sum(ms > TARGETS["refusal_p99_ms"] for ms in ordered)}
+    return {"n": len(latencies), **_percentiles(latencies),
+            "slow": sum(ms > TARGETS["refusal_p99_ms"] for ms in latencies)}
 
 
 def summary(runs: list[dict[str, list[Any]]]) -> dict[str, Any]:
