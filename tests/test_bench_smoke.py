@@ -194,6 +194,56 @@ def test_lone_request_times_the_same_texts_in_process_and_served(tiny_models, tm
     assert str(tmp_path) not in report + out.with_suffix(".json").read_text()
 
 
+def test_lone_request_judges_the_target_on_the_per_text_difference() -> None:
+    lone = _bench_module("lone_request")
+    # the sides' medians 1.5 ms apart, but the same texts 2.4 ms apart at p50: not met
+    run = {"in_process_p50_ms": 9.0, "served_p50_ms": 10.5, "difference_p50_ms": 2.4,
+           "difference_p10_ms": 1.0, "difference_p90_ms": 3.0}
+    results = {"date": "d", "commit": "c", "machine": "m", "texts": 8, "torch_threads": 2, "block": 4, "passes": 1,
+               "models": {"sentiment": run, "ner": {**run, "difference_p50_ms": 1.9}}}
+    report = lone.render(results)
+    assert "| sentiment | 9.0 | 10.5 | 2.40 (1.00 / 3.00) | **not met** |" in report
+    assert "| ner | 9.0 | 10.5 | 1.90 (1.00 / 3.00) | met |" in report
+
+
+def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
+    import socket
+    import threading
+
+    lone = _bench_module("lone_request")
+    listener = socket.create_server(("127.0.0.1", 0))
+    received: list[bytes] = []
+
+    def answer_twice() -> None:
+        connection, _ = listener.accept()
+        with connection:
+            for body in (b'{"a": 1}', b'{"error": "no"}'):
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += connection.recv(4096)
+                head, _, rest = request.partition(b"\r\n\r\n")
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(rest) < length:
+                    rest += connection.recv(4096)
+                received.append(rest)
+                status = b"200 OK" if body == b'{"a": 1}' else b"503 Service Unavailable"
+                answer = b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+                connection.sendall(answer[:7])  # the client must wait for the rest
+                connection.sendall(answer[7:])
+
+    server = threading.Thread(target=answer_twice, daemon=True)
+    server.start()
+    client = lone.LeanClient(listener.getsockname()[1], timeout=10)
+    try:
+        assert client.post(b'{"model_name": "m", "data": "x"}') == (200, b'{"a": 1}')
+        assert client.post(b"{}") == (503, b'{"error": "no"}')
+    finally:
+        client.close()
+        listener.close()
+    server.join(10)
+    assert received == [b'{"model_name": "m", "data": "x"}', b"{}"]
+
+
 def test_front_cost_reads_the_front_apart_from_its_worker(tmp_path) -> None:
     out = tmp_path / "front-cost"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
