@@ -60,8 +60,10 @@ class LeanClient:
         head = self._read_until(b"\r\n\r\n")
         lines = head.split(b"\r\n")
         status = int(lines[0].split()[1])
-        length = next(int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:"))
-        return status, self._read_exactly(length)
+        lengths = [int(line.split(b":", 1)[1]) for line in lines[1:] if line.lower().startswith(b"content-length:")]
+        if len(lengths) != 1:
+            raise ValueError(f"an answer without one Content-Length (this client reads no other framing): {head!r}")
+        return status, self._read_exactly(lengths[0])
 
     def close(self) -> None:
         self.socket.close()

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ("modeldeploy", "modeldeploy-process", "litserve-user", "litserve-wrapper", "baseline")
 
@@ -217,7 +219,7 @@ def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
     def answer_twice() -> None:
         connection, _ = listener.accept()
         with connection:
-            for body in (b'{"a": 1}', b'{"error": "no"}'):
+            for body in (b'{"a": 1}', b'{"error": "no"}', b"chunked"):
                 request = b""
                 while b"\r\n\r\n" not in request:
                     request += connection.recv(4096)
@@ -226,6 +228,9 @@ def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
                 while len(rest) < length:
                     rest += connection.recv(4096)
                 received.append(rest)
+                if body == b"chunked":  # framing the client does not read: it must say so, not hang
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+                    continue
                 status = b"200 OK" if body == b'{"a": 1}' else b"503 Service Unavailable"
                 answer = b"HTTP/1.1 " + status + b"\r\nContent-Length: %d\r\n\r\n" % len(body) + body
                 connection.sendall(answer[:7])  # the client must wait for the rest
@@ -237,11 +242,13 @@ def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
     try:
         assert client.post(b'{"model_name": "m", "data": "x"}') == (200, b'{"a": 1}')
         assert client.post(b"{}") == (503, b'{"error": "no"}')
+        with pytest.raises(ValueError, match="without one Content-Length"):
+            client.post(b"[]")
     finally:
         client.close()
         listener.close()
     server.join(10)
-    assert received == [b'{"model_name": "m", "data": "x"}', b"{}"]
+    assert received == [b'{"model_name": "m", "data": "x"}', b"{}", b"[]"]
 
 
 def test_front_cost_reads_the_front_apart_from_its_worker(tmp_path) -> None:
