@@ -216,7 +216,7 @@ def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
     listener = socket.create_server(("127.0.0.1", 0))
     received: list[bytes] = []
 
-    def answer_twice() -> None:
+    def answer_each() -> None:
         connection, _ = listener.accept()
         with connection:
             for body in (b'{"a": 1}', b'{"error": "no"}', b"chunked"):
@@ -236,7 +236,7 @@ def test_lone_requests_lean_client_reads_answers_split_across_reads() -> None:
                 connection.sendall(answer[:7])  # the client must wait for the rest
                 connection.sendall(answer[7:])
 
-    server = threading.Thread(target=answer_twice, daemon=True)
+    server = threading.Thread(target=answer_each, daemon=True)
     server.start()
     client = lone.LeanClient(listener.getsockname()[1], timeout=10)
     try:
