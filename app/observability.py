@@ -36,11 +36,13 @@ blueprint = Blueprint("observability", __name__)
 
 @blueprint.get("/metrics")
 def prometheus_metrics() -> Response:
-    """This process's metrics, with those of the processes serving the models when they run elsewhere."""
+    """This process's metrics, with those of the processes serving the models when they run elsewhere
+    and the request counts of the other front processes when there are several."""
     body = generate_latest()
-    remote = get_registry().model_metric_texts()
-    if remote:
-        body = merged_exposition(body.decode("utf-8"), remote).encode("utf-8")
+    registry = get_registry()
+    remote, peers = registry.model_metric_texts(), registry.peer_metric_texts()
+    if remote or peers:
+        body = merged_exposition(body.decode("utf-8"), remote, peers).encode("utf-8")
     return Response(body, mimetype=CONTENT_TYPE_LATEST)
 
 

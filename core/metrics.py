@@ -7,6 +7,7 @@ Defined once here so every layer records into the same objects; the app exposes 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,18 +36,33 @@ MODEL_STATE = Gauge(
 )
 
 
-def merged_exposition(local: str, remote: Sequence[str]) -> str:
-    """This process's metrics plus those only recorded where the models run, as one exposition.
+def merged_exposition(local: str, remote: Sequence[str], peers: Sequence[str] = ()) -> str:
+    """This process's metrics plus those only recorded where the models run, and those of the
+    front processes beside this one, as one exposition.
 
-    With models served by other processes (the ray engine), the front records the HTTP requests
-    and the models' states, while batch sizes, queue depths and item counts live in each replica.
-    A ``modeldeploy_`` family with no sample here is taken from the replicas' expositions, each
-    series summed over the replicas (counters, histogram buckets and queue depths add up);
-    families recorded here keep this process's samples.
+    With models served by other processes (the ray and process engines), the front records the
+    HTTP requests and the models' states, while batch sizes, queue depths and item counts live in
+    each replica. A ``modeldeploy_`` family with no sample here is taken from the replicas'
+    expositions, each series summed over the replicas (counters, histogram buckets and queue
+    depths add up). ``peers`` are the other fronts' own expositions (``server.fronts``): their
+    ``modeldeploy_`` counters and histograms (requests, latencies) are added to this process's;
+    gauges (a model's state) are this front's view, which every front shares.
     """
     families = [family for family in text_string_to_metric_families(local) if not family.name.endswith("_created")]
-    recorded_here = {family.name for family in families if family.samples}
     sums: dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]] = {}
+    if peers:
+        for family in families:
+            if _added_over_fronts(family.name, family.type):
+                _add_samples(sums.setdefault(family.name, {}), family.samples)
+        for text in peers:
+            for family in text_string_to_metric_families(text):
+                if not _added_over_fronts(family.name, family.type):
+                    continue
+                if family.name not in sums:
+                    sums[family.name] = {}
+                    families.append(family)
+                _add_samples(sums[family.name], family.samples)
+    recorded_here = {family.name for family in families if family.samples}
     for text in remote:
         for family in text_string_to_metric_families(text):
             if (not family.name.startswith("modeldeploy_") or family.name in recorded_here
@@ -56,12 +72,7 @@ def merged_exposition(local: str, remote: Sequence[str]) -> str:
                 sums[family.name] = {}
                 if all(f.name != family.name for f in families):
                     families.append(family)
-            series = sums[family.name]
-            for sample in family.samples:
-                if sample.name.endswith("_created"):
-                    continue
-                key = (sample.name, tuple(sorted(sample.labels.items())))
-                series[key] = series.get(key, 0.0) + sample.value
+            _add_samples(sums[family.name], family.samples)
     lines = []
     for family in families:
         name = f"{family.name}_total" if family.type == "counter" else family.name  # as prometheus_client writes it
@@ -76,6 +87,20 @@ def merged_exposition(local: str, remote: Sequence[str]) -> str:
             lines.append(f"{sample}{{{rendered}}} {floatToGoString(value)}" if rendered else
                          f"{sample} {floatToGoString(value)}")
     return "\n".join(lines) + "\n"
+
+
+def _added_over_fronts(name: str, kind: str) -> bool:
+    return name.startswith("modeldeploy_") and kind in ("counter", "histogram")
+
+
+def _add_samples(series: dict[tuple[str, tuple[tuple[str, str], ...]], float], samples: Sequence[Any]) -> None:
+    """Add ``samples`` to ``series``, by sample name and labels (a start time, ``_created``, is left out:
+    summing it means nothing)."""
+    for sample in samples:
+        if sample.name.endswith("_created"):
+            continue
+        key = (sample.name, tuple(sorted(sample.labels.items())))
+        series[key] = series.get(key, 0.0) + sample.value
 
 
 def _escape(text: str, help_text: bool = False) -> str:

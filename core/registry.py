@@ -242,6 +242,8 @@ class Registry:
         #: Called with the served names when an operator's load adds a model (the HTTP server sizes
         #: its thread pool from them).
         self._served_listeners: list[Callable[[list[str]], None]] = []
+        #: The other front processes' own metrics, when this registry serves one of several.
+        self._peer_metrics: Callable[[], list[str]] | None = None
 
     def _new_served_model(self, entry: ModelEntry, config: ModelConfig) -> ServedModel:
         """How this registry serves one model: here, in this process (a registry whose models
@@ -506,6 +508,14 @@ class Registry:
         """Prometheus expositions of the processes serving the models, when that is not this one
         (here: none; the models record into this process's metrics)."""
         return []
+
+    def share_front_metrics(self, peers: Callable[[], list[str]]) -> None:
+        """Serve as one of several front processes (``server.fronts``): ``peers()`` gives the others'
+        own Prometheus expositions, whose request counts and latencies add to this front's."""
+        self._peer_metrics = peers
+
+    def peer_metric_texts(self) -> list[str]:
+        return self._peer_metrics() if self._peer_metrics is not None else []
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Stop loading and retrying, and every model's inference thread (queued requests fail as

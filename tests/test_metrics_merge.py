@@ -64,3 +64,39 @@ def test_label_values_are_escaped():
     text = replica(1, 1.0, 1.0).replace('model="a"', 'model="a\\"b"')
     merged = merged_exposition(LOCAL, [text])
     assert samples(merged)[("modeldeploy_items_total", (("model", 'a"b'), ("outcome", "ok")))] == 1
+
+
+def front(requests: int, status: str, ready: float) -> str:
+    """Another front process's own exposition (server.fronts): its requests, latencies and model view."""
+    return f"""# HELP modeldeploy_requests_total HTTP requests answered, by model, route and status.
+# TYPE modeldeploy_requests_total counter
+modeldeploy_requests_total{{model="a",route="/predict",status="{status}"}} {requests}.0
+modeldeploy_requests_created{{model="a",route="/predict",status="{status}"}} 1.7e+09
+# HELP modeldeploy_request_latency_seconds Request latency.
+# TYPE modeldeploy_request_latency_seconds histogram
+modeldeploy_request_latency_seconds_bucket{{le="+Inf",model="a",route="/predict"}} {requests}.0
+modeldeploy_request_latency_seconds_count{{model="a",route="/predict"}} {requests}.0
+modeldeploy_request_latency_seconds_sum{{model="a",route="/predict"}} 0.5
+# HELP modeldeploy_model_ready 1 when the model is ready to serve, else 0.
+# TYPE modeldeploy_model_ready gauge
+modeldeploy_model_ready{{model="a"}} {ready}
+# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.
+# TYPE process_cpu_seconds_total counter
+process_cpu_seconds_total 7.0
+"""
+
+
+def test_other_fronts_requests_and_latencies_add_up_and_this_fronts_gauges_stand():
+    merged = merged_exposition(LOCAL, [replica(3, 10.0, 0.0)], peers=[front(2, "200", 0.0), front(4, "503", 0.0)])
+    values = samples(merged)
+    route = (("model", "a"), ("route", "/predict"))
+    assert values[("modeldeploy_requests_total", route + (("status", "200"),))] == 5 + 2
+    assert values[("modeldeploy_requests_total", route + (("status", "503"),))] == 4  # only another front saw one
+    # a family this front has not recorded yet comes from the others
+    assert values[("modeldeploy_request_latency_seconds_count", route)] == 6
+    assert values[("modeldeploy_request_latency_seconds_sum", route)] == 1.0
+    assert values[("modeldeploy_model_ready", (("model", "a"),))] == 1  # this front's, not summed
+    assert values[("modeldeploy_batch_size_count", (("model", "a"),))] == 3  # still the replicas'
+    assert "process_cpu_seconds_total" not in merged and "_created" not in merged
+    type_lines = [line for line in merged.splitlines() if line.startswith("# TYPE")]
+    assert len(type_lines) == len(set(type_lines))
