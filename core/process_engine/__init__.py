@@ -18,12 +18,18 @@ from typing import Any, cast
 
 from ..cancellation import Cancellation
 from ..config import Config, ModelConfig
-from ..errors import ModelDeployError, ModelLoadError, ModelNotReadyError, OverloadedError
+from ..errors import (
+    ModelDeployError,
+    ModelLoadError,
+    ModelNotReadyError,
+    OverloadedError,
+    UnsupportedOperationError,
+)
 from ..logs import LogSettings
 from ..plugins import Catalog, ModelEntry
 from ..registry import LOADING, READY, UNLOADED, ModelStatus, ServedModel
 from ..remote import RemoteRegistry, RemoteServedModel
-from .client import ProcessModelClient
+from .client import ProcessModelClient, WorkerAddress
 
 __all__ = ["ProcessRegistry"]
 
@@ -55,10 +61,17 @@ class ProcessRegistry(RemoteRegistry):
             worker.start()
         super().start(background)
 
+    def worker_addresses(self) -> list[WorkerAddress]:
+        """How the other front processes (``server.fronts``) reach the workers this one started."""
+        return [worker.address for worker in self.workers.values()]
+
     def load_model(self, name: str, source: str | None = None, sha256: str | None = None) -> ModelStatus:
         """As the local registry's (see :meth:`modeldeploy.registry.Registry.load_model`), carried
-        out by the model's worker; a model not served yet gets a worker of its own first."""
+        out by the model's worker; a model not served yet gets a worker of its own first. Refused
+        with several front processes."""
         entry = self._installed(name)
+        if self.config.server.fronts > 1:
+            raise several_fronts_error(self.config.server.fronts)
         with self._manage_lock:
             if self._closing.is_set():
                 raise ModelNotReadyError("the server is shutting down", retry_after=5)
@@ -95,6 +108,8 @@ class ProcessRegistry(RemoteRegistry):
         if name not in self._models:
             self.catalog.entry(name)  # unknown: 404
             return
+        if self.config.server.fronts > 1:
+            raise several_fronts_error(self.config.server.fronts)
         with self._manage_lock:
             served = cast(_ProcessServedModel, self._models[name])
             served.set_status(ModelStatus(UNLOADED, attempts=served.status.attempts))
@@ -105,6 +120,14 @@ class ProcessRegistry(RemoteRegistry):
         for worker in self.workers.values():
             worker.close()
         shutil.rmtree(self._sockets, ignore_errors=True)
+
+
+def several_fronts_error(fronts: int) -> UnsupportedOperationError:
+    """Why operators' loads and unloads are refused with several front processes: each changes what
+    one front serves, and the fronts have no way to agree on it, so none is half done."""
+    return UnsupportedOperationError(
+        f"operators' loads and unloads need a single front process, and this server runs {fronts} "
+        "(server.fronts); change the config and restart the server instead")
 
 
 class _ProcessServedModel(RemoteServedModel):

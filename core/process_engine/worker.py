@@ -4,10 +4,11 @@ The HTTP front's threads parse, answer and log for every client; a model thread 
 waits behind them at each torch operation, which on a GPU (a few hundred short kernel launches per
 forward pass) costs more than the forward pass itself (bench/results-gpu.md). Here the model
 has a GIL of its own: the process runs a :class:`~modeldeploy.remote.ModelService` behind a Unix
-socket, one thread per connection of the front, each passing its request to the batcher.
+socket, one thread per connection of a front (one or several: ``server.fronts``), each passing its
+request to the batcher.
 
 Messages are pickled tuples over :mod:`multiprocessing.connection` (authenticated with a key
-only the front knows): ``("predict", texts, timeout, request_id)`` answers results or a
+only the fronts know): ``("predict", texts, timeout, request_id)`` answers results or a
 :class:`~modeldeploy.remote.RemoteFailure`, ``("cancel", request_id)`` takes that request out of
 the queue (its client hung up; it may arrive first, on another connection), ``("report",)`` a
 :class:`~modeldeploy.remote.ReplicaReport`, ``("metrics",)`` this process's Prometheus text,
@@ -19,6 +20,7 @@ process ignores SIGINT and SIGTERM (the front stops it after draining) and ends 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -26,6 +28,7 @@ import signal
 import threading
 from collections import deque
 from multiprocessing.connection import Connection, Listener
+from pathlib import Path
 from typing import Any
 
 from .. import collector
@@ -47,12 +50,13 @@ def run_worker(config: Config, name: str, address: str, authkey: bytes, log_sett
     """The worker's main (the target of a spawned process): listen, load the model (unless it
     starts ``unloaded``, as an operator left it), answer."""
     log_settings.apply()
+    name_this_process("mdeploy-worker")
     collector.enable()
     # Ctrl-C, and a service manager's SIGTERM to the whole group, are the front's: it drains its
     # requests first, then stops its workers
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
-    _exit_with_parent()
+    exit_with_parent()
     listener = Listener(address, family="AF_UNIX", authkey=authkey)
     worker = _Worker(config, name, unloaded)
     threading.Thread(target=worker.load, name=f"modeldeploy-load-{name}", daemon=True).start()
@@ -154,8 +158,16 @@ class _Worker:
             cancellation.cancel()
 
 
-def _exit_with_parent() -> None:
-    """A worker never outlives the front that started it (a killed front leaves no model behind)."""
+def name_this_process(name: str) -> None:
+    """Show ``name`` for this process in ps and top, which otherwise show every spawned process as
+    ``python`` (Linux keeps 15 characters; where there is no /proc, nothing changes)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/comm").write_text(name[:15])
+
+
+def exit_with_parent() -> None:
+    """A worker (or a further front process) never outlives the front that started it: a killed
+    front leaves no model, and no front without its workers' keeper, behind."""
     parent = multiprocessing.parent_process()
     if parent is None:
         return
