@@ -117,6 +117,9 @@ class ServerConfig:
     ray_address: str = ""
     #: CPUs a private Ray cluster may schedule on; 0: those this process may use.
     ray_num_cpus: int = 0
+    #: Process engine: HTTP front processes sharing the listening socket and the model workers
+    #: (one GIL each: the front's CPU per answer is what limits a fast GPU; see docs/architecture.md).
+    fronts: int = 1
 
 
 @dataclass(frozen=True)
@@ -345,6 +348,7 @@ def _parse_server(data: Any) -> ServerConfig:
     if server.engine not in ENGINES:
         raise ConfigError(f"server.engine must be one of {', '.join(ENGINES)}, got {server.engine!r}")
     _positive(server.ray_num_cpus, "server.ray_num_cpus", allow_zero=True)
+    _positive(server.fronts, "server.fronts")
     if server.load_retry_max_seconds < server.load_retry_seconds:
         raise ConfigError(f"server.load_retry_max_seconds ({server.load_retry_max_seconds:g}) must be at least "
                           f"server.load_retry_seconds ({server.load_retry_seconds:g})")

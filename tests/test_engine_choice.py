@@ -63,6 +63,8 @@ def test_auto_takes_the_models_out_of_the_front_when_one_runs_on_cuda(engine, de
     ({"models": {"m": {"num_cpus": -1}}}, "models.m.num_cpus must be >= 0"),
     ({"models": {"m": {"replicas": "two"}}}, "models.m.replicas must be an integer"),
     ({"server": {"ray_num_cpus": -2}}, "server.ray_num_cpus must be >= 0"),
+    ({"server": {"fronts": 0}}, "server.fronts must be > 0, got 0"),
+    ({"server": {"fronts": "two"}}, "server.fronts must be an integer"),
 ])
 def test_each_mistake_names_its_key(document, message):
     with pytest.raises(ConfigError) as raised:
@@ -81,3 +83,14 @@ def test_the_ray_engine_without_ray_says_how_to_install_it(monkeypatch, capsys):
         monkeypatch.delitem(sys.modules, module)
     assert main(["serve", "--engine", "ray", "--port", "0"]) == 1
     assert "pip install 'modeldeploy[ray]'" in capsys.readouterr().err
+
+
+def test_several_fronts_choose_the_process_engine_and_refuse_the_others(tmp_path, capsys):
+    config = parse_config({"server": {"fronts": 2}, "models": {"a": {"device": "cpu"}}})
+    assert chosen_engine(config, ["a"], resolve=on_cuda_if_named_so) == "process"  # the fronts share its workers
+    path = tmp_path / "config.yaml"
+    path.write_text("server:\n  fronts: 2\n  engine: local\n")
+    assert main(["serve", "--config", str(path), "--port", "0"]) == 1
+    assert "server.fronts: 2 needs the process engine" in capsys.readouterr().err
+    assert main(["serve", "--config", str(path), "--engine", "ray", "--port", "0"]) == 1
+    assert "the ray engine serves from one front" in capsys.readouterr().err

@@ -41,9 +41,10 @@ import math
 import resource
 import select
 import signal
+import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,10 +55,10 @@ from waitress.server import TcpWSGIServer
 from waitress.task import ThreadedTaskDispatcher, WSGITask
 from waitress.utilities import build_http_date
 
-from ..app.admission import CONNECTION_ANSWERED, CONNECTION_OPENED, HOLD_RESPONSE, Refusal
+from ..app.admission import CONNECTION_ANSWERED, CONNECTION_OPENED, HOLD_RESPONSE, Refusal, admission_gate
 from ..app.deadlines import CANCELLATION
 from ..cancellation import Cancellation
-from ..config import ServerConfig
+from ..config import Config, ServerConfig
 from .poll_loop import PollLoop, serving
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,9 @@ CHECK_INTERVAL = 0.5
 HOLD_TICK = 0.02
 #: After the grace period, how long answers to cancelled requests may take to go out.
 FINAL_FLUSH_SECONDS = 2.0
+#: waitress refuses bodies this many times over the app's limit before reading them; smaller
+#: excesses reach the app, which answers a JSON 413.
+HARD_BODY_LIMIT_FACTOR = 4
 #: Request headers waitress passes to the app without the ``HTTP_`` prefix.
 _UNPREFIXED_HEADERS = ("CONTENT_LENGTH", "CONTENT_TYPE")
 
@@ -342,15 +346,32 @@ def connection_limit(configured: int) -> int:
     return max(100, soft - FD_RESERVE)
 
 
+def http_server_for(app: Callable[..., Any], config: Config, names: Sequence[str],
+                    sockets: Sequence[socket.socket] = ()) -> HttpServer:
+    """The HTTP server of an app made by ``create_app`` serving models ``names``: its threads sized
+    for them (``Config.http_threads``), its admission gate judging requests on the loop thread, bodies
+    far over ``server.max_body_bytes`` refused from their headers (smaller excesses get the app's
+    JSON 413); bound to ``config``'s host and port, or serving ``sockets``. Raises OSError when the
+    address cannot be bound."""
+    gate = admission_gate(app)
+    threads = config.http_threads(names)
+    log.info("%d HTTP threads for %d model(s)", threads, len(names))
+    return HttpServer(app, config.server, threads, config.server.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
+                      judge=gate.judge_before_dispatch if gate is not None else None, sockets=sockets)
+
+
 class HttpServer:
     """The app on every address ``host`` resolves to, served until a stop signal, then drained."""
 
     def __init__(self, app: Callable[..., Any], config: ServerConfig, threads: int, max_body_bytes: int,
-                 judge: EarlyJudge | None = None) -> None:
-        """``judge``, when given, sees each request before a thread does (:meth:`_Channel.answer_early`)."""
+                 judge: EarlyJudge | None = None, sockets: Sequence[socket.socket] = ()) -> None:
+        """``judge``, when given, sees each request before a thread does (:meth:`_Channel.answer_early`);
+        ``sockets``, listening sockets already bound (another front process's), served instead of
+        binding ``config``'s host and port."""
         self.config = config
+        where: dict[str, Any] = {"sockets": list(sockets)} if sockets else {"host": config.host, "port": config.port}
         self.adjustments = Adjustments(
-            host=config.host, port=config.port, threads=threads, ident="modeldeploy",
+            **where, threads=threads, ident="modeldeploy",
             connection_limit=connection_limit(config.connection_limit), asyncore_use_poll=True,
             max_request_body_size=max_body_bytes, cleanup_interval=1,
             channel_request_lookahead=1,  # read while a request runs, so a client's close is seen
@@ -366,12 +387,19 @@ class HttpServer:
         self._wakeups: list[tuple[float, int, HTTPChannel]] = []
         self._wakeups_lock = threading.Lock()
         self._wakeup_order = itertools.count()
+        serving = dict(dispatcher=self.dispatcher, adj=self.adjustments, timeouts=timeouts, wake_at=self._wake_at,
+                       loop=self.loop, judge=judge)
         self.listeners = [
-            _Server(app, self.map, dispatcher=self.dispatcher, adj=self.adjustments, sockinfo=sockinfo,
-                    timeouts=timeouts, wake_at=self._wake_at, loop=self.loop, judge=judge)
-            for sockinfo in self.adjustments.listen
-        ]
+            _Server(app, self.map, True, sock, bind_socket=False, **serving,
+                    sockinfo=(sock.family, sock.type, sock.proto, sock.getsockname()))
+            for sock in sockets
+        ] or [_Server(app, self.map, sockinfo=sockinfo, **serving) for sockinfo in self.adjustments.listen]
         self._stop = threading.Event()
+
+    @property
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets, for other front processes to serve too."""
+        return [listener.socket for listener in self.listeners]
 
     @property
     def addresses(self) -> list[tuple[str, int]]:

@@ -12,10 +12,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 from collections.abc import Callable
-from typing import NoReturn, TextIO
+from typing import TextIO
 
 from .. import collector
 from ..config import ENGINES, Config, load_config
@@ -27,13 +26,11 @@ from ..openmp import prefer_short_spins
 from ..plugins import get_catalog
 from ..process_engine import ProcessRegistry
 from ..registry import Registry
-from .http_server import HttpServer
+from .fronts import FrontProcesses
+from .http_server import FINAL_FLUSH_SECONDS, HttpServer, http_server_for
+from .process_exit import exit_now
 
 log = logging.getLogger(__name__)
-
-#: waitress refuses bodies this many times over the app's limit before reading them; smaller
-#: excesses reach the app, which answers a JSON 413.
-HARD_BODY_LIMIT_FACTOR = 4
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +54,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     prefer_short_spins()  # before any plugin imports torch
     from ..app import create_app
-    from ..app.admission import admission_gate
 
     go_offline_if_unreachable()
     catalog = get_catalog()
@@ -74,6 +70,10 @@ def run_serve(args: argparse.Namespace) -> int:
         log.info("server.engine auto: the %s engine", engine)
         server_config = dataclasses.replace(server_config, engine=engine)
         config = dataclasses.replace(config, server=server_config)
+    if server_config.fronts > 1 and server_config.engine != "process":
+        raise ConfigError(f"server.fronts: {server_config.fronts} needs the process engine (the models in worker "
+                          f"processes that every front reaches); the {server_config.engine} engine serves from one "
+                          "front: set server.engine: process, or server.fronts: 1")
     if server_config.engine == "ray":
         return _serve_on_ray(config, registry.names, args)
     if server_config.ray_address:
@@ -83,16 +83,12 @@ def run_serve(args: argparse.Namespace) -> int:
         if model.replicas != 1 or model.autoscaling or model.num_cpus or model.num_gpus:
             log.warning("models.%s sets replicas, autoscaling or num_cpus/num_gpus, which the ray engine reads; "
                         "the %s engine serves each model once", name, server_config.engine)
+    log_settings = LogSettings(args.log_level, args.log_format)
     if server_config.engine == "process":
-        registry = ProcessRegistry(config, registry.names, LogSettings(args.log_level, args.log_format),
-                                   registry.catalog)
+        registry = ProcessRegistry(config, registry.names, log_settings, registry.catalog)
     app = create_app(registry=registry)
-    gate = admission_gate(app)
-    threads = config.http_threads(registry.names)
-    log.info("%d HTTP threads for %d model(s)", threads, len(registry.names))
     try:
-        server = HttpServer(app, server_config, threads, server_config.max_body_bytes * HARD_BODY_LIMIT_FACTOR,
-                            judge=gate.judge_before_dispatch if gate is not None else None)
+        server = http_server_for(app, config, registry.names)
     except OSError as exc:
         print(f"error: cannot listen on {server_config.host}:{server_config.port}: {exc.strerror or exc}",
               file=sys.stderr)
@@ -101,14 +97,30 @@ def run_serve(args: argparse.Namespace) -> int:
     registry.when_served_changes(lambda names: _grow_threads(server, config, names))
     collector.enable()  # loaded models stay out of full garbage collections (a pause for every request)
     registry.start()  # in the background, once the port is ours: the server answers while models load
+    fronts = None
+    if isinstance(registry, ProcessRegistry) and server_config.fronts > 1:
+        fronts = FrontProcesses(config, server_config.fronts, registry.worker_addresses(), server.sockets,
+                                log_settings)
+        registry.share_front_metrics(fronts.metric_texts)
+        fronts.start()
     announce_listening(server.addresses, sys.stdout)
     server.serve()  # until SIGTERM or Ctrl-C
+    if fronts is not None:
+        fronts.ask_to_drain()
     # past the grace period, queued requests get "shutting down" rather than silence
-    unfinished = server.drain(stop_models=lambda: registry.close(timeout=0))
+    unfinished = server.drain(stop_models=lambda: _stop_models(registry, fronts, server_config.shutdown_grace_seconds))
     if unfinished:
         log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
     log.info("stopped")
-    _exit(0)
+    exit_now(0)
+
+
+def _stop_models(registry: Registry, fronts: FrontProcesses | None, grace: float) -> None:
+    """Stop the models once no front needs them: the other fronts have drained (they started when
+    this one did, with the same grace period) or been killed."""
+    if fronts is not None:
+        fronts.wait(grace + FINAL_FLUSH_SECONDS)
+    registry.close(timeout=0)
 
 
 def chosen_engine(config: Config, names: list[str], resolve: Callable[[str], str] = resolve_device) -> str:
@@ -118,6 +130,8 @@ def chosen_engine(config: Config, names: list[str], resolve: Callable[[str], str
     faster). A device this machine lacks counts as not CUDA: that model fails to load either way."""
     if config.server.engine != "auto":
         return config.server.engine
+    if config.server.fronts > 1:
+        return "process"  # several fronts share the models' worker processes
     for name in names:
         try:
             if resolve(config.model(name).device).startswith("cuda"):
@@ -158,13 +172,3 @@ def announce_listening(addresses: list[tuple[str, int]], stream: TextIO) -> None
 
 def url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
-
-
-def _exit(status: int) -> NoReturn:
-    """Leave without interpreter teardown: a model still loading in a background thread would
-    otherwise abort the process inside torch's C++ code ("terminate called without an active
-    exception") instead of letting it exit with status 0."""
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)
