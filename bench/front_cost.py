@@ -19,6 +19,7 @@ the server's own process, the workers its descendants; context switches are the 
 
     python bench/front_cost.py                       # ~3 minutes
     python bench/front_cost.py --concurrency 64 --seconds 5 --workloads stream
+    python bench/front_cost.py --workloads stream --engines process --fronts 1,2   # server.fronts
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ import recording  # noqa: E402
 import reviews  # noqa: E402
 from harness import recorded_command  # noqa: E402
 from servers import PYTHON, Server, cpu_seconds, free_port  # noqa: E402
+
+from modeldeploy.cli.fronts import FRONT_PROCESS_NAME  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -73,17 +76,18 @@ def bodies(workload: str, work: Path) -> Path:
     return path
 
 
-def server(workload: str, engine: str, site: Path, args: argparse.Namespace) -> Server:
-    """``modeldeploy serve`` of ``workload``'s model on ``engine``, not started."""
+def server(workload: str, engine: str, site: Path, args: argparse.Namespace, fronts: int = 1) -> Server:
+    """``modeldeploy serve`` of ``workload``'s model on ``engine`` with ``fronts`` front processes, not started."""
     model = "sentiment" if workload == "classifier" else "wordcount"
-    document: dict[str, Any] = {"serve": [model], "server": {"engine": engine}}
+    document: dict[str, Any] = {"serve": [model], "server": {"engine": engine,
+                                                            **({"fronts": fronts} if fronts > 1 else {})}}
     if workload == "classifier":
         document["models"] = {model: {"source": str(args.classifier), "device": args.device}}
-    config = args.work / f"front-cost-{workload}-{engine}.yaml"
+    config = args.work / f"front-cost-{workload}-{engine}-{fronts}.yaml"
     config.write_text(json.dumps(document))  # JSON is YAML
     port = free_port()
     path = os.pathsep.join(filter(None, [args.server_pythonpath, str(site), os.environ.get("PYTHONPATH")]))
-    return Server(f"front-cost-{workload}-{engine}", [PYTHON, "-m", "modeldeploy", "--log-level", "WARNING",
+    return Server(f"front-cost-{workload}-{engine}-{fronts}", [PYTHON, "-m", "modeldeploy", "--log-level", "WARNING",
                                                       "serve", "--config", str(config), "--port", str(port)],
                   port, "/health/ready", args.work, {"PYTHONPATH": path})
 
@@ -100,37 +104,58 @@ def context_switches(pid: int) -> int:
     return total
 
 
-def measure(workload: str, engine: str, args: argparse.Namespace, site: Path, body_file: Path) -> dict[str, Any]:
-    """Answers/s, latency and CPU per answer (front, workers) at each concurrency, one server."""
-    under_test = server(workload, engine, site, args).start()
+def is_front(pid: int) -> bool:
+    """Whether ``pid`` is one of the further front processes (``server.fronts``), by the name they take."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().startswith(FRONT_PROCESS_NAME)
+    except OSError:
+        return False
+
+
+def measure(workload: str, engine: str, args: argparse.Namespace, site: Path, body_file: Path,
+            fronts: int = 1) -> dict[str, Any]:
+    """Answers/s, latency and CPU per answer (fronts, workers) at each concurrency, one server."""
+    under_test = server(workload, engine, site, args, fronts).start()
     try:
         under_test.wait_ready()
         assert under_test.process is not None
-        front_stat = Path(f"/proc/{under_test.process.pid}/stat")
+        loadgen.wrk(under_test.url, body_file, 8, 3)  # warm-up (and every front started), not recorded
+        front_pids = [under_test.process.pid, *filter(is_front, under_test.pids()[1:])]
+        if len(front_pids) != fronts:
+            raise RuntimeError(f"{len(front_pids)} front processes run, {fronts} were asked for")
+
+        def fronts_cpu() -> float:
+            return sum(cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in front_pids)
 
         def workers_cpu() -> float:
-            return sum(cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in under_test.pids()[1:])
+            return sum(cpu_seconds(Path(f"/proc/{pid}/stat")) for pid in under_test.pids() if pid not in front_pids)
 
-        loadgen.wrk(under_test.url, body_file, 8, 3)  # warm-up, not recorded
+        def switched() -> int:
+            return sum(context_switches(pid) for pid in front_pids)
+
         points = {}
         for concurrency in args.concurrency:
-            front, workers = cpu_seconds(front_stat), workers_cpu()
-            switches = context_switches(under_test.process.pid)
+            front, workers = fronts_cpu(), workers_cpu()
+            switches = switched()
             result = loadgen.wrk(under_test.url, body_file, concurrency, args.seconds)
             answers = max(1, result["ok"])
-            front_ms = 1000 * (cpu_seconds(front_stat) - front) / answers
+            front_ms = 1000 * (fronts_cpu() - front) / answers
             workers_ms = 1000 * (workers_cpu() - workers) / answers
-            switches = (context_switches(under_test.process.pid) - switches) / answers
+            switches = (switched() - switches) / answers
             points[str(concurrency)] = {
                 "answers_per_s": result["items_per_s"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
                 "statuses": result["statuses"], "front_cpu_ms": front_ms, "workers_cpu_ms": workers_ms,
-                "front_switches": switches,
-                "front_ceiling_per_s": 1000 / front_ms if front_ms > 0 else None}
-            print(f"{workload} {engine} c={concurrency}: {result['items_per_s']:.0f}/s, front {front_ms:.3f} ms, "
-                  f"workers {workers_ms:.3f} ms per answer", flush=True)
+                "front_switches": switches, "fronts": fronts,
+                "front_ceiling_per_s": fronts * 1000 / front_ms if front_ms > 0 else None}
+            print(f"{workload} {engine_label(engine, fronts)} c={concurrency}: {result['items_per_s']:.0f}/s, "
+                  f"fronts {front_ms:.3f} ms, workers {workers_ms:.3f} ms per answer", flush=True)
         return points
     finally:
         under_test.stop()
+
+
+def engine_label(engine: str, fronts: int) -> str:
+    return engine if fronts == 1 else f"{engine}, {fronts} fronts"
 
 
 def report(results: dict[str, Any]) -> str:
@@ -140,17 +165,18 @@ def report(results: dict[str, Any]) -> str:
         f"{results['machine']}. " + (f"Server: a frozen install of commit {results['server_commit']}. "
                                      if results.get("server_commit") else "")
         + f"wrk closed loop, {results['seconds']:g} s a point after a 3 s warm-up, review-like texts "
-        "(bench/reviews.py); each server alone. Front CPU: the server's own process; workers: its "
-        "child processes (the process engine's model workers). 'Ceiling': 1000 / front ms, the answers a "
-        "second one front process could give if its CPU were all it needed (one GIL, one core); n/a where "
-        "the model computes in the front's process (the local engine's classifier).", "",
+        "(bench/reviews.py); each server alone. Front CPU: the server's own process, with the further "
+        "front processes of `server.fronts` (N fronts); workers: its other child processes (the process "
+        "engine's model workers). 'Ceiling': N x 1000 / front ms, the answers a second the fronts could give "
+        "if their CPU were all they needed (one GIL and one core each); n/a where the model computes in the "
+        "front's process (the local engine's classifier).", "",
         "| workload | engine | clients | answers/s | p50 / p99 ms | front CPU ms/answer | workers CPU ms/answer "
         "| front context switches/answer | front ceiling /s |", "|---|---|---|---|---|---|---|---|---|"]
     for workload, engines in results["runs"].items():
         for engine, points in engines.items():
             for concurrency, p in points.items():
                 ceiling = p["front_ceiling_per_s"]
-                workers = f"{p['workers_cpu_ms']:.3f}" if engine == "process" else "(none)"
+                workers = f"{p['workers_cpu_ms']:.3f}" if engine.startswith("process") else "(none)"
                 if workload == "classifier" and engine == "local":
                     ceiling = None  # the model's compute is the front process's too
                 lines.append(f"| {WORKLOADS[workload]} | {engine} | {concurrency} | {p['answers_per_s']:.0f} | "
@@ -165,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engines", type=lambda text: text.split(","), default=list(ENGINES))
     parser.add_argument("--concurrency", type=lambda text: [int(c) for c in text.split(",")], default=[1, 32, 64])
     parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--fronts", type=lambda text: [int(n) for n in text.split(",")], default=[1],
+                        help="front process counts to measure the process engine with (server.fronts), e.g. 1,2")
     parser.add_argument("--classifier", type=Path, default=CLASSIFIER, help="the classifier workload's model folder")
     parser.add_argument("--device", default="auto", help="the classifier's device (default: auto, CUDA if present)")
     parser.add_argument("--server-pythonpath", help="PYTHONPATH of the servers (a frozen install of the code)")
@@ -193,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for workload in args.workloads:
             body_file = bodies(workload, args.work)
-            results["runs"][workload] = {engine: measure(workload, engine, args, site, body_file)
-                                         for engine in args.engines}
+            results["runs"][workload] = {
+                engine_label(engine, fronts): measure(workload, engine, args, site, body_file, fronts)
+                for engine in args.engines for fronts in (args.fronts if engine == "process" else [1])}
     finally:
         for running in list(Server.running):
             running.stop()
