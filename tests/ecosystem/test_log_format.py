@@ -81,3 +81,45 @@ def test_text_access_line_of_an_in_process_request(restore_logging: None) -> Non
 @pytest.mark.parametrize("argv", [["--log-format", "json", "serve"], ["serve", "--log-format", "json"]])
 def test_serve_takes_the_format_before_or_after_the_command(argv: list[str]) -> None:
     assert build_parser().parse_args(argv).log_format == "json"
+
+
+class _HeldStream:
+    """A stream whose first write waits until released, so the lines logged meanwhile queue up and
+    go out together; it records every write."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        if not self.writes:
+            self.release.wait(10)
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_lines_waiting_together_go_out_in_whole_line_writes_a_pipe_never_splits() -> None:
+    from modeldeploy.logs import ATOMIC_WRITE_BYTES, BackgroundStreamHandler
+
+    stream = _HeldStream()
+    handler = BackgroundStreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    first = logging.LogRecord("t", logging.INFO, __file__, 1, "first", None, None)
+    handler.emit(first)
+    long_line = "x" * (ATOMIC_WRITE_BYTES + 10)
+    messages = [f"line {n} " + "é" * 40 for n in range(300)] + [long_line, "after the long one"]
+    for message in messages:
+        handler.emit(logging.LogRecord("t", logging.INFO, __file__, 1, message, None, None))
+    stream.release.set()
+    handler.flush()
+    handler.close()
+    assert "".join(stream.writes) == "first\n" + "".join(f"{message}\n" for message in messages)
+    queued = stream.writes[1:]
+    assert len(queued) > 5  # the ~30 KB queued behind the first write went out in several writes
+    assert all(write.endswith("\n") for write in queued)
+    assert all(len(write.encode()) <= ATOMIC_WRITE_BYTES for write in queued if long_line not in write)
+    assert f"{long_line}\n" in queued  # a record longer than a pipe's atomic write goes out alone, whole
