@@ -94,3 +94,7 @@ def test_several_fronts_choose_the_process_engine_and_refuse_the_others(tmp_path
     assert "server.fronts: 2 needs the process engine" in capsys.readouterr().err
     assert main(["serve", "--config", str(path), "--engine", "ray", "--port", "0"]) == 1
     assert "the ray engine serves from one front" in capsys.readouterr().err
+    assert main(["serve", "--fronts", "2", "--engine", "local", "--port", "0"]) == 1  # the flag, as the key
+    assert "server.fronts: 2 needs the process engine" in capsys.readouterr().err
+    assert main(["serve", "--fronts", "0", "--port", "0"]) == 1
+    assert "--fronts must be at least 1, got 0" in capsys.readouterr().err

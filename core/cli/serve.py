@@ -43,6 +43,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                             "the models in this process; process: each model in a worker process of its own "
                             "(a GIL of its own, meant for GPUs); ray: each model a Ray Serve deployment "
                             "(pip install 'modeldeploy[ray]')")
+    serve.add_argument("--fronts", type=int, help="process engine: HTTP front processes sharing the port and the "
+                                                  "model workers, one GIL each (default: server.fronts, else 1)")
     serve.add_argument("--address", help="ray engine: the Ray cluster to join, HOST:PORT (default: server."
                                          "ray_address, else a private Ray on 127.0.0.1)")
     # Also accepted after "serve" (where people type it); it sets the global --log-format.
@@ -60,8 +62,11 @@ def run_serve(args: argparse.Namespace) -> int:
     config = load_config(args.config, catalog.wrapper_classes())
     if args.port is not None and not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be between 0 and 65535, got {args.port}")
+    if args.fronts is not None and args.fronts < 1:
+        raise ConfigError(f"--fronts must be at least 1, got {args.fronts}")
     overrides = {key: value for key, value in (("host", args.host), ("port", args.port), ("engine", args.engine),
-                                               ("ray_address", args.address)) if value is not None}
+                                               ("ray_address", args.address), ("fronts", args.fronts))
+                 if value is not None}
     config = dataclasses.replace(config, server=dataclasses.replace(config.server, **overrides))
     server_config = config.server
     registry = Registry(config)  # checks that every configured model is installed, on every engine
