@@ -11,7 +11,7 @@
 # (bench/lone_request.py on both engines: what the server adds to one request, paired with
 # in-process), e.g. STAGES="lone curves"; front (bench/front_cost.py on the process engine: what the
 # HTTP front costs per answer on this host, with a model that costs nothing and beside the
-# classifier on the GPU; two more files).
+# classifier on the GPU, with 1, 2 and 4 front processes (server.fronts); two more files).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/device-out}
@@ -72,7 +72,7 @@ lone() {
 }
 front() {
   echo "== $(date +%T) the front's cost"
-  python3 bench/front_cost.py --workloads stream,classifier --engines process --concurrency 32,64 \
+  python3 bench/front_cost.py --workloads stream,classifier --engines process --fronts 1,2,4 --concurrency 32,64 \
     --seconds "$SECONDS_PER_POINT" --classifier "$WORK/minilm" --device "$DEVICE" --work "$WORK" \
     --out "$OUT/front-cost"
 }
