@@ -81,3 +81,46 @@ def test_a_connection_without_the_key_is_refused_and_the_worker_keeps_answering(
     finally:
         worker.kill()
         worker.join()
+
+
+def test_a_link_from_another_front_reaches_the_worker_started_again_without_a_failed_call(tmp_path) -> None:
+    """A further front (server.fronts) does not see a worker exit; its idle connections to the old
+    worker must not fail the first calls that borrow them once the new worker listens."""
+    from pathlib import Path
+
+    from modeldeploy.process_engine.client import WorkerAddress, WorkerLink
+
+    socket_path, key = tmp_path / "worker.sock", os.urandom(32)
+    config = parse_config({})
+
+    def start_worker():
+        socket_path.unlink(missing_ok=True)
+        process = multiprocessing.get_context("spawn").Process(
+            target=run_worker, args=(config, "no-such-model", str(socket_path), key, LogSettings()))
+        process.start()
+        wait_for(lambda: Path(socket_path).exists(), timeout=60, what="the worker's socket")
+        return process
+
+    link = WorkerLink(config, WorkerAddress("no-such-model", socket_path, key))
+    worker = start_worker()
+    try:
+        barrier = threading.Barrier(3)
+
+        def report_at_once() -> None:  # three calls at a time: three connections left idle in the pool
+            barrier.wait()
+            link.report()
+
+        callers = [threading.Thread(target=report_at_once) for _ in range(3)]
+        for caller in callers:
+            caller.start()
+        for caller in callers:
+            caller.join()
+        worker.kill()
+        worker.join()
+        worker = start_worker()
+        # each call answered by the new worker (loading, then failed: no such model), none failing
+        # on a connection to the old one
+        assert {link.report().status.state for _ in range(4)} <= {"loading", FAILED}
+    finally:
+        worker.kill()
+        worker.join()

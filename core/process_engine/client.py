@@ -143,7 +143,13 @@ class WorkerLink:
     def _call(self, message: tuple[Any, ...], waited: float) -> Any:
         connection, pool = self._connection()
         try:
-            connection.send(message)
+            try:
+                connection.send(message)
+            except OSError:  # an idle connection to a worker that has exited since: nothing was sent
+                connection.close()
+                self._forget_idle(pool)
+                connection, pool = self._connection(idle=False)
+                connection.send(message)
             if not connection.poll(waited):
                 connection.close()  # its reply, if it ever comes, must not answer the next request
                 raise PredictionTimeoutError(f"model {self.name!r}: its worker process did not answer within "
@@ -156,21 +162,35 @@ class WorkerLink:
         pool.put(connection)
         return reply
 
-    def _connection(self) -> tuple[Connection, queue.SimpleQueue[Connection]]:
-        """An idle connection to the running worker, or a new one, with the pool it returns to."""
+    def _connection(self, idle: bool = True) -> tuple[Connection, queue.SimpleQueue[Connection]]:
+        """An idle connection to the running worker (unless ``idle`` is False), or a new one, with the
+        pool it returns to."""
         with self._lock:
             down, pool = self._down, self._idle
         if down is not None:
             raise ModelNotReadyError(down, retry_after=1)
-        try:
-            return pool.get_nowait(), pool
-        except queue.Empty:
-            pass
+        if idle:
+            try:
+                return pool.get_nowait(), pool
+            except queue.Empty:
+                pass
         try:
             return Client(str(self._socket_path), family="AF_UNIX", authkey=self._authkey), pool
         except (OSError, EOFError):  # no socket yet, or the worker died during the handshake
             raise ModelNotReadyError(f"the worker process of model {self.name!r} is starting; retry shortly",
                                      retry_after=1) from None
+
+    def _forget_idle(self, pool: queue.SimpleQueue[Connection]) -> None:
+        """Close the idle connections of ``pool``, whose worker has exited (a front that did not start
+        it learns so only here), and start a new pool."""
+        with self._lock:
+            if self._idle is pool:
+                self._idle = queue.SimpleQueue()
+        while True:
+            try:
+                pool.get_nowait().close()
+            except queue.Empty:
+                return
 
 
 class ProcessModelClient(WorkerLink):
