@@ -189,3 +189,12 @@ def test_a_front_that_dies_is_started_again_and_sigterm_stops_every_process(tiny
         assert server.process.wait(60) == 0
         wait_for(lambda: not [pid for pid in processes if pid in session_members(server.pid)], timeout=10,
                  what="every front and worker to exit")
+
+
+def test_fronts_and_workers_end_with_the_first_front_when_it_is_killed(tiny_models, tmp_path):
+    with running_server(config(tiny_models), tmp_path) as server:
+        both_ready(server)
+        assert len(spawned(server)) == 2  # the other front and the worker
+        os.kill(server.pid, signal.SIGKILL)  # no drain: nothing of it may be left running
+        wait_for(lambda: not [pid for pid in session_members(server.pid) if pid != server.pid], timeout=30,
+                 what="the other front and the worker to exit")
