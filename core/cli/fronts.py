@@ -99,7 +99,7 @@ class FrontProcesses:
         deadline = time.monotonic() + seconds
         for front in self._fronts:
             if not front.ended.wait(max(0.0, deadline - time.monotonic())):
-                log.warning("front process %d did not stop within %.0f s; killing it", front.index, seconds)
+                log.warning("front process %d had not stopped after its grace period; killing it", front.index)
                 front.process.kill()
                 front.ended.wait(5)
 

@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import logging
 import sys
+import time
 from collections.abc import Callable
 from typing import TextIO
 
@@ -110,21 +111,23 @@ def run_serve(args: argparse.Namespace) -> int:
         fronts.start()
     announce_listening(server.addresses, sys.stdout)
     server.serve()  # until SIGTERM or Ctrl-C
+    # the other fronts drain meanwhile, within the same grace period and final flush
+    fronts_done_by = time.monotonic() + server_config.shutdown_grace_seconds + FINAL_FLUSH_SECONDS
     if fronts is not None:
         fronts.ask_to_drain()
     # past the grace period, queued requests get "shutting down" rather than silence
-    unfinished = server.drain(stop_models=lambda: _stop_models(registry, fronts, server_config.shutdown_grace_seconds))
+    unfinished = server.drain(stop_models=lambda: _stop_models(registry, fronts, fronts_done_by))
     if unfinished:
         log.warning("%d request(s) were still running after server.shutdown_grace_seconds", unfinished)
     log.info("stopped")
     exit_now(0)
 
 
-def _stop_models(registry: Registry, fronts: FrontProcesses | None, grace: float) -> None:
-    """Stop the models once no front needs them: the other fronts have drained (they started when
-    this one did, with the same grace period) or been killed."""
+def _stop_models(registry: Registry, fronts: FrontProcesses | None, fronts_done_by: float) -> None:
+    """Stop the models once no front needs them: the other fronts have drained, or been killed at
+    ``fronts_done_by`` (monotonic)."""
     if fronts is not None:
-        fronts.wait(grace + FINAL_FLUSH_SECONDS)
+        fronts.wait(max(0.0, fronts_done_by - time.monotonic()))
     registry.close(timeout=0)
 
 

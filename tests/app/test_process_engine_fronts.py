@@ -198,3 +198,15 @@ def test_fronts_and_workers_end_with_the_first_front_when_it_is_killed(tiny_mode
         os.kill(server.pid, signal.SIGKILL)  # no drain: nothing of it may be left running
         wait_for(lambda: not [pid for pid in session_members(server.pid) if pid != server.pid], timeout=30,
                  what="the other front and the worker to exit")
+
+
+def test_a_front_that_does_not_drain_is_killed_after_the_grace_period(tiny_models, tmp_path):
+    with running_server(config(tiny_models, shutdown_grace_seconds=1), tmp_path) as server:
+        both_ready(server)
+        other = next(pid for pid in fronts(server) if pid != server.pid)
+        os.kill(other, signal.SIGSTOP)  # it cannot act on SIGTERM
+        server.process.terminate()
+        assert server.process.wait(60) == 0
+        assert "front process 1 had not stopped after its grace period; killing it" in server.output()
+        wait_for(lambda: not [pid for pid in session_members(server.pid) if pid != server.pid], timeout=30,
+                 what="the stuck front and the worker to exit")
