@@ -1,9 +1,8 @@
 """Several HTTP front processes (``server.fronts``) on one listening socket, sharing the model workers.
 
 One front process parses, answers and logs under one GIL: about 0.5-1 ms of CPU per answer, so
-1,000-2,000 answers a second at most, whatever the accelerator behind it
-(bench/results-front-cost.md; on an H100 the classifier levelled off at ~905/s, bench/results-gpu-h100.md).
-With the process engine the models already run in worker processes of their own, so more fronts
+1,000-2,000 answers a second at most, however fast the model behind it (bench/results-front-cost.md;
+two fronts on 2 cores: bench/results-front-cost-fronts.md). With the process engine the models already run in worker processes of their own, so more fronts
 only need the workers' addresses: the first front (the ``modeldeploy serve`` process) binds the
 socket and starts the workers, then starts the others here (multiprocessing's spawn), each serving
 the same app on the same listening socket (the kernel hands each new connection to one of them)

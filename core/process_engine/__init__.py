@@ -5,7 +5,8 @@ gives each model its own (see :mod:`.worker` for why that matters on a GPU). The
 admission gate and the HTTP contract are the same: the front holds a
 :class:`~modeldeploy.remote.RemoteRegistry` whose clients are :class:`.client.ProcessModelClient`.
 Operators' loads and unloads are carried out by the model's worker, as the local registry carries
-them out; loading an installed model the config left out starts a worker for it.
+them out; loading an installed model the config left out starts a worker for it. With several
+front processes (``server.fronts``, the others' registry is :mod:`.attached`), they are refused.
 """
 
 from __future__ import annotations
