@@ -83,7 +83,12 @@ class FrontProcesses:
     def metric_texts(self) -> list[str]:
         """The other fronts' own metrics, as each last sent them (with those of the processes they replaced)."""
         with self._lock:
-            return [text for front in self._fronts for text in (*front.replaced, front.metrics) if text]
+            return self._counted_except(None)
+
+    def _counted_except(self, live: _Front | None) -> list[str]:
+        """Every front's metrics but ``live``'s own (the processes it replaced still count); under the lock."""
+        return [text for front in self._fronts for text in (*front.replaced, front.metrics)
+                if text and not (front is live and text is front.metrics)]
 
     def ask_to_drain(self) -> None:
         """SIGTERM every front: each stops accepting and finishes its requests (as this one does)."""
@@ -141,9 +146,7 @@ class FrontProcesses:
                     _, text = connection.recv()
                     with self._lock:
                         front.metrics = text
-                        # all but its own live counters: those of the processes it replaced count too
-                        others = front.replaced + [text for other in self._fronts if other is not front
-                                                   for text in (*other.replaced, other.metrics) if text]
+                        others = self._counted_except(front)
                     connection.send([generate_latest().decode("utf-8"), *others])
                 except (EOFError, OSError):
                     return
